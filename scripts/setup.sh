@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up what qnet needs to build and test, and nothing that is already there:
+#   - a project-local Python venv (.venv) holding PyPI's torch==2.13.0, the libtorch tch 0.26 expects,
+#     plus numpy and safetensors for the Python interop checks;
+#   - .cargo/config.toml pointing the build at that libtorch, so plain `cargo build|test|run` work.
+# Idempotent: a second run takes well under a second.
+# Bring your own libtorch by exporting LIBTORCH=/path/to/libtorch or LIBTORCH_USE_PYTORCH=1 (with a
+# Python env whose torch matches tch): the environment wins over .cargo/config.toml.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+die() { echo "setup: $*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo not found; install Rust (https://rustup.rs) first"
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || die "$python not found; install Python >= 3.10 with the venv module"
+
+venv=.venv
+stamp=$venv/.qnet-requirements
+if [[ ! -f $stamp ]] || ! cmp -s scripts/requirements.txt "$stamp"; then
+  if [[ ! -x $venv/bin/python ]]; then
+    echo "setup: creating $venv"
+    "$python" -m venv "$venv" || die "could not create a venv with $python (Debian/Ubuntu: apt-get install python3-venv)"
+  fi
+  echo "setup: installing torch==2.13.0 (libtorch for tch), numpy, safetensors into $venv (about 5 GB, once)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt \
+    || die "pip install -r scripts/requirements.txt failed (see above)"
+  cp scripts/requirements.txt "$stamp"
+fi
+
+site=$("$venv/bin/python" - <<'PY'
+import pathlib, sysconfig
+print(pathlib.Path(sysconfig.get_paths()["purelib"]).resolve())
+PY
+)
+torch_dir=$site/torch
+[[ -f $torch_dir/lib/libtorch_cpu.so || -f $torch_dir/lib/libtorch_cpu.dylib ]] \
+  || die "$torch_dir holds no libtorch; remove $venv and run this script again"
+rel=${torch_dir#"$root"/}
+
+mkdir -p .cargo
+config=".cargo/config.toml"
+want="# Written by scripts/setup.sh; LIBTORCH or LIBTORCH_USE_PYTORCH in the environment take precedence.
+[env]
+LIBTORCH = { value = \"$rel\", relative = true }"
+if [[ ! -f $config ]] || [[ "$(cat "$config")" != "$want" ]]; then
+  printf '%s\n' "$want" > "$config.tmp" && mv "$config.tmp" "$config"
+  echo "setup: wrote $config (LIBTORCH=$rel)"
+fi
+if [[ -n ${LIBTORCH:-} || -n ${LIBTORCH_USE_PYTORCH:-} ]]; then
+  echo "setup: building against your own libtorch (LIBTORCH=${LIBTORCH:-} LIBTORCH_USE_PYTORCH=${LIBTORCH_USE_PYTORCH:-})"
+fi

@@ -1,0 +1,1 @@
+//! qnet: Deep Q-Networks on CartPole-v1, on libtorch through tch.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("cuda: {}", tch::Cuda::is_available());
+}
