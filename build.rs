@@ -10,7 +10,8 @@
 use std::env;
 use std::path::PathBuf;
 
-const SETUP_HINT: &str = "run ./scripts/setup.sh (README.md, first lines) to install libtorch into .venv, \
+const SETUP_HINT: &str =
+    "run ./scripts/setup.sh (README.md, first lines) to install libtorch into .venv, \
 or export LIBTORCH=/path/to/libtorch";
 
 fn main() {

@@ -1,0 +1,283 @@
+//! Experiment configuration: raw YAML in, one validated, typed [`Config`] out.
+//!
+//! As ripgrep turns `LowArgs` into `HiArgs`, loading goes through three stages,
+//! each in its own submodule, and the rest of qnet only ever sees the result:
+//! 1. `tree`: the file's YAML and then each `--set` are merged over the
+//!    defaults' YAML tree, rejecting unknown keys (the defaults are the schema);
+//! 2. `read`: every key is typed, a type error naming the key, file and line;
+//! 3. `validate`: every value is range-checked.
+//!
+//! `configs/reference.yaml` documents every key with its default; a test keeps
+//! it equal to [`Config::default`].
+
+mod locate;
+mod read;
+mod tree;
+mod types;
+mod validate;
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+
+pub use types::{
+    Activation, DeviceSpec, Init, Loss, OptimizerKind, Procedure, ReplayDevice, Schedule,
+    StepCounting,
+};
+
+/// A complete, validated experiment configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Run name, used as `runs/<experiment>/`; non-empty, `[A-Za-z0-9._-]`, not all dots.
+    pub experiment: String,
+    /// The one seed every random stream is derived from.
+    pub seed: u64,
+    /// Device for the network and its updates.
+    pub device: DeviceSpec,
+    /// The environment.
+    pub env: EnvConfig,
+    /// The Q-network's shape and initialisation.
+    pub network: NetworkConfig,
+    /// The TD update.
+    pub agent: AgentConfig,
+    /// The optimizer of the online network.
+    pub optimizer: OptimizerConfig,
+    /// The replay buffer (`dqn` procedure).
+    pub replay: ReplayConfig,
+    /// The epsilon-greedy schedule.
+    pub exploration: ExplorationConfig,
+    /// The training loop.
+    pub train: TrainConfig,
+    /// Greedy evaluation.
+    pub eval: EvalConfig,
+    /// Resumable checkpoints.
+    pub checkpoint: CheckpointConfig,
+}
+
+/// The environment and how many copies step together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvConfig {
+    /// Gymnasium id; only `"CartPole-v1"`.
+    pub id: String,
+    /// Time limit: episodes are truncated (not terminated) after this many steps; 1..=100000.
+    pub max_episode_steps: u32,
+    /// Environments stepped as one batch; 1..=65536.
+    pub n_envs: usize,
+}
+
+/// The multilayer perceptron mapping an observation to one Q-value per action.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkConfig {
+    /// Widths of the hidden layers, input side first; non-empty, each 1..=65536.
+    pub hidden: Vec<i64>,
+    /// Nonlinearity after each hidden layer.
+    pub activation: Activation,
+    /// Weight initialisation.
+    pub init: Init,
+}
+
+/// The TD update: target `r + gamma * max_a' Q_target(s', a') * (1 - terminated)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentConfig {
+    /// Discount factor; [0, 1].
+    pub gamma: f64,
+    /// Pick the next action with the online net and value it with the target net (van Hasselt et al., 2016).
+    pub double_dqn: bool,
+    /// Loss between Q(s, a) and the TD target.
+    pub loss: Loss,
+    /// Env steps between target-network updates; 0 = no target network (bootstrap from the online net).
+    pub target_update_every: u64,
+    /// Target update weight; (0, 1]: 1 copies the online net, < 1 is a Polyak average.
+    pub tau: f64,
+}
+
+/// The optimizer and gradient clipping.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OptimizerConfig {
+    /// Algorithm.
+    pub kind: OptimizerKind,
+    /// Learning rate; finite, > 0.
+    pub lr: f64,
+    /// Adam's denominator epsilon; finite, > 0.
+    pub eps: f64,
+    /// Adam's first-moment decay; [0, 1).
+    pub beta1: f64,
+    /// Adam's second-moment decay; [0, 1).
+    pub beta2: f64,
+    /// Clip the global gradient norm to this; `None` = no clipping, else finite, > 0.
+    pub max_grad_norm: Option<f64>,
+}
+
+/// The experience replay buffer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayConfig {
+    /// Transitions held; the oldest is overwritten first; >= 1.
+    pub capacity: usize,
+    /// Transitions per gradient step; 1..=capacity.
+    pub batch_size: usize,
+    /// Env steps of pure exploration before the first update.
+    pub learning_starts: u64,
+    /// Where transitions are stored.
+    pub device: ReplayDevice,
+}
+
+/// Epsilon-greedy exploration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplorationConfig {
+    /// Shape of the schedule.
+    pub schedule: Schedule,
+    /// Epsilon at env step 0; [0, 1].
+    pub start: f64,
+    /// Epsilon after `decay_steps` (linear only); [0, 1].
+    pub end: f64,
+    /// Env steps from `start` to `end` (linear only, then >= 1).
+    pub decay_steps: u64,
+}
+
+/// The training loop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainConfig {
+    /// Which loop runs.
+    pub procedure: Procedure,
+    /// Env steps (summed over all envs) to train for (`dqn`); >= 1.
+    pub total_env_steps: u64,
+    /// Vector-env steps between training phases (`dqn`); >= 1.
+    pub train_freq: u64,
+    /// Gradient steps per training phase (`dqn`); >= 1.
+    pub gradient_steps: u64,
+    /// Settings of the `tutorial` procedure.
+    pub tutorial: TutorialConfig,
+}
+
+/// The tutorial's collect-then-fit loop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TutorialConfig {
+    /// Collect-then-fit iterations; >= 1.
+    pub iterations: u64,
+    /// The tutorial's `min_timesteps_per_batch`; >= 1.
+    pub min_memory: usize,
+    /// How collected steps are counted against `min_memory`.
+    pub step_counting: StepCounting,
+}
+
+/// Greedy evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalConfig {
+    /// Env steps between evaluations; 0 = only the final one.
+    pub every: u64,
+    /// Episodes per periodic evaluation; >= 1.
+    pub episodes: usize,
+    /// Episodes of the final evaluation; >= 1.
+    pub final_episodes: usize,
+    /// Stop training at the first periodic evaluation whose mean return is >= 475.
+    pub stop_when_solved: bool,
+}
+
+/// Resumable training checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckpointConfig {
+    /// Env steps between checkpoints; 0 = only at the end and on interrupt.
+    pub every: u64,
+}
+
+impl Default for Config {
+    /// The defaults documented in `configs/reference.yaml`: a plain DQN
+    /// (CleanRL/SB3-like) that trains CartPole-v1 on one environment.
+    fn default() -> Self {
+        Config {
+            experiment: "cartpole".to_owned(),
+            seed: 0,
+            device: DeviceSpec::Auto,
+            env: EnvConfig {
+                id: "CartPole-v1".to_owned(),
+                max_episode_steps: 500,
+                n_envs: 1,
+            },
+            network: NetworkConfig {
+                hidden: vec![64, 64],
+                activation: Activation::Relu,
+                init: Init::Torch,
+            },
+            agent: AgentConfig {
+                gamma: 0.99,
+                double_dqn: false,
+                loss: Loss::Mse,
+                target_update_every: 500,
+                tau: 1.0,
+            },
+            optimizer: OptimizerConfig {
+                kind: OptimizerKind::Adam,
+                lr: 1e-3,
+                eps: 1e-8,
+                beta1: 0.9,
+                beta2: 0.999,
+                max_grad_norm: None,
+            },
+            replay: ReplayConfig {
+                capacity: 50_000,
+                batch_size: 64,
+                learning_starts: 1_000,
+                device: ReplayDevice::Auto,
+            },
+            exploration: ExplorationConfig {
+                schedule: Schedule::Linear,
+                start: 1.0,
+                end: 0.05,
+                decay_steps: 10_000,
+            },
+            train: TrainConfig {
+                procedure: Procedure::Dqn,
+                total_env_steps: 50_000,
+                train_freq: 1,
+                gradient_steps: 1,
+                tutorial: TutorialConfig {
+                    iterations: 500,
+                    min_memory: 2_500,
+                    step_counting: StepCounting::Text,
+                },
+            },
+            eval: EvalConfig {
+                every: 5_000,
+                episodes: 10,
+                final_episodes: 100,
+                stop_when_solved: false,
+            },
+            checkpoint: CheckpointConfig { every: 0 },
+        }
+    }
+}
+
+impl Config {
+    /// Reads the YAML file at `path` (relative to the current directory), then
+    /// applies `overrides` (`"dotted.key=VALUE"`, in order) and validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Like [`Config::load`] on YAML `text`; `source` names it in error messages.
+    pub fn from_yaml_str(text: &str, source: &str, overrides: &[String]) -> Result<Config> {
+        let mut tree = tree::RawTree::new(Self::default_tree()?, source, text);
+        tree.merge_file()?;
+        for arg in overrides {
+            tree.apply_override(arg)?;
+        }
+        let config = read::config_from_tree(&tree)?;
+        validate::check(&config)
+            .map_err(|invalid| anyhow!("{}: {}", tree.origin_of(invalid.key), invalid.message))?;
+        Ok(config)
+    }
+
+    /// Every key with its value, as YAML that [`Config::load`] reads back to an equal `Config`.
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_yaml::to_string(self).context("serializing the config to YAML")
+    }
+
+    /// The defaults as a YAML tree: the starting values and the schema of known keys.
+    fn default_tree() -> Result<serde_yaml::Value> {
+        serde_yaml::to_value(Config::default()).context("serializing the default config")
+    }
+}

@@ -1,0 +1,321 @@
+//! Range checks on the typed config: every rule names the key, the allowed
+//! range and the value given, so the message alone says what to change.
+
+use std::fmt::Display;
+
+use super::{Config, Schedule};
+
+/// A violated rule: the key it is reported against, and the message.
+#[derive(Debug)]
+pub(super) struct Invalid {
+    pub(super) key: &'static str,
+    pub(super) message: String,
+}
+
+/// The only environment qnet implements.
+const CARTPOLE: &str = "CartPole-v1";
+/// Upper bound of layer widths and of `env.n_envs`: far beyond useful, well below overflow.
+const MAX_WIDTH: usize = 65_536;
+/// Upper bound of `env.max_episode_steps`.
+const MAX_EPISODE_STEPS: u32 = 100_000;
+
+/// Checks every value of `config`; the first violation found is returned.
+pub(super) fn check(config: &Config) -> Result<(), Invalid> {
+    check_experiment(&config.experiment)?;
+
+    let env = &config.env;
+    if env.id != CARTPOLE {
+        return Err(invalid(
+            "env.id",
+            format!(
+                "env.id = '{}' is not supported: must be '{CARTPOLE}'",
+                env.id
+            ),
+        ));
+    }
+    let steps = env.max_episode_steps;
+    require(
+        (1..=MAX_EPISODE_STEPS).contains(&steps),
+        "env.max_episode_steps",
+        steps,
+        &format!("in [1, {MAX_EPISODE_STEPS}]"),
+    )?;
+    require(
+        (1..=MAX_WIDTH).contains(&env.n_envs),
+        "env.n_envs",
+        env.n_envs,
+        &format!("in [1, {MAX_WIDTH}]"),
+    )?;
+
+    let hidden = &config.network.hidden;
+    if hidden.is_empty() {
+        return Err(invalid(
+            "network.hidden",
+            "network.hidden must not be empty".to_owned(),
+        ));
+    }
+    for (layer, &width) in hidden.iter().enumerate() {
+        if !(1..=MAX_WIDTH as i64).contains(&width) {
+            let message = format!(
+                "network.hidden[{layer}] = {width} is out of range: must be in [1, {MAX_WIDTH}]"
+            );
+            return Err(invalid("network.hidden", message));
+        }
+    }
+
+    let agent = &config.agent;
+    require(
+        (0.0..=1.0).contains(&agent.gamma),
+        "agent.gamma",
+        agent.gamma,
+        "in [0, 1]",
+    )?;
+    require(
+        agent.tau > 0.0 && agent.tau <= 1.0,
+        "agent.tau",
+        agent.tau,
+        "in (0, 1]",
+    )?;
+
+    let optimizer = &config.optimizer;
+    require(
+        is_positive(optimizer.lr),
+        "optimizer.lr",
+        optimizer.lr,
+        "> 0 (and finite)",
+    )?;
+    require(
+        is_positive(optimizer.eps),
+        "optimizer.eps",
+        optimizer.eps,
+        "> 0 (and finite)",
+    )?;
+    require(
+        (0.0..1.0).contains(&optimizer.beta1),
+        "optimizer.beta1",
+        optimizer.beta1,
+        "in [0, 1)",
+    )?;
+    require(
+        (0.0..1.0).contains(&optimizer.beta2),
+        "optimizer.beta2",
+        optimizer.beta2,
+        "in [0, 1)",
+    )?;
+    if let Some(norm) = optimizer.max_grad_norm {
+        require(
+            is_positive(norm),
+            "optimizer.max_grad_norm",
+            norm,
+            "> 0 and finite, or null for no clipping",
+        )?;
+    }
+
+    let replay = &config.replay;
+    require(
+        replay.capacity >= 1,
+        "replay.capacity",
+        replay.capacity,
+        ">= 1",
+    )?;
+    require(
+        replay.batch_size >= 1,
+        "replay.batch_size",
+        replay.batch_size,
+        ">= 1",
+    )?;
+    if replay.batch_size > replay.capacity {
+        let message = format!(
+            "replay.batch_size ({}) must not exceed replay.capacity ({})",
+            replay.batch_size, replay.capacity
+        );
+        return Err(invalid("replay.batch_size", message));
+    }
+
+    let exploration = &config.exploration;
+    require(
+        (0.0..=1.0).contains(&exploration.start),
+        "exploration.start",
+        exploration.start,
+        "in [0, 1]",
+    )?;
+    require(
+        (0.0..=1.0).contains(&exploration.end),
+        "exploration.end",
+        exploration.end,
+        "in [0, 1]",
+    )?;
+    if exploration.schedule == Schedule::Linear {
+        let steps = exploration.decay_steps;
+        require(
+            steps >= 1,
+            "exploration.decay_steps",
+            steps,
+            ">= 1 when exploration.schedule is linear",
+        )?;
+    }
+
+    let train = &config.train;
+    require(
+        train.total_env_steps >= 1,
+        "train.total_env_steps",
+        train.total_env_steps,
+        ">= 1",
+    )?;
+    require(
+        train.train_freq >= 1,
+        "train.train_freq",
+        train.train_freq,
+        ">= 1",
+    )?;
+    require(
+        train.gradient_steps >= 1,
+        "train.gradient_steps",
+        train.gradient_steps,
+        ">= 1",
+    )?;
+    let tutorial = &train.tutorial;
+    require(
+        tutorial.iterations >= 1,
+        "train.tutorial.iterations",
+        tutorial.iterations,
+        ">= 1",
+    )?;
+    require(
+        tutorial.min_memory >= 1,
+        "train.tutorial.min_memory",
+        tutorial.min_memory,
+        ">= 1",
+    )?;
+
+    let eval = &config.eval;
+    require(eval.episodes >= 1, "eval.episodes", eval.episodes, ">= 1")?;
+    require(
+        eval.final_episodes >= 1,
+        "eval.final_episodes",
+        eval.final_episodes,
+        ">= 1",
+    )
+}
+
+/// The name becomes a directory under `runs/`, so it must be one plain path segment.
+fn check_experiment(name: &str) -> Result<(), Invalid> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    // "." and ".." use only allowed characters but would escape `runs/`.
+    if name.is_empty() || !name.chars().all(allowed) || name.chars().all(|c| c == '.') {
+        let message = format!(
+            "experiment = '{name}' is not a valid run name: must be non-empty, \
+             use only A-Z a-z 0-9 . _ - and not be all dots"
+        );
+        return Err(invalid("experiment", message));
+    }
+    Ok(())
+}
+
+/// True for finite values above zero (NaN and infinity fail).
+fn is_positive(value: f64) -> bool {
+    value > 0.0 && value.is_finite()
+}
+
+/// Fails with the standard "is out of range" message unless `ok`.
+fn require(ok: bool, key: &'static str, value: impl Display, rule: &str) -> Result<(), Invalid> {
+    if ok {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        format!("{key} = {value} is out of range: must be {rule}"),
+    ))
+}
+
+fn invalid(key: &'static str, message: String) -> Invalid {
+    Invalid { key, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message for `config` after `edit`, asserting it is reported against `key`.
+    fn violation(key: &str, edit: impl FnOnce(&mut Config)) -> String {
+        let mut config = Config::default();
+        edit(&mut config);
+        let err = check(&config).expect_err("the edit should be rejected");
+        assert_eq!(err.key, key, "{}", err.message);
+        err.message
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(check(&Config::default()).is_ok());
+    }
+
+    #[test]
+    fn floats_name_key_value_and_range() {
+        let msg = violation("agent.gamma", |c| c.agent.gamma = 1.5);
+        assert_eq!(msg, "agent.gamma = 1.5 is out of range: must be in [0, 1]");
+        let msg = violation("optimizer.lr", |c| c.optimizer.lr = -0.001);
+        assert_eq!(
+            msg,
+            "optimizer.lr = -0.001 is out of range: must be > 0 (and finite)"
+        );
+        assert!(violation("optimizer.lr", |c| c.optimizer.lr = 0.0).contains("must be > 0"));
+        assert!(violation("optimizer.lr", |c| c.optimizer.lr = f64::NAN).contains("NaN"));
+        assert!(violation("agent.tau", |c| c.agent.tau = 0.0).contains("(0, 1]"));
+        assert!(violation("optimizer.beta2", |c| c.optimizer.beta2 = 1.0).contains("[0, 1)"));
+        assert!(violation("exploration.end", |c| c.exploration.end = -0.1).contains("[0, 1]"));
+        let msg = violation("optimizer.max_grad_norm", |c| {
+            c.optimizer.max_grad_norm = Some(0.0)
+        });
+        assert!(msg.contains("or null for no clipping"), "{msg}");
+    }
+
+    #[test]
+    fn integer_and_structural_rules() {
+        assert_eq!(
+            violation("network.hidden", |c| c.network.hidden.clear()),
+            "network.hidden must not be empty"
+        );
+        let msg = violation("network.hidden", |c| c.network.hidden = vec![64, 0]);
+        assert_eq!(
+            msg,
+            "network.hidden[1] = 0 is out of range: must be in [1, 65536]"
+        );
+        let msg = violation("replay.batch_size", |c| c.replay.batch_size = 0);
+        assert_eq!(msg, "replay.batch_size = 0 is out of range: must be >= 1");
+        let msg = violation("replay.batch_size", |c| {
+            c.replay.batch_size = 512;
+            c.replay.capacity = 100;
+        });
+        assert_eq!(
+            msg,
+            "replay.batch_size (512) must not exceed replay.capacity (100)"
+        );
+        assert!(violation("env.n_envs", |c| c.env.n_envs = 0).contains("[1, 65536]"));
+        assert!(violation("env.id", |c| c.env.id = "Pendulum-v1".into()).contains("'CartPole-v1'"));
+        assert!(
+            violation("exploration.decay_steps", |c| c.exploration.decay_steps = 0)
+                .contains("linear")
+        );
+        assert!(violation("eval.final_episodes", |c| c.eval.final_episodes = 0).contains(">= 1"));
+    }
+
+    #[test]
+    fn constant_schedule_ignores_decay_steps() {
+        let mut config = Config::default();
+        config.exploration.schedule = Schedule::Constant;
+        config.exploration.decay_steps = 0;
+        assert!(check(&config).is_ok());
+    }
+
+    #[test]
+    fn run_names_are_single_path_segments() {
+        for name in ["", "..", ".", "a/b", "a b", "ünï"] {
+            let msg = violation("experiment", |c| c.experiment = name.into());
+            assert!(msg.contains("not a valid run name"), "{msg}");
+        }
+        let mut config = Config::default();
+        config.experiment = "cartpole_v1.2-b".into();
+        assert!(check(&config).is_ok());
+    }
+}

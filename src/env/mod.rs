@@ -1,0 +1,53 @@
+//! CartPole-v1 environments: one env ([`CartPole`]) and N envs stepped together
+//! ([`BatchedCartPole`]), both step-for-step identical to Gymnasium 1.x.
+
+pub mod batched;
+pub mod cartpole;
+pub mod render;
+
+use std::fmt;
+
+pub use batched::{env_seed, BatchedCartPole};
+pub use cartpole::{CartPole, Step, DEFAULT_MAX_EPISODE_STEPS};
+
+/// Length of a CartPole observation: cart position, cart velocity, pole angle, pole angular velocity.
+pub const OBS_DIM: usize = 4;
+
+/// Number of discrete actions: 0 pushes the cart left, 1 pushes it right.
+pub const N_ACTIONS: usize = 2;
+
+/// Misuse of an environment by its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvError {
+    /// An action outside `0..N_ACTIONS`.
+    InvalidAction(i64),
+    /// `step` on an episode that has ended (or never started) without a reset since.
+    NeedsReset,
+    /// A batched step given a number of actions different from the number of envs.
+    ActionCount {
+        /// Number of envs in the batch.
+        expected: usize,
+        /// Number of actions given.
+        got: usize,
+    },
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidAction(action) => {
+                write!(f, "invalid CartPole action {action}: expected 0 (left) or 1 (right)")
+            }
+            Self::NeedsReset => write!(
+                f,
+                "CartPole stepped after its episode ended (or before the first reset): call reset first"
+            ),
+            Self::ActionCount { expected, got } => write!(
+                f,
+                "batched CartPole got {got} actions for {expected} environments"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
