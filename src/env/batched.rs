@@ -26,7 +26,7 @@ pub fn env_seed(seed: u64, index: usize) -> u64 {
 }
 
 /// N CartPole-v1 envs as a struct of arrays; [`BatchedCartPole::step`] allocates nothing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BatchedCartPole {
     x: Vec<f64>,
     x_dot: Vec<f64>,

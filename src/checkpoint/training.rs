@@ -1,0 +1,152 @@
+//! The resumable training checkpoint: one safetensors file holding every array (network
+//! and target weights, Adam moments, replay rows) as f32 tensors, and the loop's state
+//! (counters, RNG and env states, metrics) as JSON in its metadata. One file, written
+//! atomically, so a kill at any instant leaves the previous checkpoint intact.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::atomic::write_bytes_atomic;
+
+/// File name of the training checkpoint inside a run directory.
+pub const FILE_NAME: &str = "checkpoint.safetensors";
+const FORMAT_KEY: &str = "format";
+const FORMAT: &str = "qnet-training-checkpoint-v1";
+const STATE_KEY: &str = "state";
+const CONFIG_KEY: &str = "config";
+
+/// Everything a checkpoint holds, opaque to this module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingCheckpoint {
+    /// The resolved config the run was started with, as YAML.
+    pub config_yaml: String,
+    /// The training loop's state, as JSON.
+    pub state_json: String,
+    /// Named flat f32 arrays.
+    pub arrays: BTreeMap<String, Vec<f32>>,
+}
+
+impl TrainingCheckpoint {
+    /// Writes the checkpoint to `path`, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes: Vec<(String, Vec<u8>)> = self
+            .arrays
+            .iter()
+            .map(|(name, values)| {
+                (
+                    name.clone(),
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, data)| {
+                safetensors::tensor::TensorView::new(Dtype::F32, vec![data.len() / 4], data)
+                    .map(|view| (name.as_str(), view))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let metadata = HashMap::from([
+            (FORMAT_KEY.to_owned(), FORMAT.to_owned()),
+            (STATE_KEY.to_owned(), self.state_json.clone()),
+            (CONFIG_KEY.to_owned(), self.config_yaml.clone()),
+        ]);
+        let file = safetensors::tensor::serialize(views, Some(metadata))
+            .context("encoding the training checkpoint")?;
+        write_bytes_atomic(path, &file)
+    }
+
+    /// Reads a checkpoint written by [`TrainingCheckpoint::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).with_context(|| {
+            format!(
+                "reading the training checkpoint {}: a run directory gets one every \
+                 checkpoint.every env steps, on Ctrl-C and at the end",
+                path.display()
+            )
+        })?;
+        Self::decode(&bytes).with_context(|| {
+            format!(
+                "{} is not a readable qnet training checkpoint (truncated or corrupt?)",
+                path.display()
+            )
+        })
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let (_, header) = SafeTensors::read_metadata(bytes)?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        if metadata.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
+            bail!("its metadata does not say format {FORMAT}");
+        }
+        let field = |key: &str| {
+            metadata
+                .get(key)
+                .cloned()
+                .with_context(|| format!("its metadata has no '{key}'"))
+        };
+        let tensors = SafeTensors::deserialize(bytes)?;
+        let mut arrays = BTreeMap::new();
+        for (name, view) in tensors.tensors() {
+            if view.dtype() != Dtype::F32 {
+                bail!("tensor '{name}' is {:?}, not F32", view.dtype());
+            }
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            arrays.insert(name, values);
+        }
+        Ok(Self {
+            config_yaml: field(CONFIG_KEY)?,
+            state_json: field(STATE_KEY)?,
+            arrays,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TrainingCheckpoint {
+        TrainingCheckpoint {
+            config_yaml: "seed: 3\n".into(),
+            state_json: "{\"env_steps\":12}".into(),
+            arrays: BTreeMap::from([
+                ("online".into(), vec![1.5, -2.0, f32::MIN_POSITIVE]),
+                ("replay".into(), vec![]),
+            ]),
+        }
+    }
+
+    #[test]
+    fn round_trips_bit_for_bit() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(FILE_NAME);
+        sample().save(&path)?;
+        assert_eq!(TrainingCheckpoint::load(&path)?, sample());
+        Ok(())
+    }
+
+    #[test]
+    fn missing_truncated_and_foreign_files_are_named_errors() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(FILE_NAME);
+        let err = format!("{:#}", TrainingCheckpoint::load(&path).unwrap_err());
+        assert!(err.contains("checkpoint.safetensors"), "{err}");
+        sample().save(&path)?;
+        let bytes = fs::read(&path)?;
+        fs::write(&path, &bytes[..bytes.len() / 2])?;
+        let err = format!("{:#}", TrainingCheckpoint::load(&path).unwrap_err());
+        assert!(err.contains("truncated or corrupt"), "{err}");
+        fs::write(&path, "not a checkpoint")?;
+        assert!(TrainingCheckpoint::load(&path).is_err());
+        Ok(())
+    }
+}

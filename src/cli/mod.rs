@@ -1,0 +1,147 @@
+//! The command line: clap definitions and their mapping onto library calls.
+
+mod bench;
+mod play;
+mod run_dir;
+mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Deep Q-Networks on CartPole-v1, in Rust on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "qnet", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a Q-network from a YAML experiment (or resume an interrupted run).
+    Train(TrainArgs),
+    /// Evaluate a saved model.pt greedily and print mean, std, min, max.
+    Eval(EvalArgs),
+    /// Play one greedy episode of a saved model.pt and write it as an animated GIF.
+    Render(RenderArgs),
+    /// Measurements: time to solve over several seeds, or raw throughput.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Where an experiment comes from: a YAML file plus overrides.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Experiment YAML.
+    #[arg(long, default_value = "configs/cartpole.yaml")]
+    config: PathBuf,
+    /// Override a key by its dotted path, e.g. --set agent.gamma=0.95 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Device: auto, cpu, cuda or cuda:N (overrides the config's `device`).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The overrides in the order they apply: --set, then --device.
+    fn overrides(&self) -> Vec<String> {
+        let mut all = self.set.clone();
+        all.extend(self.device.iter().map(|d| format!("device={d}")));
+        all
+    }
+}
+
+#[derive(Debug, Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Seed of every random stream (overrides the config's `seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory (default: runs/<experiment>/<UTC time>-seed<N>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print only the run directory and the final summary line.
+    #[arg(long)]
+    quiet: bool,
+    /// Continue the interrupted run in this directory (uses its config.yaml).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["seed", "out", "set", "config"])]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// A model.pt, or a run directory holding one (default: the shipped model).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Episodes to play.
+    #[arg(long, default_value_t = 100)]
+    episodes: usize,
+    /// Seed of the evaluation envs (a run's own seed reproduces its final evaluation).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    /// A model.pt, or a run directory holding one (default: the shipped model).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The GIF to write.
+    #[arg(long, default_value = "cartpole.gif")]
+    out: PathBuf,
+    /// Seed of the episode's initial state.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Time limit of the episode.
+    #[arg(long, default_value_t = 500)]
+    max_steps: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Train one config over several seeds; print env steps and seconds to solved.
+    Solve(SolveArgs),
+    /// Gradient updates per second and env steps per second of a config on a device.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Debug, Args)]
+struct SolveArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Seeds 0..N are trained one after the other.
+    #[arg(long, default_value_t = 10)]
+    seeds: u64,
+    /// Where the runs go (default: runs/bench-solve/<experiment>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ThroughputArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Seconds to time each phase.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+impl Cli {
+    /// Runs the command; the exit code to use on success (non-zero after an interrupt).
+    pub fn run(self) -> Result<i32> {
+        match self.command {
+            Command::Train(args) => train::train(args),
+            Command::Eval(args) => play::eval(args).map(|()| 0),
+            Command::Render(args) => play::render(args).map(|()| 0),
+            Command::Bench(BenchCommand::Solve(args)) => bench::solve(args).map(|()| 0),
+            Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).map(|()| 0),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `qnet eval` and `qnet render`: a saved model.pt, played greedily.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use tch::{Device, Tensor};
+
+use super::{EvalArgs, RenderArgs};
+use crate::atomic::write_bytes_atomic;
+use crate::config::DeviceSpec;
+use crate::device;
+use crate::env::render::{render_frame, HEIGHT, WIDTH};
+use crate::env::{env_seed, CartPole, N_ACTIONS, OBS_DIM};
+use crate::eval::{evaluate, final_eval_seed, Policy};
+use crate::export::{load_torchscript, QModel};
+use crate::video::GifWriter;
+
+/// The model `qnet eval` and `qnet render` use when given none.
+pub(super) const SHIPPED_MODEL: &str = "models/cartpole-dqn/model.pt";
+
+/// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
+const FPS: u32 = 50;
+
+/// `--checkpoint` as a model.pt path: a run directory means its model.pt; none means the
+/// shipped model (looked up from the working directory, then from the source tree).
+fn model_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
+    match checkpoint {
+        Some(path) if path.is_dir() => {
+            let model = path.join("model.pt");
+            if !model.exists() {
+                bail!(
+                    "{} is a directory without a model.pt; pass a run directory qnet train \
+                     wrote, or the model.pt itself",
+                    path.display()
+                );
+            }
+            Ok(model)
+        }
+        Some(path) => Ok(path.to_path_buf()),
+        None => {
+            let local = PathBuf::from(SHIPPED_MODEL);
+            if local.exists() {
+                Ok(local)
+            } else {
+                Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL))
+            }
+        }
+    }
+}
+
+/// A loaded TorchScript Q-network acting greedily.
+struct Greedy(QModel);
+
+impl Policy for Greedy {
+    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
+        Ok(self.0.q_values(obs)?.argmax(1, false))
+    }
+
+    fn device(&self) -> Device {
+        self.0.device()
+    }
+}
+
+fn load(checkpoint: Option<&Path>, device: Device) -> Result<(PathBuf, Greedy)> {
+    let path = model_path(checkpoint)?;
+    let model = load_torchscript(&path, device, OBS_DIM as i64, N_ACTIONS as i64)?;
+    Ok((path, Greedy(model)))
+}
+
+pub(super) fn eval(args: EvalArgs) -> Result<()> {
+    if args.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let spec: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+    let device = device::resolve(spec, "--device")?;
+    let (path, policy) = load(args.checkpoint.as_deref(), device)?;
+    let result = evaluate(&policy, args.episodes, final_eval_seed(args.seed), 500)?;
+    println!(
+        "{}: mean {:.2} std {:.2} min {} max {} over {} episodes (seed {}, {}): {}",
+        path.display(),
+        result.mean,
+        result.std,
+        result.min,
+        result.max,
+        result.episodes,
+        args.seed,
+        device::name(device),
+        if result.solved() {
+            "solved (mean >= 475)"
+        } else {
+            "not solved (mean < 475)"
+        }
+    );
+    Ok(())
+}
+
+pub(super) fn render(args: RenderArgs) -> Result<()> {
+    if args.max_steps == 0 {
+        bail!("--max-steps must be at least 1");
+    }
+    let (path, policy) = load(args.checkpoint.as_deref(), Device::Cpu)?;
+    let mut env =
+        CartPole::with_max_episode_steps(env_seed(final_eval_seed(args.seed), 0), args.max_steps);
+    let mut obs = env.reset();
+    let mut gif = GifWriter::new(Vec::new(), WIDTH, HEIGHT, FPS)?;
+    let mut episode_return = 0.0;
+    let mut steps = 0;
+    gif.push(&render_frame(&env.state(), steps, episode_return))?;
+    loop {
+        let action = policy
+            .greedy_actions(&Tensor::from_slice(&obs).view([1, OBS_DIM as i64]))?
+            .int64_value(&[0]);
+        let step = env.step(action)?;
+        steps += 1;
+        episode_return += f64::from(step.reward);
+        obs = step.obs;
+        gif.push(&render_frame(&env.state(), steps, episode_return))?;
+        if step.terminated || step.truncated {
+            break;
+        }
+    }
+    let bytes = gif.finish()?;
+    write_bytes_atomic(&args.out, &bytes)?;
+    println!(
+        "{}: {} steps, return {episode_return}, written to {} ({} frames at {FPS} fps)",
+        path.display(),
+        steps,
+        args.out.display(),
+        steps + 1
+    );
+    Ok(())
+}

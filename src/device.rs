@@ -1,0 +1,178 @@
+//! Turning the configured device (`auto`, `cpu`, `cuda`, `cuda:N`) into a tch device.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use crate::config::{DeviceSpec, ReplayDevice};
+
+/// What libtorch reports about CUDA on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaReport {
+    /// libtorch was built with CUDA (its libtorch_cuda is loaded).
+    pub built_with_cuda: bool,
+    /// Usable CUDA devices.
+    pub device_count: usize,
+}
+
+impl CudaReport {
+    /// Asks the linked libtorch.
+    pub fn probe() -> Self {
+        Self {
+            built_with_cuda: tch::utils::has_cuda(),
+            device_count: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "libtorch reports CUDA {} and {} usable CUDA device{}",
+            if self.built_with_cuda {
+                "built in"
+            } else {
+                "not built in"
+            },
+            self.device_count,
+            if self.device_count == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The device `spec` names on a machine described by `cuda`; `key` names the setting in errors.
+pub fn resolve_with(spec: DeviceSpec, cuda: CudaReport, key: &str) -> Result<Device> {
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Auto if cuda.device_count > 0 => Ok(Device::Cuda(0)),
+        DeviceSpec::Auto => Ok(Device::Cpu),
+        DeviceSpec::Cuda(index) => {
+            let index = index.unwrap_or(0);
+            if index < cuda.device_count {
+                Ok(Device::Cuda(index))
+            } else if cuda.device_count == 0 {
+                bail!(
+                    "{key} is '{spec}' but no CUDA device is usable here: {}. \
+                     Use --device cpu (or auto), or run on a machine with an NVIDIA GPU and a \
+                     CUDA build of libtorch",
+                    cuda.describe()
+                )
+            } else {
+                bail!(
+                    "{key} is '{spec}' but CUDA devices are numbered 0..{}: {}",
+                    cuda.device_count - 1,
+                    cuda.describe()
+                )
+            }
+        }
+    }
+}
+
+/// The device `spec` names on this machine.
+pub fn resolve(spec: DeviceSpec, key: &str) -> Result<Device> {
+    resolve_with(spec, CudaReport::probe(), key)
+}
+
+/// Where the replay buffer lives: `auto` follows the training device.
+pub fn resolve_replay(spec: ReplayDevice, train: Device) -> Result<Device> {
+    match spec {
+        ReplayDevice::Auto => Ok(train),
+        ReplayDevice::Device(spec) => resolve(spec, "replay.device"),
+    }
+}
+
+/// The spelling used in summaries and progress lines: `cpu`, `cuda:0`, ...
+pub fn name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_owned(),
+        Device::Cuda(index) => format!("cuda:{index}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_CUDA: CudaReport = CudaReport {
+        built_with_cuda: false,
+        device_count: 0,
+    };
+    const CUDA_NO_GPU: CudaReport = CudaReport {
+        built_with_cuda: true,
+        device_count: 0,
+    };
+    const TWO_GPUS: CudaReport = CudaReport {
+        built_with_cuda: true,
+        device_count: 2,
+    };
+
+    #[test]
+    fn auto_picks_cuda_only_when_a_device_exists() -> Result<()> {
+        assert_eq!(
+            resolve_with(DeviceSpec::Auto, NO_CUDA, "device")?,
+            Device::Cpu
+        );
+        assert_eq!(
+            resolve_with(DeviceSpec::Auto, CUDA_NO_GPU, "device")?,
+            Device::Cpu
+        );
+        assert_eq!(
+            resolve_with(DeviceSpec::Auto, TWO_GPUS, "device")?,
+            Device::Cuda(0)
+        );
+        assert_eq!(
+            resolve_with(DeviceSpec::Cpu, TWO_GPUS, "device")?,
+            Device::Cpu
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn cuda_indices_resolve_within_the_count() -> Result<()> {
+        assert_eq!(
+            resolve_with(DeviceSpec::Cuda(None), TWO_GPUS, "device")?,
+            Device::Cuda(0)
+        );
+        assert_eq!(
+            resolve_with(DeviceSpec::Cuda(Some(1)), TWO_GPUS, "device")?,
+            Device::Cuda(1)
+        );
+        let err = resolve_with(DeviceSpec::Cuda(Some(2)), TWO_GPUS, "device").unwrap_err();
+        assert!(err.to_string().contains("numbered 0..1"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn cuda_without_a_gpu_says_what_libtorch_reports() {
+        let err = resolve_with(DeviceSpec::Cuda(None), NO_CUDA, "device")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("device is 'cuda'"), "{err}");
+        assert!(
+            err.contains("CUDA not built in and 0 usable CUDA devices"),
+            "{err}"
+        );
+        let err = resolve_with(DeviceSpec::Cuda(Some(0)), CUDA_NO_GPU, "replay.device")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("replay.device is 'cuda:0'"), "{err}");
+        assert!(err.contains("CUDA built in and 0 usable"), "{err}");
+    }
+
+    #[test]
+    fn replay_auto_follows_the_training_device() -> Result<()> {
+        assert_eq!(
+            resolve_replay(ReplayDevice::Auto, Device::Cuda(1))?,
+            Device::Cuda(1)
+        );
+        assert_eq!(
+            resolve_replay(ReplayDevice::Device(DeviceSpec::Cpu), Device::Cuda(0))?,
+            Device::Cpu
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn names_are_config_spellings() {
+        assert_eq!(name(Device::Cpu), "cpu");
+        assert_eq!(name(Device::Cuda(3)), "cuda:3");
+    }
+}

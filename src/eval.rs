@@ -1,0 +1,159 @@
+//! Greedy evaluation on separately seeded, batched CartPoles.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::env::{BatchedCartPole, OBS_DIM};
+use crate::rng::{stream_seed, Stream};
+
+/// CartPole-v1's reward threshold: a policy averaging this much is "solved".
+pub const SOLVED_RETURN: f64 = 475.0;
+
+/// Anything that maps observations `[B, OBS_DIM]` to greedy actions `[B]`.
+pub trait Policy {
+    /// Greedy actions, int64, any device.
+    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor>;
+    /// Where observations must be placed.
+    fn device(&self) -> Device;
+}
+
+/// Returns of a greedy evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// Episodes evaluated.
+    pub episodes: usize,
+    /// Mean return.
+    pub mean: f64,
+    /// Population standard deviation of the returns.
+    pub std: f64,
+    /// Lowest return.
+    pub min: f64,
+    /// Highest return.
+    pub max: f64,
+}
+
+impl EvalResult {
+    fn from_returns(returns: &[f64]) -> Self {
+        let n = returns.len().max(1) as f64;
+        let mean = returns.iter().sum::<f64>() / n;
+        let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n;
+        Self {
+            episodes: returns.len(),
+            mean,
+            std: var.sqrt(),
+            min: returns.iter().copied().fold(f64::INFINITY, f64::min),
+            max: returns.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+
+    /// Mean return reaches CartPole-v1's threshold.
+    pub fn solved(&self) -> bool {
+        self.mean >= SOLVED_RETURN
+    }
+}
+
+/// The env seed of the final (and `qnet eval`) evaluation for a run seed.
+pub fn final_eval_seed(seed: u64) -> u64 {
+    stream_seed(seed, Stream::FinalEvalEnvs)
+}
+
+/// The env seed of periodic evaluations for a run seed (every evaluation of a run sees
+/// the same initial states, so their results compare).
+pub fn periodic_eval_seed(seed: u64) -> u64 {
+    stream_seed(seed, Stream::EvalEnvs)
+}
+
+/// Plays `episodes` greedy episodes at once, env `i` seeded from `env_seed`, and
+/// scores the first episode of each.
+pub fn evaluate(
+    policy: &dyn Policy,
+    episodes: usize,
+    env_seed: u64,
+    max_episode_steps: u32,
+) -> Result<EvalResult> {
+    let mut envs = BatchedCartPole::new(episodes, env_seed, max_episode_steps);
+    envs.reset_all();
+    let mut returns = vec![0.0f64; episodes];
+    let mut running = vec![true; episodes];
+    let mut remaining = episodes;
+    let mut actions = vec![0i64; episodes];
+    while remaining > 0 {
+        let obs = Tensor::from_slice(envs.obs())
+            .view([episodes as i64, OBS_DIM as i64])
+            .to_device(policy.device());
+        let greedy = policy.greedy_actions(&obs)?.to_device(Device::Cpu);
+        greedy
+            .f_copy_data(&mut actions, episodes)
+            .context("reading the policy's actions")?;
+        envs.step(&actions)?;
+        for i in 0..episodes {
+            if running[i] {
+                returns[i] += f64::from(envs.rewards()[i]);
+                if envs.terminated()[i] || envs.truncated()[i] {
+                    running[i] = false;
+                    remaining -= 1;
+                }
+            }
+        }
+    }
+    Ok(EvalResult::from_returns(&returns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// Pushes toward the side the pole leans to: a classic controller that balances.
+    struct Lean;
+
+    impl Policy for Lean {
+        fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
+            let lean = obs.select(1, 2) + obs.select(1, 3) * 0.5;
+            Ok(lean.gt(0.0).to_kind(Kind::Int64))
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+
+    /// Always pushes left: falls within a few dozen steps.
+    struct Left;
+
+    impl Policy for Left {
+        fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
+            Ok(Tensor::zeros([obs.size()[0]], (Kind::Int64, Device::Cpu)))
+        }
+        fn device(&self) -> Device {
+            Device::Cpu
+        }
+    }
+
+    #[test]
+    fn a_balancing_controller_is_solved_and_pushing_left_is_not() -> Result<()> {
+        let good = evaluate(&Lean, 20, 1, 500)?;
+        assert_eq!(good.episodes, 20);
+        assert!(good.solved(), "{good:?}");
+        let bad = evaluate(&Left, 20, 1, 500)?;
+        assert!(
+            !bad.solved() && bad.max < 100.0 && bad.min >= 1.0,
+            "{bad:?}"
+        );
+        assert!(bad.std >= 0.0 && bad.min <= bad.mean && bad.mean <= bad.max);
+        Ok(())
+    }
+
+    #[test]
+    fn the_time_limit_caps_returns() -> Result<()> {
+        let capped = evaluate(&Lean, 5, 2, 50)?;
+        assert_eq!((capped.min, capped.max, capped.std), (50.0, 50.0, 0.0));
+        Ok(())
+    }
+
+    #[test]
+    fn statistics_are_population_moments() {
+        let r = EvalResult::from_returns(&[1.0, 3.0]);
+        assert_eq!((r.mean, r.std, r.min, r.max), (2.0, 1.0, 1.0, 3.0));
+    }
+}

@@ -1,0 +1,82 @@
+//! The DQN procedure (Mnih et al., 2015): epsilon-greedy acting on batched envs into a
+//! replay buffer, minibatch TD updates every `train_freq` vector steps, a target network
+//! refreshed every `target_update_every` env steps.
+
+use anyhow::Result;
+
+use super::Trainer;
+use crate::env::OBS_DIM;
+use crate::replay::Transition;
+
+impl Trainer<'_> {
+    /// Trains until the env-step budget is spent or it is solved; returns true when a stop
+    /// was requested instead.
+    pub(super) fn run_dqn(&mut self) -> Result<bool> {
+        let n = self.cfg.env.n_envs;
+        let mut actions = vec![0i64; n];
+        let mut obs = vec![0.0f32; n * OBS_DIM];
+        while self.state.env_steps < self.cfg.train.total_env_steps {
+            if self.stop_requested() {
+                return Ok(true);
+            }
+            // Act: one batched forward pass for the envs that do not explore.
+            obs.copy_from_slice(self.state.envs.obs());
+            let epsilon = self.epsilon();
+            self.learner
+                .act(&obs, epsilon, &mut self.state.explore_rng, &mut actions)?;
+            self.state.envs.step(&actions)?;
+            self.state.env_steps += n as u64;
+            self.state.vector_steps += 1;
+
+            // Store: an episode that ended bootstraps from its true last observation.
+            for i in 0..n {
+                let envs = &self.state.envs;
+                let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
+                let done = terminated || truncated;
+                let next = if done { envs.final_obs() } else { envs.obs() };
+                let reward = envs.rewards()[i];
+                self.replay.push(Transition {
+                    obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
+                    next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
+                    action: actions[i],
+                    reward,
+                    terminated,
+                    truncated,
+                });
+                self.state.episode_returns[i] += f64::from(reward);
+                if done {
+                    let length = self.state.envs.episode_lengths()[i];
+                    let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
+                    self.end_episode(episode_return, length);
+                }
+            }
+
+            // Target network: refreshed on env-step boundaries, as SB3 and CleanRL do.
+            let every = self.cfg.agent.target_update_every;
+            if every > 0 && self.state.env_steps >= self.state.next_target_at {
+                self.learner.update_target();
+                self.state.next_target_at = (self.state.env_steps / every + 1) * every;
+            }
+
+            // Learn: gradient_steps minibatch updates every train_freq vector steps.
+            if self.state.env_steps > self.cfg.replay.learning_starts
+                && self.state.vector_steps % self.cfg.train.train_freq == 0
+            {
+                for _ in 0..self.cfg.train.gradient_steps {
+                    let batch = self
+                        .replay
+                        .sample(self.cfg.replay.batch_size, &mut self.state.replay_rng)?;
+                    self.learner.update(&batch);
+                    self.state.gradient_updates += 1;
+                }
+            }
+
+            if self.maybe_evaluate()? {
+                break;
+            }
+            self.maybe_checkpoint()?;
+            self.report();
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,90 @@
+//! The tutorial's procedure, kept for comparison: each iteration collects whole episodes
+//! with a constant epsilon into a fresh memory until it holds more than `min_memory`
+//! transitions, then fits every stored transition once, in order, `batch_size` at a time
+//! (one, as the tutorial does), bootstrapping from the network being trained.
+
+use anyhow::Result;
+use tch::Tensor;
+
+use super::Trainer;
+use crate::config::StepCounting;
+use crate::env::OBS_DIM;
+use crate::replay::{Batch, Transition, ROW};
+
+impl Trainer<'_> {
+    /// Runs the remaining iterations; returns true when a stop was requested (checked
+    /// between iterations, so a checkpoint never holds a half-collected memory).
+    pub(super) fn run_tutorial(&mut self) -> Result<bool> {
+        let n = self.cfg.env.n_envs;
+        let tutorial = self.cfg.train.tutorial.clone();
+        let mut actions = vec![0i64; n];
+        let mut obs = vec![0.0f32; n * OBS_DIM];
+        let mut memory: Vec<f32> = Vec::new();
+        while self.state.tutorial_iterations < tutorial.iterations {
+            if self.stop_requested() {
+                return Ok(true);
+            }
+            // Collect: whole episodes until the counter passes min_memory. The text counts
+            // transitions; the code adds len(memory) after every episode.
+            memory.clear();
+            let mut counter = 0usize;
+            while counter <= tutorial.min_memory {
+                obs.copy_from_slice(self.state.envs.obs());
+                let epsilon = self.epsilon();
+                self.learner
+                    .act(&obs, epsilon, &mut self.state.explore_rng, &mut actions)?;
+                self.state.envs.step(&actions)?;
+                self.state.env_steps += n as u64;
+                self.state.vector_steps += 1;
+                for i in 0..n {
+                    let envs = &self.state.envs;
+                    let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
+                    let done = terminated || truncated;
+                    let next = if done { envs.final_obs() } else { envs.obs() };
+                    let reward = envs.rewards()[i];
+                    let start = memory.len();
+                    memory.resize(start + ROW, 0.0);
+                    Transition {
+                        obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
+                        next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
+                        action: actions[i],
+                        reward,
+                        terminated,
+                        truncated,
+                    }
+                    .write_row(&mut memory[start..]);
+                    self.state.episode_returns[i] += f64::from(reward);
+                    if done {
+                        let length = self.state.envs.episode_lengths()[i];
+                        let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
+                        self.end_episode(episode_return, length);
+                        let held = memory.len() / ROW;
+                        counter = match tutorial.step_counting {
+                            StepCounting::Text => held,
+                            StepCounting::Code => counter + held,
+                        };
+                    }
+                }
+                self.report();
+            }
+
+            // Fit: every transition once, in collection order.
+            let batch_rows = self.cfg.replay.batch_size * ROW;
+            for chunk in memory.chunks(batch_rows) {
+                let rows = Tensor::from_slice(chunk)
+                    .view([(chunk.len() / ROW) as i64, ROW as i64])
+                    .to_device(self.device);
+                self.learner.update(&Batch::from_rows(&rows));
+                self.state.gradient_updates += 1;
+            }
+            self.state.tutorial_iterations += 1;
+
+            if self.maybe_evaluate()? {
+                break;
+            }
+            self.maybe_checkpoint()?;
+            self.report();
+        }
+        Ok(false)
+    }
+}
