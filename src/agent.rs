@@ -152,17 +152,23 @@ impl Learner {
             let discount = &batch.terminated * -self.gamma + self.gamma;
             batch.rewards.addcmul(&discount, &next_value)
         });
-        let q = self
-            .online
-            .forward(&batch.obs)
-            .gather(1, &batch.actions, false)
-            .squeeze_dim(1);
-        let loss = match self.loss {
-            Loss::Mse => q.mse_loss(&td_target, Reduction::Mean),
-            Loss::Huber => q.huber_loss(&td_target, Reduction::Mean, 1.0),
+        // Q(s, a) for the actions taken, and dLoss/dQ(s, a) for the mean over the batch.
+        let (q_all, trace) = self.online.forward_traced(&batch.obs);
+        let q = q_all.gather(1, &batch.actions, false).squeeze_dim(1);
+        let error = &q - &td_target;
+        let scale = 1.0 / batch.actions.size()[0] as f64;
+        let (loss, grad_q) = match self.loss {
+            Loss::Mse => (error.square().mean(Kind::Float), &error * (2.0 * scale)),
+            // Huber with delta 1: quadratic inside |error| < 1, linear outside.
+            Loss::Huber => (
+                q.huber_loss(&td_target, Reduction::Mean, 1.0),
+                error.clamp(-1.0, 1.0) * scale,
+            ),
         };
-        self.online.zero_grad();
-        loss.backward();
+        let grad_output = q_all
+            .zeros_like()
+            .scatter(1, &batch.actions, &grad_q.unsqueeze(1));
+        self.online.backward(&trace, &grad_output);
         self.adam.step(
             self.online.flat(),
             self.online.flat_grad(),
@@ -204,6 +210,22 @@ impl Learner {
         let _ = self.q_sum.zero_();
         self.stat_updates = 0;
         Some(stats)
+    }
+
+    /// The running update statistics not yet read: (loss sum, Q sum, updates), for checkpoints.
+    pub fn pending_stats(&self) -> (f32, f32, u64) {
+        (
+            self.loss_sum.double_value(&[]) as f32,
+            self.q_sum.double_value(&[]) as f32,
+            self.stat_updates,
+        )
+    }
+
+    /// Restores statistics saved with [`Learner::pending_stats`].
+    pub fn restore_stats(&mut self, loss_sum: f32, q_sum: f32, updates: u64) {
+        let _ = self.loss_sum.fill_(f64::from(loss_sum));
+        let _ = self.q_sum.fill_(f64::from(q_sum));
+        self.stat_updates = updates;
     }
 
     /// Restores parameters and optimizer state saved from an identically configured learner.
@@ -267,6 +289,63 @@ mod tests {
                 (q - expected).abs() < 1e-3,
                 "terminated={terminated}: q {q} vs {expected}"
             );
+        }
+        Ok(())
+    }
+
+    /// The update's hand-derived gradient equals autograd's for both losses.
+    #[test]
+    fn update_gradient_matches_autograd() -> Result<()> {
+        for loss in [Loss::Mse, Loss::Huber] {
+            let mut cfg = Config::default();
+            cfg.agent.loss = loss;
+            cfg.optimizer.lr = 1e-3;
+            let mut learner = Learner::new(&cfg, Device::Cpu, 9)?;
+            tch::manual_seed(4);
+            let n = 16;
+            let b = Batch {
+                obs: Tensor::randn([n, 4], (Kind::Float, Device::Cpu)),
+                next_obs: Tensor::randn([n, 4], (Kind::Float, Device::Cpu)),
+                actions: Tensor::randint(2, [n, 1], (Kind::Int64, Device::Cpu)),
+                rewards: Tensor::ones([n], (Kind::Float, Device::Cpu)) * 3.0,
+                terminated: Tensor::zeros([n], (Kind::Float, Device::Cpu)),
+            };
+            // The default config: a target network, no Double DQN, so r + gamma max Q_target.
+            let td_target = tch::no_grad(|| {
+                let next = learner
+                    .target()
+                    .map(|t| t.forward(&b.next_obs).amax(1, false));
+                &b.rewards + next.unwrap_or_else(|| b.rewards.zeros_like()) * cfg.agent.gamma
+            });
+            let q = learner
+                .online()
+                .forward(&b.obs)
+                .gather(1, &b.actions, false)
+                .squeeze_dim(1);
+            let reference = match loss {
+                Loss::Mse => q.mse_loss(&td_target, Reduction::Mean),
+                Loss::Huber => q.huber_loss(&td_target, Reduction::Mean, 1.0),
+            };
+            let variables: Vec<Tensor> = learner
+                .online()
+                .variables()
+                .iter()
+                .map(Tensor::shallow_clone)
+                .collect();
+            let autograd = Tensor::run_backward(&[reference], &variables, false, false);
+            let autograd = Tensor::cat(
+                &autograd
+                    .iter()
+                    .map(|g| g.flatten(0, -1))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            learner.update(&b);
+            let diff = (learner.online().flat_grad() - &autograd)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-5, "{loss:?}: gradient differs by {diff}");
         }
         Ok(())
     }

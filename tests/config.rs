@@ -367,10 +367,12 @@ fn partial_and_empty_files_take_defaults() {
 
 #[test]
 fn to_yaml_round_trips_through_load() {
-    let mut config = Config::default();
-    config.experiment = "round.trip_1".into();
-    config.seed = u64::MAX;
-    config.device = DeviceSpec::Cuda(Some(3));
+    let mut config = Config {
+        experiment: "round.trip_1".into(),
+        seed: u64::MAX,
+        device: DeviceSpec::Cuda(Some(3)),
+        ..Config::default()
+    };
     config.env.n_envs = 16;
     config.network.hidden = vec![7, 5, 3];
     config.network.init = Init::GlorotUniform;

@@ -21,11 +21,13 @@ use crate::trainer::{Outcome, Trainer};
 
 pub(super) fn solve(args: SolveArgs) -> Result<()> {
     let base_cfg = Config::load(&args.config.config, &args.config.overrides())?;
-    let base = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs/bench-solve").join(&base_cfg.experiment));
-    let base = run_dir::create(None, &base.to_string_lossy(), 0)?;
+    let base = match &args.out {
+        Some(dir) => dir.clone(),
+        None => run_dir::unique(
+            &PathBuf::from("runs/bench-solve").join(&base_cfg.experiment),
+            "",
+        ),
+    };
     println!(
         "bench solve: {} over seeds 0..{} into {}",
         args.config.config.display(),
@@ -50,6 +52,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         let mut overrides = args.config.overrides();
         overrides.push(format!("seed={seed}"));
         let cfg = Config::load(&args.config.config, &overrides)?;
+        device::configure_cpu_threads(&cfg.network.hidden);
         let device = device::resolve(cfg.device, "device")?;
         let dir = run_dir::create(
             Some(&base.join(format!("seed{seed}"))),
@@ -127,6 +130,7 @@ fn synchronize(device: Device) {
 
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     let cfg = Config::load(&args.config.config, &args.config.overrides())?;
+    device::configure_cpu_threads(&cfg.network.hidden);
     let device = device::resolve(cfg.device, "device")?;
     let replay_device = device::resolve_replay(cfg.replay.device, device)?;
     let mut learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;

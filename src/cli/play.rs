@@ -73,6 +73,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     }
     let spec: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
     let device = device::resolve(spec, "--device")?;
+    device::configure_cpu_threads(&[]);
     let (path, policy) = load(args.checkpoint.as_deref(), device)?;
     let result = evaluate(&policy, args.episodes, final_eval_seed(args.seed), 500)?;
     println!(

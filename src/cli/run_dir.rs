@@ -23,22 +23,23 @@ pub fn create(out: Option<&Path>, experiment: &str, seed: u64) -> Result<PathBuf
             }
             dir.to_path_buf()
         }
-        None => {
-            let base = Path::new("runs")
-                .join(experiment)
-                .join(format!("{}-seed{seed}", utc_stamp(SystemTime::now())));
-            let mut dir = base.clone();
-            let mut n = 1;
-            while dir.exists() {
-                dir = PathBuf::from(format!("{}-{n}", base.display()));
-                n += 1;
-            }
-            dir
-        }
+        None => unique(&Path::new("runs").join(experiment), &format!("-seed{seed}")),
     };
     fs::create_dir_all(&dir)
         .with_context(|| format!("creating the run directory {}", dir.display()))?;
     Ok(dir)
+}
+
+/// A new path `<parent>/<UTC time><suffix>` (with `-1`, `-2`, ... appended if it exists).
+pub fn unique(parent: &Path, suffix: &str) -> PathBuf {
+    let base = parent.join(format!("{}{suffix}", utc_stamp(SystemTime::now())));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
 }
 
 /// `YYYYMMDDTHHMMSSZ` for a time (UTC, proleptic Gregorian).

@@ -27,6 +27,7 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
         overrides.push(format!("seed={seed}"));
     }
     let cfg = Config::load(&args.config.config, &overrides)?;
+    device::configure_cpu_threads(&cfg.network.hidden);
     let device = device::resolve(cfg.device, "device")?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
@@ -77,6 +78,7 @@ fn resume(dir: &Path, device: Option<&str>, quiet: bool) -> Result<i32> {
             dir.display()
         );
     }
+    device::configure_cpu_threads(&cfg.network.hidden);
     let device = device::resolve(cfg.device, "device")?;
     println!("run directory: {} (resumed)", dir.display());
     let stop = stop_flag()?;

@@ -314,8 +314,10 @@ mod tests {
             let msg = violation("experiment", |c| c.experiment = name.into());
             assert!(msg.contains("not a valid run name"), "{msg}");
         }
-        let mut config = Config::default();
-        config.experiment = "cartpole_v1.2-b".into();
+        let config = Config {
+            experiment: "cartpole_v1.2-b".into(),
+            ..Config::default()
+        };
         assert!(check(&config).is_ok());
     }
 }

@@ -60,6 +60,8 @@ pub struct LoopState {
     pub adam_steps: u64,
     /// Next replay slot to write.
     pub replay_next: usize,
+    /// Updates whose loss and Q are summed in the `stats` array, not yet in a metrics row.
+    pub pending_stat_updates: u64,
     /// The run completed (final evaluation done).
     pub finished: bool,
 }
@@ -96,6 +98,7 @@ impl LoopState {
             metrics: MetricsLog::default(),
             adam_steps: 0,
             replay_next: 0,
+            pending_stat_updates: 0,
             finished: false,
         }
     }
@@ -120,6 +123,7 @@ const TARGET: &str = "target";
 const ADAM_M: &str = "adam.m";
 const ADAM_V: &str = "adam.v";
 const REPLAY: &str = "replay";
+const STATS: &str = "stats";
 
 fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
     let host = tensor
@@ -139,12 +143,15 @@ impl Trainer<'_> {
         self.state.adam_steps = self.learner.adam().steps();
         let (replay_rows, replay_next) = self.replay.snapshot()?;
         self.state.replay_next = replay_next;
+        let (loss_sum, q_sum, pending) = self.learner.pending_stats();
+        self.state.pending_stat_updates = pending;
         let (m, v) = self.learner.adam().moments();
         let mut arrays = BTreeMap::from([
             (ONLINE.to_owned(), to_vec(self.learner.online().flat())?),
             (ADAM_M.to_owned(), to_vec(m)?),
             (ADAM_V.to_owned(), to_vec(v)?),
             (REPLAY.to_owned(), replay_rows),
+            (STATS.to_owned(), vec![loss_sum, q_sum]),
         ]);
         if let Some(target) = self.learner.target() {
             arrays.insert(TARGET.to_owned(), to_vec(target.flat())?);
@@ -181,10 +188,10 @@ impl Trainer<'_> {
                 .with_context(|| format!("the checkpoint has no '{name}' array"))
         };
         let tensor = |name: &str| array(name).map(|values| Tensor::from_slice(values));
-        let target = match checkpoint.arrays.get(TARGET) {
-            Some(values) => Some(Tensor::from_slice(values)),
-            None => None,
-        };
+        let target = checkpoint
+            .arrays
+            .get(TARGET)
+            .map(|values| Tensor::from_slice(values));
         self.learner.restore(
             &tensor(ONLINE)?,
             target.as_ref(),
@@ -193,6 +200,16 @@ impl Trainer<'_> {
             state.adam_steps,
         )?;
         self.replay.restore(array(REPLAY)?, state.replay_next)?;
+        match array(STATS)?.as_slice() {
+            &[loss_sum, q_sum] => {
+                self.learner
+                    .restore_stats(loss_sum, q_sum, state.pending_stat_updates)
+            }
+            other => bail!(
+                "the checkpoint's 'stats' array has {} values, not 2",
+                other.len()
+            ),
+        }
         self.state = state;
         Ok(())
     }

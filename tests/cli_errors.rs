@@ -1,0 +1,152 @@
+//! Bad input reaches the user as one clear error that names the problem, never a panic.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+fn train_with_file(yaml: &str, overrides: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("exp.yaml");
+    fs::write(&config, yaml).expect("write config");
+    let mut command = qnet();
+    command.args(["train", "--quiet", "--config"]);
+    command
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("run"));
+    for set in overrides {
+        command.args(["--set", set]);
+    }
+    run(&mut command)
+}
+
+#[test]
+fn missing_config_file() {
+    let output = run(qnet().args(["train", "--config", "configs/no-such.yaml"]));
+    assert_clean_error(&output, &["configs/no-such.yaml"]);
+}
+
+#[test]
+fn malformed_yaml() {
+    let output = train_with_file("agent:\n  gamma: [0.9\n", &[]);
+    assert_clean_error(&output, &["exp.yaml", "line"]);
+}
+
+#[test]
+fn a_list_where_a_map_belongs() {
+    let output = train_with_file("agent:\n  - 0.9\n", &[]);
+    assert_clean_error(&output, &["exp.yaml", "agent"]);
+}
+
+#[test]
+fn unknown_key_names_path_and_line() {
+    let output = train_with_file("seed: 1\nagent:\n  gama: 0.9\n", &[]);
+    assert_clean_error(&output, &["agent.gama", "exp.yaml:3"]);
+}
+
+#[test]
+fn wrong_type() {
+    let output = train_with_file("replay:\n  batch_size: many\n", &[]);
+    assert_clean_error(&output, &["replay.batch_size", "exp.yaml"]);
+}
+
+#[test]
+fn out_of_range_values_name_key_and_range() {
+    for (yaml, key) in [
+        ("agent:\n  gamma: 1.5\n", "agent.gamma"),
+        ("optimizer:\n  lr: -0.001\n", "optimizer.lr"),
+        ("optimizer:\n  lr: 0\n", "optimizer.lr"),
+        ("network:\n  hidden: []\n", "network.hidden"),
+        ("replay:\n  batch_size: 0\n", "replay.batch_size"),
+        (
+            "replay:\n  capacity: 10\n  batch_size: 64\n",
+            "replay.batch_size",
+        ),
+    ] {
+        let output = train_with_file(yaml, &[]);
+        assert_clean_error(&output, &[key]);
+    }
+}
+
+#[test]
+fn overrides_naming_no_key_or_a_bad_value() {
+    let output = train_with_file("seed: 1\n", &["agent.gamm=0.9"]);
+    assert_clean_error(&output, &["agent.gamm"]);
+    let output = train_with_file("seed: 1\n", &["agent.gamma"]);
+    assert_clean_error(&output, &["agent.gamma"]);
+    let output = train_with_file("seed: 1\n", &["agent.gamma=2"]);
+    assert_clean_error(&output, &["agent.gamma", "--set"]);
+}
+
+#[test]
+fn cuda_on_a_machine_without_cuda_says_what_libtorch_reports() {
+    if tch::Cuda::is_available() {
+        return; // A GPU box: cuda is a valid request here.
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(train_command(&dir.path().join("run"), &[]).args(["--device", "cuda"]));
+    assert_clean_error(&output, &["device is 'cuda'", "usable CUDA device"]);
+    let output = run(&mut train_command(
+        &dir.path().join("run"),
+        &["device=cuda:1"],
+    ));
+    assert_clean_error(&output, &["cuda:1"]);
+}
+
+#[test]
+fn a_bad_device_spelling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(train_command(&dir.path().join("run"), &[]).args(["--device", "gpu"]));
+    assert_clean_error(&output, &["gpu", "auto, cpu, cuda or cuda:N"]);
+}
+
+fn eval_checkpoint(path: &Path) -> std::process::Output {
+    let mut command = qnet();
+    command
+        .args(["eval", "--episodes", "2", "--checkpoint"])
+        .arg(path);
+    run(&mut command)
+}
+
+#[test]
+fn broken_checkpoints_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pt");
+    assert_clean_error(&eval_checkpoint(&missing), &["missing.pt"]);
+    let empty = dir.path().join("empty.pt");
+    fs::write(&empty, b"").expect("write");
+    assert_clean_error(&eval_checkpoint(&empty), &["empty.pt", "empty"]);
+    let text_file = dir.path().join("model.pt");
+    fs::write(&text_file, "this is not a model\n").expect("write");
+    assert_clean_error(&eval_checkpoint(&text_file), &["model.pt"]);
+    // A directory without a model.pt.
+    let empty_dir = tempfile::tempdir().expect("tempdir");
+    assert_clean_error(&eval_checkpoint(empty_dir.path()), &["without a model.pt"]);
+    let output = run(qnet().args(["render", "--checkpoint"]).arg(&empty));
+    assert_clean_error(&output, &["empty.pt"]);
+}
+
+#[test]
+fn resume_needs_a_run_directory_with_a_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(qnet().args(["train", "--resume"]).arg(dir.path()));
+    assert_clean_error(&output, &["no config.yaml"]);
+    fs::write(dir.path().join("config.yaml"), "seed: 0\n").expect("write");
+    let output = run(qnet().args(["train", "--resume"]).arg(dir.path()));
+    assert_clean_error(&output, &["checkpoint.safetensors"]);
+}
+
+#[test]
+fn the_binary_runs_without_ld_library_path() {
+    // cargo puts libtorch on LD_LIBRARY_PATH for tests; the rpath must make that unneeded.
+    let output = run(qnet().env_remove("LD_LIBRARY_PATH").arg("--help"));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("train") && stdout.contains("render"),
+        "{stdout}"
+    );
+}
