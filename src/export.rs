@@ -272,7 +272,36 @@ fn safetensors_bytes(weights: &MlpWeights, metadata: &BTreeMap<String, String>) 
         })
         .collect::<Result<Vec<_>, _>>()?;
     let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    Ok(safetensors::tensor::serialize(views, Some(info))?)
+    canonical_safetensors(safetensors::tensor::serialize(views, Some(info))?)
+}
+
+/// Rewrites a safetensors file's JSON header with its keys sorted.
+///
+/// The `safetensors` crate keeps metadata in a `HashMap`, whose iteration order changes from
+/// process to process, so the same tensors and metadata would give different bytes in
+/// different runs. Data offsets are relative to the end of the header, so only the header
+/// (re-padded with spaces to a multiple of 8 bytes, as the format asks) changes.
+pub fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let header_len = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .context("safetensors data shorter than its 8-byte header length")?;
+    let header_end = usize::try_from(header_len)
+        .ok()
+        .and_then(|len| len.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .context("safetensors header length exceeds the data")?;
+    // serde_json's default map is ordered by key.
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..header_end]).context("safetensors header is not JSON")?;
+    let mut text = serde_json::to_vec(&header)?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - header_end);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[header_end..]);
+    Ok(out)
 }
 
 /// Writes `<dir>/model.pt` and `<dir>/model.safetensors`, both carrying `metadata`.

@@ -57,6 +57,7 @@ impl TrainingCheckpoint {
         ]);
         let file = safetensors::tensor::serialize(views, Some(metadata))
             .context("encoding the training checkpoint")?;
+        let file = crate::export::canonical_safetensors(file)?;
         write_bytes_atomic(path, &file)
     }
 
