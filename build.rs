@@ -33,11 +33,13 @@ fn main() {
     compile_shim(&lib_dir);
 }
 
-/// Builds the C++ shim into a static library. Cargo passes it to the linker before the libtorch
+/// Builds the C++ shims (TorchScript export, fused Adam) into one static library. Cargo passes it to the linker before the libtorch
 /// libraries that torch-sys (a dependency) emits, which is the order static archives need.
 fn compile_shim(lib_dir: &Path) {
     const SHIM: &str = "csrc/torchscript_export.cpp";
+    const FUSED_ADAM: &str = "csrc/fused_adam.cpp";
     println!("cargo:rerun-if-changed={SHIM}");
+    println!("cargo:rerun-if-changed={FUSED_ADAM}");
     let Some(root) = lib_dir.parent() else {
         fail(&format!("{} has no parent directory", lib_dir.display()));
     };
@@ -54,6 +56,7 @@ fn compile_shim(lib_dir: &Path) {
     cc::Build::new()
         .cpp(true)
         .file(SHIM)
+        .file(FUSED_ADAM)
         // libtorch's own headers are not warning-clean; treat them as system headers.
         .flag("-isystem")
         .flag(include.display().to_string())
@@ -62,7 +65,7 @@ fn compile_shim(lib_dir: &Path) {
         .flag("-std=c++20")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={cxx11_abi}"))
         .warnings(true)
-        .compile("qnet_torchscript_export");
+        .compile("qnet_cxx");
 }
 
 fn fail(problem: &str) -> ! {

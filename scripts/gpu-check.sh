@@ -2,8 +2,8 @@
 # The CUDA check of issue 5 in one command, on a Linux box with an NVIDIA GPU and PyTorch:
 #   ./scripts/gpu-check.sh            (builds qnet against that PyTorch's libtorch)
 #   QNET_BIN=path/to/qnet ./scripts/gpu-check.sh   (uses a binary built elsewhere for it)
-# It (1) builds qnet against the installed torch (tch 0.24 for torch 2.11, 0.25 for 2.12,
-# 0.26 for 2.13), (2) trains configs/cartpole.yaml and configs/cartpole-large.yaml with
+# It (1) builds qnet against the installed torch (tch 0.24 for torch 2.11, 0.26 for 2.13;
+# no tch release on crates.io targets 2.12), (2) trains configs/cartpole.yaml and configs/cartpole-large.yaml with
 # --device cuda and shows the device summary.json records and the GPU memory in use,
 # (3) prints gradient updates/s and env steps/s on CPU and CUDA for both configs.
 set -euo pipefail
@@ -19,13 +19,17 @@ echo "gpu-check: torch $torch_version, $("$python" -c 'import torch; print(torch
 if [[ -z ${QNET_BIN:-} ]]; then
   case $torch_version in
     2.11.*) tch=0.24.0 ;;
-    2.12.*) tch=0.25.0 ;;
     2.13.*) tch=0.26.0 ;;
     *) echo "gpu-check: torch $torch_version has no matching tch release in qnet's range" >&2; exit 1 ;;
   esac
+  # Pick the tch release for this torch, and put Cargo.lock back afterwards.
+  cp Cargo.lock "$out/Cargo.lock.orig"
+  trap 'cp "$out/Cargo.lock.orig" Cargo.lock' EXIT
   cargo update -p tch --precise "$tch" && cargo update -p torch-sys --precise "$tch"
-  LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 cargo build --release
-  QNET_BIN=target/release/qnet
+  # The libtorch inside this very Python's torch package (not whichever python is on PATH).
+  LIBTORCH=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))') \
+    CARGO_TARGET_DIR=target/gpu-check cargo build --release
+  QNET_BIN=target/gpu-check/release/qnet
 fi
 
 gpu_memory() { nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null || echo "nvidia-smi unavailable"; }

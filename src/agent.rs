@@ -139,7 +139,7 @@ impl Learner {
     /// Target: `r + gamma * (1 - terminated) * Q_target(s', a*)` with `a*` the target net's
     /// argmax, or the online net's for Double DQN. A truncated transition keeps its
     /// bootstrap (its `s'` is the true last observation); a terminated one does not.
-    pub fn update(&mut self, batch: &Batch) {
+    pub fn update(&mut self, batch: &Batch) -> Result<()> {
         let td_target = tch::no_grad(|| {
             let bootstrap_net = self.target.as_ref().unwrap_or(&self.online);
             let next_q = bootstrap_net.forward(&batch.next_obs);
@@ -173,12 +173,13 @@ impl Learner {
             self.online.flat(),
             self.online.flat_grad(),
             self.max_grad_norm,
-        );
+        )?;
         tch::no_grad(|| {
             let _ = self.loss_sum.g_add_(&loss);
             let _ = self.q_sum.g_add_(&q.mean(Kind::Float));
         });
         self.stat_updates += 1;
+        Ok(())
     }
 
     /// Moves the target network toward the online one: a copy for `tau == 1`, else
@@ -281,7 +282,7 @@ mod tests {
                 tch::no_grad(|| t.forward(&b.next_obs).max().double_value(&[]))
             });
             for _ in 0..500 {
-                learner.update(&b);
+                learner.update(&b)?;
             }
             let q = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
             let expected = 1.0 + 0.9 * f64::from(1.0 - terminated) * next_max;
@@ -340,7 +341,7 @@ mod tests {
                     .collect::<Vec<_>>(),
                 0,
             );
-            learner.update(&b);
+            learner.update(&b)?;
             let diff = (learner.online().flat_grad() - &autograd)
                 .abs()
                 .max()
@@ -354,7 +355,7 @@ mod tests {
     fn target_network_moves_only_when_updated() -> Result<()> {
         let mut learner = learner(1e-2)?;
         let before = learner.target().map(|t| t.flat().copy());
-        learner.update(&batch(0.0, 1.0));
+        learner.update(&batch(0.0, 1.0))?;
         let target = learner.target().map(|t| t.flat().copy());
         assert!(before
             .as_ref()
@@ -402,8 +403,8 @@ mod tests {
     fn stats_average_the_updates_since_the_last_read() -> Result<()> {
         let mut learner = learner(1e-3)?;
         assert!(learner.take_stats().is_none());
-        learner.update(&batch(1.0, 1.0));
-        learner.update(&batch(1.0, 1.0));
+        learner.update(&batch(1.0, 1.0))?;
+        learner.update(&batch(1.0, 1.0))?;
         let stats = learner.take_stats();
         assert!(stats.is_some_and(|s| s.loss > 0.0 && s.loss.is_finite()));
         assert!(learner.take_stats().is_none());

@@ -79,16 +79,17 @@ pub fn resolve_replay(spec: ReplayDevice, train: Device) -> Result<Device> {
 }
 
 /// Widest layer for which libtorch runs single-threaded on the CPU by default.
-const SINGLE_THREAD_MAX_WIDTH: i64 = 255;
+const SINGLE_THREAD_MAX_WIDTH: i64 = 511;
 
 /// Chooses libtorch's CPU thread count for a network with these hidden widths, unless
 /// `OMP_NUM_THREADS` already chose it.
 ///
 /// Small MLPs are dominated by per-op overhead: spreading 64-wide matrix products over
 /// several OpenMP threads costs more than it saves, and spinning threads collapse
-/// throughput when another process shares the cores. Layers 256 wide and wider keep
-/// libtorch's default of one thread per core (measured: 256-256 at batch 64 updates
-/// about 15% faster on two threads than on one). Returns the thread count in effect.
+/// throughput when another process (or a busy neighbour on a shared host) takes a core:
+/// on this project's 2-vCPU machine a 256-256 network updated between 20% faster and 45%
+/// slower on two threads than on one, from one minute to the next. Layers 512 wide and
+/// wider, where the arithmetic dominates, keep libtorch's default of one thread per core. Returns the thread count in effect.
 pub fn configure_cpu_threads(hidden: &[i64]) -> i32 {
     let widest = hidden.iter().copied().max().unwrap_or(0);
     if std::env::var_os("OMP_NUM_THREADS").is_none() && widest <= SINGLE_THREAD_MAX_WIDTH {

@@ -59,7 +59,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
             &cfg.experiment,
             seed,
         )?;
-        std::fs::write(dir.join("config.yaml"), cfg.to_yaml()?)?;
+        crate::atomic::write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
         let mut progress = Progress::Quiet;
         let Outcome::Finished(summary) =
             Trainer::new(cfg, device, &dir, &mut progress, &never)?.run()?
@@ -182,14 +182,14 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     // Gradient updates/s: sample a minibatch, TD update, Adam step.
     let mut replay_rng = stream_rng(cfg.seed, Stream::Replay);
     for _ in 0..10 {
-        learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?);
+        learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?)?;
     }
     synchronize(device);
     let start = Instant::now();
     let mut updates = 0u64;
     while start.elapsed().as_secs_f64() < args.seconds {
         for _ in 0..10 {
-            learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?);
+            learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?)?;
         }
         updates += 10;
         synchronize(device);

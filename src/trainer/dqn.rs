@@ -66,7 +66,7 @@ impl Trainer<'_> {
                     let batch = self
                         .replay
                         .sample(self.cfg.replay.batch_size, &mut self.state.replay_rng)?;
-                    self.learner.update(&batch);
+                    self.learner.update(&batch)?;
                     self.state.gradient_updates += 1;
                 }
             }

@@ -74,7 +74,7 @@ impl Trainer<'_> {
                 let rows = Tensor::from_slice(chunk)
                     .view([(chunk.len() / ROW) as i64, ROW as i64])
                     .to_device(self.device);
-                self.learner.update(&Batch::from_rows(&rows));
+                self.learner.update(&Batch::from_rows(&rows))?;
                 self.state.gradient_updates += 1;
             }
             self.state.tutorial_iterations += 1;
