@@ -1,9 +1,13 @@
 //! model.pt / model.safetensors export: interop with plain PyTorch, loading back, bad inputs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use common::python;
 
 use qnet::config::Activation;
 use qnet::export::{
@@ -79,22 +83,6 @@ fn metadata(hidden: &[i64], activation: &str) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
-}
-
-/// The venv python: `QNET_PYTHON`, else `<crate>/.venv/bin/python`. Missing python fails the
-/// test: the interop check is the point of the export.
-fn python() -> PathBuf {
-    let path = std::env::var_os("QNET_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "python with torch and safetensors not found at {} (set QNET_PYTHON or run \
-         ./scripts/setup.sh to create .venv)",
-        path.display()
-    );
-    path
 }
 
 fn check_interop(activation: Activation, activation_name: &str) {

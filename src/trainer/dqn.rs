@@ -4,9 +4,8 @@
 
 use anyhow::Result;
 
-use super::Trainer;
+use super::{Sink, Trainer};
 use crate::env::OBS_DIM;
-use crate::replay::Transition;
 
 impl Trainer<'_> {
     /// Trains until the env-step budget is spent or it is solved; returns true when a stop
@@ -19,37 +18,7 @@ impl Trainer<'_> {
             if self.stop_requested() {
                 return Ok(true);
             }
-            // Act: one batched forward pass for the envs that do not explore.
-            obs.copy_from_slice(self.state.envs.obs());
-            let epsilon = self.epsilon();
-            self.learner
-                .act(&obs, epsilon, &mut self.state.explore_rng, &mut actions)?;
-            self.state.envs.step(&actions)?;
-            self.state.env_steps += n as u64;
-            self.state.vector_steps += 1;
-
-            // Store: an episode that ended bootstraps from its true last observation.
-            for i in 0..n {
-                let envs = &self.state.envs;
-                let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
-                let done = terminated || truncated;
-                let next = if done { envs.final_obs() } else { envs.obs() };
-                let reward = envs.rewards()[i];
-                self.replay.push(Transition {
-                    obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
-                    next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
-                    action: actions[i],
-                    reward,
-                    terminated,
-                    truncated,
-                });
-                self.state.episode_returns[i] += f64::from(reward);
-                if done {
-                    let length = self.state.envs.episode_lengths()[i];
-                    let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
-                    self.end_episode(episode_return, length);
-                }
-            }
+            self.collect_step(&mut obs, &mut actions, Sink::Replay)?;
 
             // Target network: refreshed on env-step boundaries, as SB3 and CleanRL do.
             let every = self.cfg.agent.target_update_every;

@@ -19,10 +19,11 @@ use tch::{Device, Tensor};
 use crate::agent::Learner;
 use crate::config::{Config, Procedure};
 use crate::device;
+use crate::env::OBS_DIM;
 use crate::eval::{self, EvalResult, Policy};
 use crate::metrics::{Row, Summary};
 use crate::progress::{Progress, Status};
-use crate::replay::ReplayBuffer;
+use crate::replay::{ReplayBuffer, Transition, ROW};
 use crate::rng::{stream_seed, Stream};
 use crate::schedule::epsilon_at;
 
@@ -41,6 +42,14 @@ pub enum Outcome {
         /// Env steps taken when it stopped.
         env_steps: u64,
     },
+}
+
+/// Where [`Trainer::collect_step`] puts the transitions it collects.
+enum Sink<'m> {
+    /// The replay buffer (`dqn`).
+    Replay,
+    /// A flat list of `ROW`-float rows (the `tutorial`'s per-iteration memory).
+    Memory(&'m mut Vec<f32>),
 }
 
 /// A training run in progress, on one device, writing into one run directory.
@@ -129,6 +138,58 @@ impl<'a> Trainer<'a> {
 
     fn epsilon(&self) -> f64 {
         epsilon_at(&self.cfg.exploration, self.state.env_steps)
+    }
+
+    /// One vector step: epsilon-greedy actions (one batched forward pass for the envs that do
+    /// not explore), env step, each transition into `sink`, finished episodes recorded.
+    /// Returns how many episodes ended. `obs` and `actions` are scratch space, one per env.
+    fn collect_step(
+        &mut self,
+        obs: &mut [f32],
+        actions: &mut [i64],
+        mut sink: Sink<'_>,
+    ) -> Result<usize> {
+        obs.copy_from_slice(self.state.envs.obs());
+        let epsilon = self.epsilon();
+        self.learner
+            .act(obs, epsilon, &mut self.state.explore_rng, actions)?;
+        self.state.envs.step(actions)?;
+        let n = actions.len();
+        self.state.env_steps += n as u64;
+        self.state.vector_steps += 1;
+        let mut ended = 0;
+        for i in 0..n {
+            let envs = &self.state.envs;
+            let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
+            let done = terminated || truncated;
+            // An episode that ended bootstraps from its true last observation.
+            let next = if done { envs.final_obs() } else { envs.obs() };
+            let reward = envs.rewards()[i];
+            let transition = Transition {
+                obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
+                next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
+                action: actions[i],
+                reward,
+                terminated,
+                truncated,
+            };
+            match &mut sink {
+                Sink::Replay => self.replay.push(transition),
+                Sink::Memory(rows) => {
+                    let start = rows.len();
+                    rows.resize(start + ROW, 0.0);
+                    transition.write_row(&mut rows[start..]);
+                }
+            }
+            self.state.episode_returns[i] += f64::from(reward);
+            if done {
+                let length = self.state.envs.episode_lengths()[i];
+                let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
+                self.end_episode(episode_return, length);
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// Records a finished training episode of `length` steps and return `episode_return`.

@@ -6,10 +6,10 @@
 use anyhow::Result;
 use tch::Tensor;
 
-use super::Trainer;
+use super::{Sink, Trainer};
 use crate::config::StepCounting;
 use crate::env::OBS_DIM;
-use crate::replay::{Batch, Transition, ROW};
+use crate::replay::{Batch, ROW};
 
 impl Trainer<'_> {
     /// Runs the remaining iterations; returns true when a stop was requested (checked
@@ -29,41 +29,13 @@ impl Trainer<'_> {
             memory.clear();
             let mut counter = 0usize;
             while counter <= tutorial.min_memory {
-                obs.copy_from_slice(self.state.envs.obs());
-                let epsilon = self.epsilon();
-                self.learner
-                    .act(&obs, epsilon, &mut self.state.explore_rng, &mut actions)?;
-                self.state.envs.step(&actions)?;
-                self.state.env_steps += n as u64;
-                self.state.vector_steps += 1;
-                for i in 0..n {
-                    let envs = &self.state.envs;
-                    let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
-                    let done = terminated || truncated;
-                    let next = if done { envs.final_obs() } else { envs.obs() };
-                    let reward = envs.rewards()[i];
-                    let start = memory.len();
-                    memory.resize(start + ROW, 0.0);
-                    Transition {
-                        obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
-                        next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
-                        action: actions[i],
-                        reward,
-                        terminated,
-                        truncated,
-                    }
-                    .write_row(&mut memory[start..]);
-                    self.state.episode_returns[i] += f64::from(reward);
-                    if done {
-                        let length = self.state.envs.episode_lengths()[i];
-                        let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
-                        self.end_episode(episode_return, length);
-                        let held = memory.len() / ROW;
-                        counter = match tutorial.step_counting {
-                            StepCounting::Text => held,
-                            StepCounting::Code => counter + held,
-                        };
-                    }
+                let ended = self.collect_step(&mut obs, &mut actions, Sink::Memory(&mut memory))?;
+                let held = memory.len() / ROW;
+                for _ in 0..ended {
+                    counter = match tutorial.step_counting {
+                        StepCounting::Text => held,
+                        StepCounting::Code => counter + held,
+                    };
                 }
                 self.report();
             }
