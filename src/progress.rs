@@ -39,6 +39,8 @@ pub enum Progress {
     Bar {
         /// The bar.
         bar: ProgressBar,
+        /// Start of the session.
+        start: Instant,
         /// Last redraw.
         last: Instant,
     },
@@ -61,11 +63,15 @@ impl Progress {
             Progress::Quiet
         } else if std::io::stdout().is_terminal() {
             let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} steps {per_sec} eta {eta} {msg}",
+                "{bar:30.cyan/blue} {pos}/{len} steps, eta {eta}: {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             let bar = ProgressBar::new(total_env_steps).with_style(style);
-            Progress::Bar { bar, last: now }
+            Progress::Bar {
+                bar,
+                start: now,
+                last: now,
+            }
         } else {
             Progress::Plain {
                 start: now,
@@ -77,12 +83,13 @@ impl Progress {
     /// Reports `status` if it is time to.
     pub fn update(&mut self, status: &Status<'_>) {
         match self {
-            Progress::Bar { bar, last } => {
+            Progress::Bar { bar, start, last } => {
                 if last.elapsed() >= BAR_EVERY {
                     *last = Instant::now();
+                    let rate = status.env_steps as f64 / start.elapsed().as_secs_f64().max(1e-9);
                     bar.set_length(status.total_env_steps);
                     bar.set_position(status.env_steps);
-                    bar.set_message(describe(status));
+                    bar.set_message(format!("{rate:.0} steps/s, {}", describe(status)));
                 }
             }
             Progress::Plain { start, last } => {
