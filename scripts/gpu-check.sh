@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # The CUDA check of issue 5 in one command, on a Linux box with an NVIDIA GPU and PyTorch:
 #   ./scripts/gpu-check.sh            (builds qnet against that PyTorch's libtorch)
-#   QNET_BIN=path/to/qnet ./scripts/gpu-check.sh   (uses a binary built elsewhere for it)
+#   QNET_BIN=path/to/qnet ./scripts/gpu-check.sh   (a binary built elsewhere, see --build-only)
 # It (1) builds qnet against the installed torch (tch 0.24 for torch 2.11, 0.26 for 2.13;
-# no tch release on crates.io targets 2.12), (2) trains configs/cartpole.yaml and configs/cartpole-large.yaml with
-# --device cuda and shows the device summary.json records and the GPU memory in use,
-# (3) prints gradient updates/s and env steps/s on CPU and CUDA for both configs.
+# no tch release on crates.io targets 2.12), (2) trains configs/cartpole.yaml and
+# configs/cartpole-large.yaml with --device cuda, checks that summary.json records CUDA and
+# prints the peak GPU memory qnet held, (3) prints gradient updates/s and env steps/s on CPU
+# and CUDA for both configs.
+# A GPU box without cargo or crates.io: on a machine that has them, with a Python holding the
+# box's torch version (CUDA not needed there), run
+#   PYTHON=/path/to/venv/bin/python ./scripts/gpu-check.sh --build-only
+# and copy target/gpu-check/release/qnet over; it runs against the box's own libtorch.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=${PYTHON:-python3}
 out=${OUT:-runs/gpu-check}
 mkdir -p "$out"
 
+build_only=false
+[[ ${1:-} == --build-only ]] && build_only=true
+
 torch_version=$("$python" -c 'import torch; print(torch.__version__.split("+")[0])')
-"$python" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no CUDA device"'
-echo "gpu-check: torch $torch_version, $("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+if ! $build_only; then
+  "$python" -c 'import torch; assert torch.cuda.is_available(), "PyTorch sees no CUDA device"'
+  echo "gpu-check: torch $torch_version, $("$python" -c 'import torch; print(torch.cuda.get_device_name(0))')"
+fi
 
 if [[ -z ${QNET_BIN:-} ]]; then
   case $torch_version in
@@ -31,8 +41,28 @@ if [[ -z ${QNET_BIN:-} ]]; then
     CARGO_TARGET_DIR=target/gpu-check cargo build --release
   QNET_BIN=target/gpu-check/release/qnet
 fi
+if $build_only; then
+  echo "gpu-check: built $QNET_BIN against torch $torch_version"
+  exit 0
+fi
 
-gpu_memory() { nvidia-smi --query-gpu=memory.used --format=csv,noheader 2>/dev/null || echo "nvidia-smi unavailable"; }
+# A binary built on another machine carries an rpath to that machine's libtorch: run it against
+# this Python's (same torch version) instead. LD_LIBRARY_PATH takes precedence over RUNPATH.
+torch_lib=$("$python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+"$QNET_BIN" --version
+
+# Peak GPU memory (MiB) that process $1 holds, polled every 0.2 s until it exits.
+peak_gpu_memory() {
+  local pid=$1 peak=0 used
+  while kill -0 "$pid" 2>/dev/null; do
+    used=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null \
+      | awk -F', *' -v pid="$pid" '$1 == pid { print $2 }')
+    [[ -n $used && $used -gt $peak ]] && peak=$used
+    sleep 0.2
+  done
+  echo "$peak"
+}
 
 for config in cartpole cartpole-large; do
   run=$out/$config-cuda
@@ -41,9 +71,10 @@ for config in cartpole cartpole-large; do
   [[ $config == cartpole-large ]] && args+=(--set train.total_env_steps=200000)
   "$QNET_BIN" "${args[@]}" &
   pid=$!
-  sleep 5
-  echo "gpu-check: $config: GPU memory in use while training: $(gpu_memory)"
-  wait $pid
+  peak=$(peak_gpu_memory "$pid")
+  wait "$pid"
+  echo "gpu-check: $config: peak GPU memory held by qnet (nvidia-smi): $peak MiB"
+  [[ $peak -gt 0 ]] || { echo "gpu-check: qnet held no GPU memory" >&2; exit 1; }
   "$python" - "$run/summary.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
