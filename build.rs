@@ -25,6 +25,8 @@ fn main() {
         fail(&format!("no libtorch_cpu library in {}", lib_dir.display()));
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    // For the test that checks the CUDA force-link below took effect.
+    println!("cargo:rustc-env=QNET_LIBTORCH_LIB={}", lib_dir.display());
     if lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");

@@ -8,32 +8,40 @@ use crate::config::{DeviceSpec, ReplayDevice};
 /// What libtorch reports about CUDA on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CudaReport {
-    /// libtorch was built with CUDA (its libtorch_cuda is loaded).
-    pub built_with_cuda: bool,
+    /// libtorch's CUDA library (libtorch_cuda) is loaded in this process; `None` where that
+    /// cannot be read (no /proc). A CUDA build of libtorch loads it even on a machine without
+    /// a GPU; a CPU-only build has none.
+    pub cuda_library_loaded: Option<bool>,
     /// Usable CUDA devices.
     pub device_count: usize,
 }
 
 impl CudaReport {
-    /// Asks the linked libtorch.
+    /// Asks the linked libtorch, and the process's memory map for its CUDA library.
     pub fn probe() -> Self {
         Self {
-            built_with_cuda: tch::utils::has_cuda(),
+            cuda_library_loaded: std::fs::read_to_string("/proc/self/maps")
+                .ok()
+                .map(|maps| maps.contains("libtorch_cuda")),
             device_count: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
         }
     }
 
     fn describe(&self) -> String {
-        format!(
-            "libtorch reports CUDA {} and {} usable CUDA device{}",
-            if self.built_with_cuda {
-                "built in"
-            } else {
-                "not built in"
-            },
+        let devices = format!(
+            "{} usable CUDA device{}",
             self.device_count,
             if self.device_count == 1 { "" } else { "s" }
-        )
+        );
+        match self.cuda_library_loaded {
+            Some(true) => {
+                format!("libtorch has CUDA support (libtorch_cuda is loaded) and reports {devices}")
+            }
+            Some(false) => format!(
+                "this libtorch is CPU-only (no libtorch_cuda is loaded) and reports {devices}"
+            ),
+            None => format!("libtorch reports {devices}"),
+        }
     }
 }
 
@@ -112,15 +120,15 @@ mod tests {
     use super::*;
 
     const NO_CUDA: CudaReport = CudaReport {
-        built_with_cuda: false,
+        cuda_library_loaded: Some(false),
         device_count: 0,
     };
     const CUDA_NO_GPU: CudaReport = CudaReport {
-        built_with_cuda: true,
+        cuda_library_loaded: Some(true),
         device_count: 0,
     };
     const TWO_GPUS: CudaReport = CudaReport {
-        built_with_cuda: true,
+        cuda_library_loaded: Some(true),
         device_count: 2,
     };
 
@@ -167,14 +175,42 @@ mod tests {
             .to_string();
         assert!(err.contains("device is 'cuda'"), "{err}");
         assert!(
-            err.contains("CUDA not built in and 0 usable CUDA devices"),
+            err.contains("CPU-only (no libtorch_cuda is loaded) and reports 0 usable CUDA devices"),
             "{err}"
         );
         let err = resolve_with(DeviceSpec::Cuda(Some(0)), CUDA_NO_GPU, "replay.device")
             .unwrap_err()
             .to_string();
         assert!(err.contains("replay.device is 'cuda:0'"), "{err}");
-        assert!(err.contains("CUDA built in and 0 usable"), "{err}");
+        assert!(
+            err.contains("CUDA support (libtorch_cuda is loaded) and reports 0 usable"),
+            "{err}"
+        );
+        let unknown = CudaReport {
+            cuda_library_loaded: None,
+            device_count: 0,
+        };
+        let err = resolve_with(DeviceSpec::Cuda(None), unknown, "device")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("libtorch reports 0 usable CUDA devices"),
+            "{err}"
+        );
+    }
+
+    /// build.rs force-links libtorch_cuda when the libtorch it links against has one
+    /// (`--as-needed` would drop it otherwise): the probe sees exactly that.
+    #[test]
+    fn the_cuda_library_is_loaded_exactly_when_libtorch_ships_one() {
+        let lib_dir = std::path::Path::new(env!("QNET_LIBTORCH_LIB"));
+        let ships_cuda = lib_dir.join("libtorch_cuda.so").exists();
+        assert_eq!(
+            CudaReport::probe().cuda_library_loaded,
+            Some(ships_cuda),
+            "libtorch in {}",
+            lib_dir.display()
+        );
     }
 
     #[test]

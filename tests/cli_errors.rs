@@ -88,7 +88,20 @@ fn cuda_on_a_machine_without_cuda_says_what_libtorch_reports() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run(train_command(&dir.path().join("run"), &[]).args(["--device", "cuda"]));
-    assert_clean_error(&output, &["device is 'cuda'", "usable CUDA device"]);
+    // The binary itself must have libtorch_cuda loaded when its libtorch ships one (build.rs
+    // force-links it), so a CUDA build on a GPU-less box says so rather than "CPU-only".
+    let ships_cuda = std::path::Path::new(env!("QNET_LIBTORCH_LIB"))
+        .join("libtorch_cuda.so")
+        .exists();
+    let support = if ships_cuda {
+        "libtorch has CUDA support"
+    } else {
+        "this libtorch is CPU-only"
+    };
+    assert_clean_error(
+        &output,
+        &["device is 'cuda'", support, "0 usable CUDA devices"],
+    );
     let output = run(&mut train_command(
         &dir.path().join("run"),
         &["device=cuda:1"],
