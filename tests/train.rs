@@ -132,3 +132,45 @@ fn the_tutorial_procedure_runs_and_counts_steps_both_ways() {
         "code counting: {env_steps:?}"
     );
 }
+
+#[test]
+fn bench_solve_trains_the_requested_seeds_and_summarises_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bench");
+    let mut command = qnet();
+    command.args([
+        "bench",
+        "solve",
+        "--seeds",
+        "2",
+        "--first-seed",
+        "5",
+        "--out",
+    ]);
+    command.arg(&out);
+    for set in SHORT {
+        command.args(["--set", set]);
+    }
+    let output = run(&mut command);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("over seeds 5..7"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u64>().is_ok())
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, seed) in rows.iter().zip([5, 6]) {
+        assert!(row.trim_start().starts_with(&format!("{seed} ")), "{row}");
+        assert_eq!(summary(&out.join(format!("seed{seed}")))["seed"], seed);
+    }
+    assert!(stdout.contains("reached 475 during training: "), "{stdout}");
+    assert!(stdout.contains("/2;"), "{stdout}");
+
+    let output = run(qnet().args(["bench", "solve", "--seeds", "0"]));
+    assert_clean_error(&output, &["--seeds", "0"]);
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch::Device;
 
 use super::{run_dir, train::summary_line, SolveArgs, ThroughputArgs};
@@ -28,10 +28,19 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
             "",
         ),
     };
+    let Some(end) = args.first_seed.checked_add(args.seeds) else {
+        bail!(
+            "--first-seed {} plus --seeds {} overflows a u64 seed",
+            args.first_seed,
+            args.seeds
+        );
+    };
+    let seeds = args.first_seed..end;
     println!(
-        "bench solve: {} over seeds 0..{} into {}",
+        "bench solve: {} over seeds {}..{} into {}",
         args.config.config.display(),
-        args.seeds,
+        seeds.start,
+        seeds.end,
         base.display()
     );
     println!(
@@ -48,7 +57,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
     );
     let never = AtomicBool::new(false);
     let mut summaries: Vec<Summary> = Vec::new();
-    for seed in 0..args.seeds {
+    for seed in seeds {
         let mut overrides = args.config.overrides();
         overrides.push(format!("seed={seed}"));
         let cfg = Config::load(&args.config.config, &overrides)?;
@@ -64,7 +73,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         let Outcome::Finished(summary) =
             Trainer::new(cfg, device, &dir, &mut progress, &never)?.run()?
         else {
-            anyhow::bail!("seed {seed} stopped before finishing");
+            bail!("seed {seed} stopped before finishing");
         };
         println!(
             "{seed:>4} {:>12} {:>10} {:>10.1} {:>9} {:>8} {:>8} {:>8.2} {:>9.0}",

@@ -116,9 +116,12 @@ enum BenchCommand {
 struct SolveArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Seeds 0..N are trained one after the other.
-    #[arg(long, default_value_t = 10)]
+    /// How many seeds are trained, one after the other.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
+    /// The first of them: seeds FIRST_SEED..FIRST_SEED+SEEDS.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
     /// Where the runs go (default: runs/bench-solve/<experiment>/).
     #[arg(long)]
     out: Option<PathBuf>,
