@@ -37,8 +37,9 @@ if [[ -z ${QNET_BIN:-} ]]; then
   trap 'cp "$out/Cargo.lock.orig" Cargo.lock' EXIT
   cargo update -p tch --precise "$tch" && cargo update -p torch-sys --precise "$tch"
   # The libtorch inside this very Python's torch package (not whichever python is on PATH).
+  # Stripped of debug info: the binary stays small enough to carry to another machine.
   LIBTORCH=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))') \
-    CARGO_TARGET_DIR=target/gpu-check cargo build --release
+    CARGO_TARGET_DIR=target/gpu-check CARGO_PROFILE_RELEASE_STRIP=debuginfo cargo build --release
   QNET_BIN=target/gpu-check/release/qnet
 fi
 if $build_only; then
