@@ -42,6 +42,7 @@ fn compile_shim(lib_dir: &Path) {
     const FUSED_ADAM: &str = "csrc/fused_adam.cpp";
     println!("cargo:rerun-if-changed={SHIM}");
     println!("cargo:rerun-if-changed={FUSED_ADAM}");
+    println!("cargo:rerun-if-changed=csrc/ffi_error.h");
     let Some(root) = lib_dir.parent() else {
         fail(&format!("{} has no parent directory", lib_dir.display()));
     };

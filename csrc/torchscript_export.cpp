@@ -8,11 +8,13 @@
 // Tensors cross the boundary as `const at::Tensor*`: torch-sys represents a tensor (`C_tensor`)
 // as a heap-allocated `torch::Tensor`, i.e. `at::Tensor`.
 //
-// No C++ exception may unwind into Rust: every entry point catches everything and reports
-// failure through a malloc'd message that the caller releases with `qnet_free_string`.
+// No C++ exception may unwind into Rust: every entry point runs through qnet_ffi_guard
+// (ffi_error.h), which reports failure as a malloc'd message released with `qnet_free_string`.
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/script.h>
+
+#include "ffi_error.h"
 
 #include <cerrno>
 #include <cstddef>
@@ -26,24 +28,6 @@
 #include <tuple>
 
 namespace {
-
-// Copies `len` bytes at `data` into a malloc'd, NUL-terminated buffer (NULL when out of memory).
-char* malloc_copy(const char* data, size_t len) {
-  char* out = static_cast<char*>(std::malloc(len + 1));
-  if (out != nullptr) {
-    if (len > 0) {
-      std::memcpy(out, data, len);
-    }
-    out[len] = '\0';
-  }
-  return out;
-}
-
-void set_error(char** error_out, const std::string& message) {
-  if (error_out != nullptr) {
-    *error_out = malloc_copy(message.data(), message.size());
-  }
-}
 
 // A tensor the saved module may own: detached, CPU, float32, contiguous, and not aliasing the
 // caller's (possibly CUDA, possibly still-training) parameter.
@@ -118,7 +102,7 @@ int qnet_save_mlp(const char* path, const at::Tensor* const* weights,
                   const at::Tensor* const* biases, size_t n_layers, int activation,
                   const char* const* extra_keys, const char* const* extra_values,
                   const size_t* extra_value_lens, size_t n_extra, char** error_out) {
-  try {
+  return qnet_ffi_guard(error_out, [&] {
     if (path == nullptr || (n_layers > 0 && (weights == nullptr || biases == nullptr)) ||
         (n_extra > 0 &&
          (extra_keys == nullptr || extra_values == nullptr || extra_value_lens == nullptr))) {
@@ -141,13 +125,7 @@ int qnet_save_mlp(const char* path, const at::Tensor* const* weights,
     if (!out) {
       throw std::runtime_error(std::string("cannot write ") + path);
     }
-    return 0;
-  } catch (const std::exception& e) {
-    set_error(error_out, e.what());
-  } catch (...) {
-    set_error(error_out, "unknown C++ exception");
-  }
-  return 1;
+  });
 }
 
 // Reads extra file `key` of the TorchScript archive at `path` without loading the module.
@@ -155,7 +133,7 @@ int qnet_save_mlp(const char* path, const at::Tensor* const* weights,
 // NULL when the archive has no such extra file.
 int qnet_read_extra(const char* path, const char* key, char** value_out, size_t* len_out,
                     char** error_out) {
-  try {
+  return qnet_ffi_guard(error_out, [&] {
     if (path == nullptr || key == nullptr || value_out == nullptr || len_out == nullptr) {
       throw std::invalid_argument("qnet_read_extra: null argument");
     }
@@ -164,22 +142,16 @@ int qnet_read_extra(const char* path, const char* key, char** value_out, size_t*
     caffe2::serialize::PyTorchStreamReader reader{std::string(path)};
     const std::string record = std::string("extra/") + key;
     if (!reader.hasRecord(record)) {
-      return 0;
+      return;
     }
     auto [data, size] = reader.getRecord(record);
-    char* copy = malloc_copy(static_cast<const char*>(data.get()), size);
+    char* copy = qnet_malloc_copy(static_cast<const char*>(data.get()), size);
     if (copy == nullptr) {
       throw std::bad_alloc();
     }
     *value_out = copy;
     *len_out = size;
-    return 0;
-  } catch (const std::exception& e) {
-    set_error(error_out, e.what());
-  } catch (...) {
-    set_error(error_out, "unknown C++ exception");
-  }
-  return 1;
+  });
 }
 
 }  // extern "C"
