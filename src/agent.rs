@@ -55,7 +55,7 @@ impl Learner {
                 eps: cfg.optimizer.eps,
             },
             online.flat(),
-        );
+        )?;
         let zero = || Tensor::zeros([], (Kind::Float, device));
         Ok(Self {
             online,
@@ -80,6 +80,11 @@ impl Learner {
     /// The target network, if the config has one.
     pub fn target(&self) -> Option<&QNetwork> {
         self.target.as_ref()
+    }
+
+    /// True when every parameter of the online network is finite (one device sync).
+    pub fn online_is_finite(&self) -> bool {
+        tch::no_grad(|| self.online.flat().isfinite().all().int64_value(&[]) != 0)
     }
 
     /// The optimizer.

@@ -39,6 +39,15 @@ pub fn commit_atomic(path: &Path, produce: impl FnOnce(&Path) -> Result<()>) -> 
     result.with_context(|| format!("failed to write {}", path.display()))
 }
 
+/// Removes the file at `path`; a file that is not there is not an error.
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
 /// `<dir>/.<name>.tmp-<pid>`: same directory (so the rename stays on one filesystem), hidden,
 /// and distinct per process.
 fn temp_path(path: &Path) -> Result<PathBuf> {

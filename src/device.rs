@@ -3,7 +3,28 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
-use crate::config::{DeviceSpec, ReplayDevice};
+use crate::config::{Config, DeviceSpec, ReplayDevice};
+
+/// Where a run's tensors live, resolved once from its config before anything is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The networks, their optimizer and the updates.
+    pub train: Device,
+    /// The replay buffer.
+    pub replay: Device,
+}
+
+impl Placement {
+    /// Resolves `cfg`'s devices, sets libtorch's CPU threads for its network (see
+    /// [`configure_cpu_threads`]) and checks that its buffers fit in memory.
+    pub fn of(cfg: &Config) -> Result<Self> {
+        configure_cpu_threads(&cfg.network.hidden);
+        let train = resolve(cfg.device, "device")?;
+        let replay = resolve_replay(cfg.replay.device, train)?;
+        crate::memory::check(cfg, train, replay)?;
+        Ok(Self { train, replay })
+    }
+}
 
 /// What libtorch reports about CUDA on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

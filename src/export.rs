@@ -281,7 +281,7 @@ fn safetensors_bytes(weights: &MlpWeights, metadata: &BTreeMap<String, String>) 
 /// process to process, so the same tensors and metadata would give different bytes in
 /// different runs. Data offsets are relative to the end of the header, so only the header
 /// (re-padded with spaces to a multiple of 8 bytes, as the format asks) changes.
-pub fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
+fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
     let header_len = bytes
         .get(..8)
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -304,18 +304,20 @@ pub fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Writes `<dir>/model.pt` and `<dir>/model.safetensors`, both carrying `metadata`.
+/// Writes `<dir>/<stem>.pt` and `<dir>/<stem>.safetensors` (e.g. [`MODEL_PT`] and
+/// [`MODEL_SAFETENSORS`] for the stem `model`), both carrying `metadata`.
 pub fn save_model_files(
     dir: &Path,
+    stem: &str,
     weights: &MlpWeights,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     save_torchscript(
-        &dir.join(MODEL_PT),
+        &dir.join(format!("{stem}.pt")),
         weights,
         &torchscript_extra_files(metadata)?,
     )?;
-    save_safetensors(&dir.join(MODEL_SAFETENSORS), weights, metadata)
+    save_safetensors(&dir.join(format!("{stem}.safetensors")), weights, metadata)
 }
 
 /// Reads extra file `key` of the TorchScript archive at `path` (without loading the module);

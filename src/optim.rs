@@ -18,7 +18,7 @@
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
 mod ffi {
@@ -73,14 +73,19 @@ pub struct Adam {
 
 impl Adam {
     /// Fresh state (zero moments, step 0) for a flat buffer like `params`.
-    pub fn new(config: AdamConfig, params: &Tensor) -> Self {
-        Self {
+    pub fn new(config: AdamConfig, params: &Tensor) -> Result<Self> {
+        let zeros = || {
+            params
+                .f_zeros_like()
+                .context("allocating Adam's moment estimates")
+        };
+        Ok(Self {
             config,
-            m: params.zeros_like(),
-            v: params.zeros_like(),
+            m: zeros()?,
+            v: zeros()?,
             step: 0,
-            step_tensor: Tensor::zeros([], (Kind::Float, params.device())),
-        }
+            step_tensor: Tensor::f_zeros([], (Kind::Float, params.device()))?,
+        })
     }
 
     /// Applies one update to `params` (in place) from `grad`, optionally first scaling
@@ -237,7 +242,7 @@ mod tests {
                 eps: 1e-8,
             },
             ours.flat(),
-        );
+        )?;
         for step in 0..50 {
             let x = Tensor::randn([32, 4], (Kind::Float, Device::Cpu));
             let y = Tensor::randn([32, 2], (Kind::Float, Device::Cpu));
@@ -274,7 +279,7 @@ mod tests {
                 eps: 1e-8,
             },
             &params,
-        );
+        )?;
         adam.step(&params, &grad, Some(5.0))?;
         let norm = grad.norm().double_value(&[]);
         assert!((norm - 5.0).abs() < 1e-4, "clipped norm {norm}");

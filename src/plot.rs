@@ -3,8 +3,10 @@
 use anyhow::Context;
 use plotters::prelude::*;
 
-/// CartPole-v1 counts as solved at a mean return of 475 (Gymnasium's `reward_threshold`).
-const SOLVED_THRESHOLD: f64 = 475.0;
+use crate::eval::SOLVED_RETURN as SOLVED_THRESHOLD;
+
+/// File name of the learning curve inside a run directory.
+pub const LEARNING_CURVE: &str = "learning_curve.svg";
 /// Top of the y axis: a little above the 500-step cap so the cap stays visible.
 const Y_MAX: f64 = 520.0;
 /// Episodes averaged by the training curve's trailing moving average.

@@ -1,7 +1,7 @@
 //! Reporting a run while it trains: an indicatif bar on a terminal, plain periodic lines
 //! otherwise, or nothing (`--quiet`). The mode is chosen once, at the start.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,7 +96,9 @@ impl Progress {
                 if last.elapsed() >= PLAIN_EVERY {
                     *last = Instant::now();
                     let seconds = start.elapsed().as_secs_f64();
-                    println!(
+                    // Progress is optional: a closed stdout must not stop training.
+                    let _ = writeln!(
+                        std::io::stdout(),
                         "step {}/{} ({:.0} steps/s) {}",
                         status.env_steps,
                         status.total_env_steps,
@@ -113,7 +115,9 @@ impl Progress {
     pub fn line(&self, text: &str) {
         match self {
             Progress::Bar { bar, .. } => bar.println(text),
-            Progress::Plain { .. } => println!("{text}"),
+            Progress::Plain { .. } => {
+                let _ = writeln!(std::io::stdout(), "{text}");
+            }
             Progress::Quiet => {}
         }
     }

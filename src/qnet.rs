@@ -69,12 +69,8 @@ impl QNetwork {
         let mut seq = nn::seq();
         for (index, layer) in layers.iter().enumerate() {
             let name = (2 * index).to_string();
-            let linear = nn::linear(
-                &root / name.as_str(),
-                layer.fan_in,
-                layer.fan_out,
-                linear_config(cfg.init, layer),
-            );
+            let linear = fallible_linear(&(&root / name.as_str()), layer, cfg.init)
+                .with_context(|| format!("allocating layer {name} of the Q-network"))?;
             seq = seq.add(linear);
             if index + 1 < layers.len() {
                 seq = match cfg.activation {
@@ -84,8 +80,10 @@ impl QNetwork {
             }
         }
         let numel: i64 = layers.iter().map(|l| l.fan_out * (l.fan_in + 1)).sum();
-        let flat = Tensor::zeros([numel], (Kind::Float, device));
-        let flat_grad = Tensor::zeros([numel], (Kind::Float, device));
+        let flat = Tensor::f_zeros([numel], (Kind::Float, device))
+            .context("allocating the Q-network's parameters")?;
+        let flat_grad = Tensor::f_zeros([numel], (Kind::Float, device))
+            .context("allocating the Q-network's gradients")?;
         let mut net = Self {
             vs,
             seq,
@@ -202,16 +200,20 @@ impl QNetwork {
 
     /// The parameters in layer order: (weight `[out, in]`, bias `[out]`) per linear layer.
     pub fn layer_tensors(&self) -> Vec<(Tensor, Tensor)> {
+        self.layer_views(&self.flat)
+    }
+
+    /// Views of `flat`, a buffer laid out like [`QNetwork::flat`], as (weight, bias) per layer.
+    pub fn layer_views(&self, flat: &Tensor) -> Vec<(Tensor, Tensor)> {
         let mut offset = 0;
         self.layers
             .iter()
             .map(|layer| {
                 let weight_numel = layer.fan_out * layer.fan_in;
-                let weight = self
-                    .flat
+                let weight = flat
                     .narrow(0, offset, weight_numel)
                     .view([layer.fan_out, layer.fan_in]);
-                let bias = self.flat.narrow(0, offset + weight_numel, layer.fan_out);
+                let bias = flat.narrow(0, offset + weight_numel, layer.fan_out);
                 offset += weight_numel + layer.fan_out;
                 (weight, bias)
             })
@@ -249,6 +251,17 @@ impl QNetwork {
                 .context("copying parameters into the Q-network")
         })
     }
+}
+
+/// `nn::linear`, but an allocation failure is an error rather than a panic.
+fn fallible_linear(path: &nn::Path<'_>, layer: &LayerShape, init: Init) -> Result<nn::Linear> {
+    let config = linear_config(init, layer);
+    let ws = path.f_var("weight", &[layer.fan_out, layer.fan_in], config.ws_init)?;
+    let bs = match config.bs_init {
+        Some(bs_init) => Some(path.f_var("bias", &[layer.fan_out], bs_init)?),
+        None => None,
+    };
+    Ok(nn::Linear { ws, bs })
 }
 
 fn linear_config(init: Init, layer: &LayerShape) -> nn::LinearConfig {

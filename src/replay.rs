@@ -90,6 +90,15 @@ enum Storage {
     },
 }
 
+/// `len` zeros, or an error (never an abort) when `len` overflowed or cannot be allocated.
+fn zeroed(len: Option<usize>, what: &str) -> Result<Vec<f32>> {
+    let mut values = Vec::new();
+    len.and_then(|len| values.try_reserve_exact(len).ok().map(|()| len))
+        .map(|len| values.resize(len, 0.0))
+        .with_context(|| format!("cannot allocate {what} ({len:?} floats)"))?;
+    Ok(values)
+}
+
 /// The replay ring.
 #[derive(Debug)]
 pub struct ReplayBuffer {
@@ -110,7 +119,7 @@ impl ReplayBuffer {
             bail!("replay.capacity must be at least 1");
         }
         let storage = match storage_device {
-            Device::Cpu => Storage::Host(vec![0.0; capacity * ROW]),
+            Device::Cpu => Storage::Host(zeroed(capacity.checked_mul(ROW), "the replay buffer")?),
             device => Storage::Device {
                 rows: Tensor::f_zeros([capacity as i64, ROW as i64], (Kind::Float, device))
                     .with_context(|| {
@@ -232,15 +241,17 @@ impl ReplayBuffer {
     /// for checkpoints.
     pub fn snapshot(&mut self) -> Result<(Vec<f32>, usize)> {
         self.flush()?;
-        let rows = match &self.storage {
-            Storage::Host(rows) => rows[..self.len * ROW].to_vec(),
+        let mut out = zeroed(Some(self.len * ROW), "a copy of the replay buffer")?;
+        match &self.storage {
+            Storage::Host(rows) => out.copy_from_slice(&rows[..self.len * ROW]),
             Storage::Device { rows, .. } => {
-                let host = rows.narrow(0, 0, self.len as i64).to_device(Device::Cpu);
-                let mut out = vec![0.0f32; self.len * ROW];
+                let host = rows
+                    .f_narrow(0, 0, self.len as i64)?
+                    .f_to_device(Device::Cpu)?;
                 host.f_copy_data(&mut out, self.len * ROW)?;
-                out
             }
-        };
+        }
+        let rows = out;
         Ok((rows, self.next))
     }
 

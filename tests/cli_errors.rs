@@ -143,13 +143,71 @@ fn broken_checkpoints_are_named() {
 }
 
 #[test]
-fn resume_needs_a_run_directory_with_a_checkpoint() {
+fn resume_needs_a_run_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run(qnet().args(["train", "--resume"]).arg(dir.path()));
     assert_clean_error(&output, &["no config.yaml"]);
     fs::write(dir.path().join("config.yaml"), "seed: 0\n").expect("write");
+    fs::write(dir.path().join("checkpoint.safetensors"), "garbage").expect("write");
     let output = run(qnet().args(["train", "--resume"]).arg(dir.path()));
-    assert_clean_error(&output, &["checkpoint.safetensors"]);
+    assert_clean_error(&output, &["checkpoint.safetensors", "truncated or corrupt"]);
+}
+
+/// Sizes no machine here can hold are refused before anything is allocated or written.
+#[test]
+fn absurd_sizes_are_refused_up_front() {
+    let wide = "network.hidden=[65536,65536,65536,65536,65536,65536,65536,65536]";
+    for (sets, needle) in [
+        (
+            ["replay.capacity=100000000000", "seed=0"],
+            "replay.capacity = 100000000000",
+        ),
+        ([wide, "seed=0"], "network.hidden = [65536, 65536, 65536"),
+        (
+            [
+                "replay.capacity=100000000000",
+                "replay.batch_size=100000000000",
+            ],
+            "replay.batch_size = 100000000000",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("run");
+        let mut command = train_command(&out, &sets);
+        let output = run(&mut command);
+        assert_clean_error(&output, &["not enough memory", needle]);
+        assert!(!out.exists(), "{sets:?}: a run directory was created");
+    }
+}
+
+/// `qnet ... | head` ends quietly when head has read enough.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = qnet()
+        .args(["bench", "solve", "--seeds", "3", "--out"])
+        .arg(dir.path().join("bench"))
+        .args([
+            "--set",
+            "train.total_env_steps=600",
+            "--set",
+            "eval.every=0",
+        ])
+        .args(["--set", "eval.final_episodes=2", "--set", "device=cpu"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start qnet");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("one line");
+    assert!(first.starts_with("bench solve"), "{first}");
+    drop(stdout);
+    let output = child.wait_with_output().expect("wait");
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]

@@ -91,7 +91,13 @@ fn check_interop(activation: Activation, activation_name: &str) {
     let (vs, net) = net_and_store(&sizes, activation, 7);
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = MlpWeights::from_var_store(&vs, activation).expect("weights");
-    save_model_files(dir.path(), &weights, &metadata(&hidden, activation_name)).expect("export");
+    save_model_files(
+        dir.path(),
+        "model",
+        &weights,
+        &metadata(&hidden, activation_name),
+    )
+    .expect("export");
 
     let obs = states();
     let q = tch::no_grad(|| net.forward(&obs));
@@ -151,7 +157,7 @@ fn loaded_module_reproduces_q_values_and_metadata() {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = MlpWeights::from_var_store(&vs, Activation::Tanh).expect("weights");
     let meta = metadata(&[16], "tanh");
-    save_model_files(dir.path(), &weights, &meta).expect("export");
+    save_model_files(dir.path(), "model", &weights, &meta).expect("export");
     let path = dir.path().join(MODEL_PT);
 
     let model = load_torchscript(&path, Device::Cpu, OBS_DIM, N_ACTIONS).expect("load");
@@ -186,8 +192,8 @@ fn no_temp_files_left_and_overwrite_works() {
     let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = metadata(&[8], "relu");
-    save_model_files(dir.path(), &weights, &meta).expect("first export");
-    save_model_files(dir.path(), &weights, &meta).expect("second export");
+    save_model_files(dir.path(), "model", &weights, &meta).expect("first export");
+    save_model_files(dir.path(), "model", &weights, &meta).expect("second export");
     let mut names: Vec<String> = fs::read_dir(dir.path())
         .expect("read_dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -348,7 +354,7 @@ fn cuda_weights_export_to_cpu_files() {
     let net = build_net(&vs, &[4, 16, 2], Activation::Relu);
     let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
     let dir = tempfile::tempdir().expect("tempdir");
-    save_model_files(dir.path(), &weights, &metadata(&[16], "relu")).expect("export");
+    save_model_files(dir.path(), "model", &weights, &metadata(&[16], "relu")).expect("export");
     let model = load_torchscript(&dir.path().join(MODEL_PT), Device::Cpu, OBS_DIM, N_ACTIONS)
         .expect("load");
     let obs = states();

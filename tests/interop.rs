@@ -22,12 +22,13 @@ const STATES: [[f32; 4]; 6] = [
     [-0.02, 1.5, 0.1, -2.0],
 ];
 
-/// Q-values of the trainer's own network (rebuilt from the training checkpoint).
-fn rust_q_values(run_dir: &Path) -> Vec<Vec<f32>> {
+/// Q-values of the trainer's own network (rebuilt from the training checkpoint's `array`:
+/// `online` for model.*, `best` for model_best.*).
+fn rust_q_values(run_dir: &Path, array: &str) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
     let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
     let net = QNetwork::new(&config.network, 4, 2, Device::Cpu).expect("network");
-    net.load_flat(&Tensor::from_slice(&checkpoint.arrays["online"]))
+    net.load_flat(&Tensor::from_slice(&checkpoint.arrays[array]))
         .expect("weights");
     let flat: Vec<f32> = STATES.iter().flatten().copied().collect();
     let q = tch::no_grad(|| net.forward(&Tensor::from_slice(&flat).view([6, 4])));
@@ -43,28 +44,31 @@ fn pytorch_reproduces_the_trained_network() {
     let output = run(&mut train_command(&out, &overrides));
     assert!(output.status.success(), "{:?}", text(&output));
 
-    let expected = serde_json::json!({
-        "hidden": [32, 32],
-        "activation": "relu",
-        "states": STATES,
-        "q_values": rust_q_values(&out),
-    });
-    let expected_path = dir.path().join("expected.json");
-    fs::write(&expected_path, expected.to_string()).expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-    let output = std::process::Command::new(python())
-        .arg(script)
-        .arg(out.join("model.pt"))
-        .arg(out.join("model.safetensors"))
-        .arg(&expected_path)
-        .output()
-        .expect("run python");
-    let (stdout, stderr) = text(&output);
-    assert!(
-        output.status.success(),
-        "interop check failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("OK"), "{stdout}");
+    // The final and the best model: the same formats, the same guarantees.
+    for (stem, array) in [("model", "online"), ("model_best", "best")] {
+        let expected = serde_json::json!({
+            "hidden": [32, 32],
+            "activation": "relu",
+            "states": STATES,
+            "q_values": rust_q_values(&out, array),
+        });
+        let expected_path = dir.path().join(format!("{stem}.expected.json"));
+        fs::write(&expected_path, expected.to_string()).expect("write");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+        let output = std::process::Command::new(python())
+            .arg(script)
+            .arg(out.join(format!("{stem}.pt")))
+            .arg(out.join(format!("{stem}.safetensors")))
+            .arg(&expected_path)
+            .output()
+            .expect("run python");
+        let (stdout, stderr) = text(&output);
+        assert!(
+            output.status.success(),
+            "{stem}: interop check failed:\n{stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("OK"), "{stdout}");
+    }
 }
 
 #[test]

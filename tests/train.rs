@@ -25,11 +25,15 @@ fn a_short_run_writes_every_record() {
         "learning_curve.svg",
         "model.pt",
         "model.safetensors",
+        "model_best.pt",
+        "model_best.safetensors",
         "checkpoint.safetensors",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
+    assert_tensorboard_matches_metrics(&out);
     let s = summary(&out);
+    assert_eq!(s["status"], "finished");
     assert_eq!(s["env_steps"], 3000);
     assert_eq!(s["seed"], 0);
     assert_eq!(s["device"], "cpu");
@@ -50,6 +54,28 @@ fn a_short_run_writes_every_record() {
     }
     assert!(s.get("solved_at_step").is_some() && s.get("solved_at_seconds").is_some());
     let csv = fs::read_to_string(out.join("metrics.csv")).expect("metrics.csv");
+    // The best model is the periodic evaluation with the highest mean (the first of ties).
+    let evals: Vec<(u64, f64)> = csv
+        .lines()
+        .filter(|l| l.starts_with("eval,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].parse().expect("step"), f[8].parse().expect("mean"))
+        })
+        .collect();
+    let best = evals
+        .iter()
+        .fold(None, |best: Option<(u64, f64)>, &(step, mean)| match best {
+            Some((_, m)) if m >= mean => best,
+            _ => Some((step, mean)),
+        })
+        .expect("evaluations ran");
+    assert_eq!(s["best_eval_step"], best.0, "{s}");
+    assert_eq!(s["best_eval_mean"], best.1, "{s}");
+    let metadata = qnet::export::read_torchscript_metadata(&out.join("model_best.pt"))
+        .expect("readable")
+        .expect("metadata");
+    assert_eq!(metadata["env_step"], best.0.to_string());
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
@@ -173,4 +199,89 @@ fn bench_solve_trains_the_requested_seeds_and_summarises_them() {
 
     let output = run(qnet().args(["bench", "solve", "--seeds", "0"]));
     assert_clean_error(&output, &["--seeds", "0"]);
+}
+
+/// A diverging run stops at once, keeps its last good checkpoint and model files, says why in
+/// summary.json and in one error paragraph, and exits non-zero.
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_good_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut overrides = SHORT.to_vec();
+    overrides.extend([
+        "optimizer.lr=1e6",
+        "optimizer.max_grad_norm=null",
+        "replay.learning_starts=300",
+        "checkpoint.every=200",
+        "train.total_env_steps=20000",
+    ]);
+    let output = run(&mut train_command(&out, &overrides));
+    assert_clean_error(
+        &output,
+        &[
+            "training diverged at env step",
+            "optimizer.lr = 1000000",
+            "summary.json",
+        ],
+    );
+    let s = summary(&out);
+    assert_eq!(s["status"], "diverged", "{s}");
+    let at = s["diverged_at_step"].as_u64().expect("diverged_at_step");
+    assert!(at < 20_000, "{s}");
+    assert!(s["final_eval_mean"].is_null(), "{s}");
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains(&format!("at env step {at}")) && stderr.contains("last good checkpoint"),
+        "{stderr}"
+    );
+    // The model files are those of the last checkpoint, from before the divergence, and finite.
+    let metadata = qnet::export::read_torchscript_metadata(&out.join("model.pt"))
+        .expect("readable")
+        .expect("metadata");
+    let saved_at: u64 = metadata["env_step"].parse().expect("env_step");
+    assert!(
+        saved_at < at,
+        "model.pt from step {saved_at}, diverged at {at}"
+    );
+    let checkpoint =
+        qnet::checkpoint::training::TrainingCheckpoint::load(&out.join("checkpoint.safetensors"))
+            .expect("checkpoint");
+    assert!(checkpoint.arrays["online"].iter().all(|w| w.is_finite()));
+    let output = run(qnet()
+        .args(["eval", "--episodes", "3", "--checkpoint"])
+        .arg(&out));
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_tensorboard_matches_metrics(&out);
+}
+
+/// `qnet eval --best` and `qnet render --best` use a run's model_best.pt.
+#[test]
+fn eval_and_render_can_pick_the_best_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let output = run(&mut train_command(&out, SHORT));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let output = run(qnet()
+        .args(["eval", "--best", "--episodes", "2", "--checkpoint"])
+        .arg(&out));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("model_best.pt: mean"), "{stdout}");
+    let gif = dir.path().join("best.gif");
+    let output = run(qnet()
+        .args(["render", "--best", "--max-steps", "20", "--checkpoint"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&gif));
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(gif.is_file());
+    // No evaluation ran, so no best model: a clear error.
+    let mut overrides = SHORT.to_vec();
+    overrides.push("eval.every=0");
+    let none = dir.path().join("no-evals");
+    let output = run(&mut train_command(&none, &overrides));
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(!none.join("model_best.pt").exists());
+    let output = run(qnet().args(["eval", "--best", "--checkpoint"]).arg(&none));
+    assert_clean_error(&output, &["model_best.pt", "eval.every"]);
 }

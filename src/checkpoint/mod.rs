@@ -1,26 +1,68 @@
 //! What a run leaves on disk: the model files PyTorch opens (`model.pt`,
-//! `model.safetensors`) and the resumable training checkpoint.
+//! `model.safetensors`, and `model_best.*` for the best evaluation) and the resumable
+//! training checkpoint.
 
 pub mod training;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use tch::Tensor;
 
+use crate::atomic::remove_if_exists;
 use crate::config::{Activation, Config};
 use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::export::{self, MlpWeights};
 use crate::qnet::QNetwork;
 
-/// Writes `model.pt` and `model.safetensors` of `net` into `dir`, with metadata that says
-/// what the network is and where it came from.
-pub fn save_model(dir: &Path, cfg: &Config, net: &QNetwork, env_step: u64) -> Result<()> {
+/// Which pair of model files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFiles {
+    /// `model.pt` / `model.safetensors`: the weights at the last checkpoint (the end of
+    /// training, once it is complete).
+    Final,
+    /// `model_best.pt` / `model_best.safetensors`: the weights at the periodic evaluation
+    /// with the highest mean return.
+    Best,
+}
+
+impl ModelFiles {
+    /// The file name without extension.
+    pub fn stem(self) -> &'static str {
+        match self {
+            ModelFiles::Final => "model",
+            ModelFiles::Best => "model_best",
+        }
+    }
+
+    /// `<dir>/<stem>.pt`, the TorchScript file.
+    pub fn torchscript(self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.pt", self.stem()))
+    }
+
+    /// Removes both files from `dir`, if there.
+    pub fn remove(self, dir: &Path) -> Result<()> {
+        remove_if_exists(&self.torchscript(dir))?;
+        remove_if_exists(&dir.join(format!("{}.safetensors", self.stem())))
+    }
+}
+
+/// Writes the `files` pair into `dir` from parameters `flat` laid out like `net`'s, with
+/// metadata that says what the network is and where it came from.
+pub fn save_model(
+    dir: &Path,
+    files: ModelFiles,
+    cfg: &Config,
+    net: &QNetwork,
+    flat: &Tensor,
+    env_step: u64,
+) -> Result<()> {
     let weights = MlpWeights {
-        layers: net.layer_tensors(),
+        layers: net.layer_views(flat),
         activation: net.activation(),
     };
-    export::save_model_files(dir, &weights, &model_metadata(cfg, env_step)?)
+    export::save_model_files(dir, files.stem(), &weights, &model_metadata(cfg, env_step)?)
 }
 
 /// The metadata both model files carry.

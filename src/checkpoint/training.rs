@@ -3,14 +3,15 @@
 //! (counters, RNG and env states, metrics) as JSON in its metadata. One file, written
 //! atomically, so a kill at any instant leaves the previous checkpoint intact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::atomic::write_bytes_atomic;
+use crate::atomic::write_atomic;
 
 /// File name of the training checkpoint inside a run directory.
 pub const FILE_NAME: &str = "checkpoint.safetensors";
@@ -31,34 +32,48 @@ pub struct TrainingCheckpoint {
 }
 
 impl TrainingCheckpoint {
-    /// Writes the checkpoint to `path`, atomically.
+    /// Writes the checkpoint to `path`, atomically, streaming each array to the file (no
+    /// copy of the replay buffer is made on the way).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes: Vec<(String, Vec<u8>)> = self
-            .arrays
-            .iter()
-            .map(|(name, values)| {
-                (
-                    name.clone(),
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                )
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(name, data)| {
-                safetensors::tensor::TensorView::new(Dtype::F32, vec![data.len() / 4], data)
-                    .map(|view| (name.as_str(), view))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let metadata = HashMap::from([
-            (FORMAT_KEY.to_owned(), FORMAT.to_owned()),
-            (STATE_KEY.to_owned(), self.state_json.clone()),
-            (CONFIG_KEY.to_owned(), self.config_yaml.clone()),
-        ]);
-        let file = safetensors::tensor::serialize(views, Some(metadata))
-            .context("encoding the training checkpoint")?;
-        let file = crate::export::canonical_safetensors(file)?;
-        write_bytes_atomic(path, &file)
+        let header = self.header()?;
+        write_atomic(path, |file| {
+            let mut out = BufWriter::new(file);
+            out.write_all(&(header.len() as u64).to_le_bytes())?;
+            out.write_all(&header)?;
+            for values in self.arrays.values() {
+                for value in values {
+                    out.write_all(&value.to_le_bytes())?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        })
+    }
+
+    /// The safetensors JSON header (keys sorted, so equal checkpoints are equal bytes),
+    /// padded with spaces to a multiple of 8 bytes as the format asks.
+    fn header(&self) -> Result<Vec<u8>> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0usize;
+        for (name, values) in &self.arrays {
+            let end = offset + 4 * values.len();
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "F32", "shape": [values.len()], "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        header.insert(
+            "__metadata__".to_owned(),
+            serde_json::json!({
+                FORMAT_KEY: FORMAT,
+                STATE_KEY: self.state_json,
+                CONFIG_KEY: self.config_yaml,
+            }),
+        );
+        let mut text = serde_json::to_vec(&header).context("encoding the checkpoint header")?;
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        Ok(text)
     }
 
     /// Reads a checkpoint written by [`TrainingCheckpoint::save`].

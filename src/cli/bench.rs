@@ -11,13 +11,13 @@ use tch::Device;
 use super::{run_dir, train::summary_line, SolveArgs, ThroughputArgs};
 use crate::agent::Learner;
 use crate::config::Config;
-use crate::device;
+use crate::device::{self, Placement};
 use crate::env::{BatchedCartPole, OBS_DIM};
 use crate::metrics::Summary;
 use crate::progress::Progress;
 use crate::replay::{ReplayBuffer, Transition};
 use crate::rng::{stream_rng, stream_seed, Stream};
-use crate::trainer::{Outcome, Trainer};
+use crate::trainer::{Outcome, Start, Trainer};
 
 pub(super) fn solve(args: SolveArgs) -> Result<()> {
     let base_cfg = Config::load(&args.config.config, &args.config.overrides())?;
@@ -36,14 +36,14 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         );
     };
     let seeds = args.first_seed..end;
-    println!(
+    say!(
         "bench solve: {} over seeds {}..{} into {}",
         args.config.config.display(),
         seeds.start,
         seeds.end,
         base.display()
     );
-    println!(
+    say!(
         "{:>4} {:>12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "seed",
         "solved_at",
@@ -61,8 +61,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         let mut overrides = args.config.overrides();
         overrides.push(format!("seed={seed}"));
         let cfg = Config::load(&args.config.config, &overrides)?;
-        device::configure_cpu_threads(&cfg.network.hidden);
-        let device = device::resolve(cfg.device, "device")?;
+        let placement = Placement::of(&cfg)?;
         let dir = run_dir::create(
             Some(&base.join(format!("seed{seed}"))),
             &cfg.experiment,
@@ -71,18 +70,18 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         crate::atomic::write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
         let mut progress = Progress::Quiet;
         let Outcome::Finished(summary) =
-            Trainer::new(cfg, device, &dir, &mut progress, &never)?.run()?
+            Trainer::new(cfg, placement, &dir, Start::Fresh, &mut progress, &never)?.run()?
         else {
             bail!("seed {seed} stopped before finishing");
         };
-        println!(
+        say!(
             "{seed:>4} {:>12} {:>10} {:>10.1} {:>9} {:>8} {:>8} {:>8.2} {:>9.0}",
             summary.solved_at_step.map_or("-".into(), |s| s.to_string()),
             summary
                 .solved_at_seconds
                 .map_or("-".into(), |s| format!("{s:.2}")),
-            summary.final_eval_mean,
-            if summary.final_eval_solved {
+            summary.final_eval_mean.unwrap_or(f64::NAN),
+            if summary.final_eval_solved == Some(true) {
                 "yes"
             } else {
                 "no"
@@ -94,7 +93,10 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         );
         summaries.push(*summary);
     }
-    let solved = summaries.iter().filter(|s| s.final_eval_solved).count();
+    let solved = summaries
+        .iter()
+        .filter(|s| s.final_eval_solved == Some(true))
+        .count();
     let steps: Vec<f64> = summaries
         .iter()
         .filter_map(|s| s.solved_at_step.map(|v| v as f64))
@@ -114,7 +116,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         reached = steps.len(),
     );
     if let Some(last) = summaries.last() {
-        println!("last run: {}", summary_line(last));
+        say!("last run: {}", summary_line(last));
     }
     Ok(())
 }
@@ -139,9 +141,10 @@ fn synchronize(device: Device) {
 
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     let cfg = Config::load(&args.config.config, &args.config.overrides())?;
-    device::configure_cpu_threads(&cfg.network.hidden);
-    let device = device::resolve(cfg.device, "device")?;
-    let replay_device = device::resolve_replay(cfg.replay.device, device)?;
+    let Placement {
+        train: device,
+        replay: replay_device,
+    } = Placement::of(&cfg)?;
     let mut learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;
     let mut replay = ReplayBuffer::new(cfg.replay.capacity, replay_device, device)?;
     let n = cfg.env.n_envs;
@@ -204,7 +207,7 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
         synchronize(device);
     }
     let update_rate = updates as f64 / start.elapsed().as_secs_f64();
-    println!(
+    say!(
         "{}: network {:?}, batch {}, {} envs, replay on {}, device {}, {} libtorch threads",
         args.config.config.display(),
         cfg.network.hidden,
@@ -214,7 +217,7 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
         device::name(device),
         tch::get_num_threads()
     );
-    println!(
+    say!(
         "gradient updates/s: {update_rate:.0} ({:.1} us/update); env steps/s (acting): {env_rate:.0}",
         1e6 / update_rate
     );

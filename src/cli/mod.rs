@@ -1,10 +1,20 @@
 //! The command line: clap definitions and their mapping onto library calls.
 
+/// Prints a line to stdout; a closed pipe comes back as an error (see [`is_broken_pipe`])
+/// instead of the panic `println!` gives.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))?
+    };
+}
+
 mod bench;
 mod play;
 mod run_dir;
 mod train;
 
+use std::fmt;
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -67,8 +77,9 @@ struct TrainArgs {
     /// Print only the run directory and the final summary line.
     #[arg(long)]
     quiet: bool,
-    /// Continue the interrupted run in this directory (uses its config.yaml).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["seed", "out", "set", "config"])]
+    /// Continue the run in this directory from its last checkpoint, with its config.yaml;
+    /// `--set` may raise its budget or change its evaluation and checkpoint cadence.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["seed", "out", "config"])]
     resume: Option<PathBuf>,
 }
 
@@ -77,6 +88,9 @@ struct EvalArgs {
     /// A model.pt, or a run directory holding one (default: the shipped model).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Use the run's model_best.pt (its best periodic evaluation) instead of model.pt.
+    #[arg(long)]
+    best: bool,
     /// Episodes to play.
     #[arg(long, default_value_t = 100)]
     episodes: usize,
@@ -93,6 +107,9 @@ struct RenderArgs {
     /// A model.pt, or a run directory holding one (default: the shipped model).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Use the run's model_best.pt (its best periodic evaluation) instead of model.pt.
+    #[arg(long)]
+    best: bool,
     /// The GIF to write.
     #[arg(long, default_value = "cartpole.gif")]
     out: PathBuf,
@@ -147,4 +164,20 @@ impl Cli {
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).map(|()| 0),
         }
     }
+}
+
+/// Writes one line to stdout.
+fn print_line(args: fmt::Arguments<'_>) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")
+}
+
+/// True when `err` comes from writing to a pipe whose reader has gone (`qnet ... | head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }

@@ -7,6 +7,7 @@ use tch::{Device, Tensor};
 
 use super::{EvalArgs, RenderArgs};
 use crate::atomic::write_bytes_atomic;
+use crate::checkpoint::ModelFiles;
 use crate::config::DeviceSpec;
 use crate::device;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};
@@ -15,37 +16,52 @@ use crate::eval::{evaluate, final_eval_seed, Policy};
 use crate::export::{load_torchscript, QModel};
 use crate::video::GifWriter;
 
-/// The model `qnet eval` and `qnet render` use when given none.
-pub(super) const SHIPPED_MODEL: &str = "models/cartpole-dqn/model.pt";
+/// The run directory whose model `qnet eval` and `qnet render` use when given none.
+const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";
 
 /// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
 const FPS: u32 = 50;
 
-/// `--checkpoint` as a model.pt path: a run directory means its model.pt; none means the
-/// shipped model (looked up from the working directory, then from the source tree).
-fn model_path(checkpoint: Option<&Path>) -> Result<PathBuf> {
-    match checkpoint {
-        Some(path) if path.is_dir() => {
-            let model = path.join("model.pt");
-            if !model.exists() {
+/// `--checkpoint` as a model file: a run directory means its model.pt (model_best.pt with
+/// `best`); none means the shipped model's directory (looked up from the working directory,
+/// then from the source tree).
+fn model_path(checkpoint: Option<&Path>, best: bool) -> Result<PathBuf> {
+    let files = if best {
+        ModelFiles::Best
+    } else {
+        ModelFiles::Final
+    };
+    let dir = match checkpoint {
+        Some(path) if !path.is_dir() => {
+            if best {
                 bail!(
-                    "{} is a directory without a model.pt; pass a run directory qnet train \
-                     wrote, or the model.pt itself",
+                    "--best picks model_best.pt from a run directory; {} is a file (pass its \
+                     directory, or drop --best)",
                     path.display()
                 );
             }
-            Ok(model)
+            return Ok(path.to_path_buf());
         }
-        Some(path) => Ok(path.to_path_buf()),
-        None => {
-            let local = PathBuf::from(SHIPPED_MODEL);
-            if local.exists() {
-                Ok(local)
-            } else {
-                Ok(Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL))
-            }
-        }
+        Some(dir) => dir.to_path_buf(),
+        None if Path::new(SHIPPED_MODEL_DIR).is_dir() => PathBuf::from(SHIPPED_MODEL_DIR),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL_DIR),
+    };
+    let model = files.torchscript(&dir);
+    if !model.exists() {
+        let why = if best {
+            "a run writes model_best.pt at its first periodic evaluation (eval.every > 0)"
+        } else {
+            "pass a run directory qnet train wrote, or the model.pt itself"
+        };
+        bail!(
+            "{} is a directory without a {}; {why}",
+            dir.display(),
+            model
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        );
     }
+    Ok(model)
 }
 
 /// A loaded TorchScript Q-network acting greedily.
@@ -61,8 +77,8 @@ impl Policy for Greedy {
     }
 }
 
-fn load(checkpoint: Option<&Path>, device: Device) -> Result<(PathBuf, Greedy)> {
-    let path = model_path(checkpoint)?;
+fn load(checkpoint: Option<&Path>, best: bool, device: Device) -> Result<(PathBuf, Greedy)> {
+    let path = model_path(checkpoint, best)?;
     let model = load_torchscript(&path, device, OBS_DIM as i64, N_ACTIONS as i64)?;
     Ok((path, Greedy(model)))
 }
@@ -74,9 +90,9 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let spec: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
     let device = device::resolve(spec, "--device")?;
     device::configure_cpu_threads(&[]);
-    let (path, policy) = load(args.checkpoint.as_deref(), device)?;
+    let (path, policy) = load(args.checkpoint.as_deref(), args.best, device)?;
     let result = evaluate(&policy, args.episodes, final_eval_seed(args.seed), 500)?;
-    println!(
+    say!(
         "{}: mean {:.2} std {:.2} min {} max {} over {} episodes (seed {}, {}): {}",
         path.display(),
         result.mean,
@@ -99,7 +115,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     if args.max_steps == 0 {
         bail!("--max-steps must be at least 1");
     }
-    let (path, policy) = load(args.checkpoint.as_deref(), Device::Cpu)?;
+    let (path, policy) = load(args.checkpoint.as_deref(), args.best, Device::Cpu)?;
     let mut env =
         CartPole::with_max_episode_steps(env_seed(final_eval_seed(args.seed), 0), args.max_steps);
     let mut obs = env.reset();
@@ -122,7 +138,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     }
     let bytes = gif.finish()?;
     write_bytes_atomic(&args.out, &bytes)?;
-    println!(
+    say!(
         "{}: {} steps, return {episode_return}, written to {} ({} frames at {FPS} fps)",
         path.display(),
         steps,

@@ -9,37 +9,59 @@ use anyhow::{bail, Context, Result};
 use super::{run_dir, TrainArgs};
 use crate::atomic::write_bytes_atomic;
 use crate::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
-use crate::config::Config;
-use crate::device;
-use crate::metrics::Summary;
+use crate::config::{Config, Procedure};
+use crate::device::Placement;
+use crate::metrics::{RunStatus, Summary};
 use crate::progress::Progress;
-use crate::trainer::{Outcome, Trainer};
+use crate::trainer::{work_left, Outcome, Start, Trainer};
 
 /// Exit code after an interrupt (128 + SIGINT, as shells report it).
 const INTERRUPTED: i32 = 130;
 
 pub(super) fn train(args: TrainArgs) -> Result<i32> {
     if let Some(dir) = &args.resume {
-        return resume(dir, args.config.device.as_deref(), args.quiet);
+        return resume(dir, &args.config.overrides(), args.quiet);
     }
     let mut overrides = args.config.overrides();
     if let Some(seed) = args.seed {
         overrides.push(format!("seed={seed}"));
     }
     let cfg = Config::load(&args.config.config, &overrides)?;
-    device::configure_cpu_threads(&cfg.network.hidden);
-    let device = device::resolve(cfg.device, "device")?;
+    let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
-    println!("run directory: {}", dir.display());
+    say!("run directory: {}", dir.display());
     let stop = stop_flag()?;
     let mut progress = Progress::choose(args.quiet, cfg.train.total_env_steps);
-    let trainer = Trainer::new(cfg, device, &dir, &mut progress, &stop)?;
+    let trainer = Trainer::new(cfg, placement, &dir, Start::Fresh, &mut progress, &stop)?;
     report(trainer.run()?, &dir)
 }
 
-/// Continues the run in `dir` from its checkpoint, with its own config.yaml.
-fn resume(dir: &Path, device: Option<&str>, quiet: bool) -> Result<i32> {
+/// Keys a resumed run may change: they decide how long it trains and how often it
+/// evaluates and checkpoints, not anything it has already computed.
+const RESUMABLE_KEYS: &[&str] = &[
+    "device",
+    "train.total_env_steps",
+    "train.tutorial.iterations",
+    "eval.every",
+    "eval.episodes",
+    "eval.final_episodes",
+    "eval.stop_when_solved",
+    "checkpoint.every",
+    "checkpoint.every_seconds",
+];
+
+/// The keys of `a` and `b` that differ, apart from those a resumed run may change.
+fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
+    Ok(a.differing_keys(b)?
+        .into_iter()
+        .filter(|key| !RESUMABLE_KEYS.contains(&key.as_str()))
+        .collect())
+}
+
+/// Continues the run in `dir` from its checkpoint, with its own config.yaml and the
+/// `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`).
+fn resume(dir: &Path, overrides: &[String], quiet: bool) -> Result<i32> {
     let config_path = dir.join("config.yaml");
     if !config_path.exists() {
         bail!(
@@ -47,47 +69,103 @@ fn resume(dir: &Path, device: Option<&str>, quiet: bool) -> Result<i32> {
             dir.display()
         );
     }
-    let checkpoint = TrainingCheckpoint::load(&dir.join(FILE_NAME))?;
-    let overrides: Vec<String> = device.iter().map(|d| format!("device={d}")).collect();
-    let cfg = Config::load(&config_path, &overrides)?;
-    let saved = Config::from_yaml_str(
-        &checkpoint.config_yaml,
-        "the checkpoint's config",
-        &overrides,
-    )?;
-    if saved.network != cfg.network {
+    let recorded = Config::load(&config_path, &[])?;
+    let cfg = Config::load(&config_path, overrides)?;
+    let refused = fixed_keys_that_differ(&recorded, &cfg)?;
+    if let Some(key) = refused.first() {
+        bail!(
+            "--set {key}: a resumed run keeps the settings it was trained with; only {} may \
+             change (they do not alter what was already computed). Start a new run to change \
+             {key}",
+            RESUMABLE_KEYS.join(", ")
+        );
+    }
+    let checkpoint_path = dir.join(FILE_NAME);
+    let checkpoint = if checkpoint_path.exists() {
+        Some(TrainingCheckpoint::load(&checkpoint_path)?)
+    } else {
+        None
+    };
+    if let Some(checkpoint) = &checkpoint {
+        check_matches_checkpoint(&config_path, &recorded, checkpoint)?;
+        if !work_left(&cfg, checkpoint)?
+            && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
+        {
+            bail!(
+                "{} already finished ({}); to train it further, raise its budget, e.g. qnet \
+                 train --resume {} --set train.total_env_steps=N",
+                dir.display(),
+                budget(&cfg),
+                dir.display()
+            );
+        }
+    }
+    let placement = Placement::of(&cfg)?;
+    if cfg != recorded {
+        write_bytes_atomic(&config_path, cfg.to_yaml()?.as_bytes())?;
+    }
+    let start = match &checkpoint {
+        Some(checkpoint) => {
+            say!("run directory: {} (resumed)", dir.display());
+            Start::Resume(checkpoint)
+        }
+        None => {
+            say!(
+                "run directory: {} (no checkpoint yet: starting it again from step 0)",
+                dir.display()
+            );
+            Start::Fresh
+        }
+    };
+    let stop = stop_flag()?;
+    let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
+    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, &stop)
+        .with_context(|| format!("resuming {}", dir.display()))?;
+    report(trainer.run()?, dir)
+}
+
+/// The checkpoint was written with the settings config.yaml records (up to resumable keys).
+fn check_matches_checkpoint(
+    config_path: &Path,
+    recorded: &Config,
+    checkpoint: &TrainingCheckpoint,
+) -> Result<()> {
+    let saved = Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
+    if saved.network != recorded.network {
         bail!(
             "{} no longer matches the checkpoint's network: it says hidden {:?}, {:?}, {:?}; \
              the checkpoint was trained with hidden {:?}, {:?}, {:?}. Restore the file or start \
              a new run",
             config_path.display(),
-            cfg.network.hidden,
-            cfg.network.activation,
-            cfg.network.init,
+            recorded.network.hidden,
+            recorded.network.activation,
+            recorded.network.init,
             saved.network.hidden,
             saved.network.activation,
             saved.network.init
         );
     }
-    if saved != cfg {
+    let changed = fixed_keys_that_differ(&saved, recorded)?;
+    if !changed.is_empty() {
         bail!(
-            "{} differs from the config the checkpoint in {} was written with; a resumed run \
-             must continue with the same settings (only --device may change). Restore the \
-             file or start a new run",
+            "{} differs from the config the checkpoint was written with ({}); a resumed run \
+             must continue with the same settings. Restore the file or start a new run",
             config_path.display(),
-            dir.display()
+            changed.join(", ")
         );
     }
-    device::configure_cpu_threads(&cfg.network.hidden);
-    let device = device::resolve(cfg.device, "device")?;
-    println!("run directory: {} (resumed)", dir.display());
-    let stop = stop_flag()?;
-    let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
-    let mut trainer = Trainer::new(cfg, device, dir, &mut progress, &stop)?;
-    trainer
-        .restore(&checkpoint)
-        .with_context(|| format!("resuming from {}", dir.join(FILE_NAME).display()))?;
-    report(trainer.run()?, dir)
+    Ok(())
+}
+
+/// The budget of `cfg`, in words.
+fn budget(cfg: &Config) -> String {
+    match cfg.train.procedure {
+        Procedure::Dqn => format!("train.total_env_steps = {}", cfg.train.total_env_steps),
+        Procedure::Tutorial => format!(
+            "train.tutorial.iterations = {}",
+            cfg.train.tutorial.iterations
+        ),
+    }
 }
 
 /// A flag that SIGINT and SIGTERM raise; a second signal while it is raised exits at once.
@@ -106,9 +184,10 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 fn report(outcome: Outcome, dir: &Path) -> Result<i32> {
     match outcome {
         Outcome::Finished(summary) => {
-            println!("{}", summary_line(&summary));
+            say!("{}", summary_line(&summary));
             Ok(0)
         }
+        Outcome::Diverged(divergence) => Err(anyhow::anyhow!("{divergence}")),
         Outcome::Interrupted { env_steps } => {
             println!(
                 "interrupted at env step {env_steps}; checkpoint saved. Continue with: \
@@ -126,21 +205,23 @@ pub(super) fn summary_line(s: &Summary) -> String {
         (Some(step), Some(seconds)) => format!("first solved at step {step} ({seconds:.2} s)"),
         _ => "never solved during training".to_owned(),
     };
+    let final_eval = match (s.final_eval_mean, s.final_eval_std, s.final_eval_episodes) {
+        (Some(mean), Some(std), Some(episodes)) => format!(
+            "final eval {mean:.1} ± {std:.1} over {episodes} episodes ({})",
+            if s.final_eval_solved == Some(true) {
+                "solved"
+            } else {
+                "not solved"
+            }
+        ),
+        _ => "no final eval".to_owned(),
+    };
+    let best = match (s.best_eval_mean, s.best_eval_step) {
+        (Some(mean), Some(step)) => format!("; best eval {mean:.1} at step {step}"),
+        _ => String::new(),
+    };
     format!(
-        "final eval {:.1} ± {:.1} over {} episodes ({}); {solved}; {} env steps, {} updates \
-         in {:.2} s ({:.0} steps/s) on {}",
-        s.final_eval_mean,
-        s.final_eval_std,
-        s.final_eval_episodes,
-        if s.final_eval_solved {
-            "solved"
-        } else {
-            "not solved"
-        },
-        s.env_steps,
-        s.gradient_updates,
-        s.train_seconds,
-        s.env_steps_per_second,
-        s.device
+        "{final_eval}; {solved}{best}; {} env steps, {} updates in {:.2} s ({:.0} steps/s) on {}",
+        s.env_steps, s.gradient_updates, s.train_seconds, s.env_steps_per_second, s.device
     )
 }

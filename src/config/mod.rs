@@ -178,8 +178,10 @@ pub struct EvalConfig {
 /// Resumable training checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckpointConfig {
-    /// Env steps between checkpoints; 0 = only at the end and on interrupt.
+    /// Env steps between checkpoints; 0 = none by env steps.
     pub every: u64,
+    /// Seconds of training between checkpoints; 0 = none by time; finite, >= 0.
+    pub every_seconds: f64,
 }
 
 impl Default for Config {
@@ -244,7 +246,10 @@ impl Default for Config {
                 final_episodes: 100,
                 stop_when_solved: false,
             },
-            checkpoint: CheckpointConfig { every: 0 },
+            checkpoint: CheckpointConfig {
+                every: 0,
+                every_seconds: 60.0,
+            },
         }
     }
 }
@@ -274,6 +279,15 @@ impl Config {
     /// Every key with its value, as YAML that [`Config::load`] reads back to an equal `Config`.
     pub fn to_yaml(&self) -> Result<String> {
         serde_yaml::to_string(self).context("serializing the config to YAML")
+    }
+
+    /// The dotted keys whose values differ between `self` and `other`, in file order.
+    pub fn differing_keys(&self, other: &Config) -> Result<Vec<String>> {
+        let a = serde_yaml::to_value(self).context("serializing a config")?;
+        let b = serde_yaml::to_value(other).context("serializing a config")?;
+        let mut keys = Vec::new();
+        tree::differing_leaves(&a, &b, &mut Vec::new(), &mut keys);
+        Ok(keys)
     }
 
     /// The defaults as a YAML tree: the starting values and the schema of known keys.

@@ -71,6 +71,7 @@ pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
         },
         checkpoint: CheckpointConfig {
             every: tree.get("checkpoint.every")?,
+            every_seconds: tree.get("checkpoint.every_seconds")?,
         },
     })
 }

@@ -182,6 +182,30 @@ fn merge(
     Ok(())
 }
 
+/// Appends to `out` the dotted paths of the leaves at which `a` and `b` differ; both trees
+/// have the same shape (they come from the same struct).
+pub(super) fn differing_leaves(
+    a: &Value,
+    b: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<String>,
+) {
+    match (a, b) {
+        (Value::Mapping(a), Value::Mapping(b)) => {
+            for (key, value) in a {
+                path.push(key_text(key));
+                match b.get(key) {
+                    Some(other) => differing_leaves(value, other, path, out),
+                    None => out.push(path.join(".")),
+                }
+                path.pop();
+            }
+        }
+        (a, b) if a != b => out.push(path.join(".")),
+        _ => {}
+    }
+}
+
 fn problem(path: &[String], message: String) -> Problem {
     Problem {
         path: path.to_vec(),

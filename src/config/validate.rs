@@ -18,6 +18,8 @@ const CARTPOLE: &str = "CartPole-v1";
 const MAX_WIDTH: usize = 65_536;
 /// Upper bound of `env.max_episode_steps`.
 const MAX_EPISODE_STEPS: u32 = 100_000;
+/// Upper bound of evaluation batches: every episode of an evaluation runs at once.
+const MAX_EVAL_EPISODES: usize = 100_000;
 
 /// Checks every value of `config`; the first violation found is returned.
 pub(super) fn check(config: &Config) -> Result<(), Invalid> {
@@ -189,12 +191,25 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
     )?;
 
     let eval = &config.eval;
-    require(eval.episodes >= 1, "eval.episodes", eval.episodes, ">= 1")?;
     require(
-        eval.final_episodes >= 1,
+        (1..=MAX_EVAL_EPISODES).contains(&eval.episodes),
+        "eval.episodes",
+        eval.episodes,
+        &format!("in [1, {MAX_EVAL_EPISODES}]"),
+    )?;
+    require(
+        (1..=MAX_EVAL_EPISODES).contains(&eval.final_episodes),
         "eval.final_episodes",
         eval.final_episodes,
-        ">= 1",
+        &format!("in [1, {MAX_EVAL_EPISODES}]"),
+    )?;
+
+    let seconds = config.checkpoint.every_seconds;
+    require(
+        seconds >= 0.0 && seconds.is_finite(),
+        "checkpoint.every_seconds",
+        seconds,
+        ">= 0 and finite (0 = no checkpoints by time)",
     )
 }
 
@@ -297,7 +312,16 @@ mod tests {
             violation("exploration.decay_steps", |c| c.exploration.decay_steps = 0)
                 .contains("linear")
         );
-        assert!(violation("eval.final_episodes", |c| c.eval.final_episodes = 0).contains(">= 1"));
+        assert!(
+            violation("eval.final_episodes", |c| c.eval.final_episodes = 0)
+                .contains("in [1, 100000]")
+        );
+        assert!(violation("eval.episodes", |c| c.eval.episodes = 10_000_000).contains("100000"));
+        assert!(
+            violation("checkpoint.every_seconds", |c| c.checkpoint.every_seconds =
+                -1.0)
+            .contains(">= 0 and finite")
+        );
     }
 
     #[test]

@@ -4,19 +4,19 @@
 
 use anyhow::Result;
 
-use super::{Sink, Trainer};
+use super::{Sink, Stop, Trainer};
 use crate::env::OBS_DIM;
 
 impl Trainer<'_> {
-    /// Trains until the env-step budget is spent or it is solved; returns true when a stop
-    /// was requested instead.
-    pub(super) fn run_dqn(&mut self) -> Result<bool> {
+    /// Trains until the env-step budget is spent, it is solved, it diverges or a stop is
+    /// requested; says which.
+    pub(super) fn run_dqn(&mut self) -> Result<Stop> {
         let n = self.cfg.env.n_envs;
         let mut actions = vec![0i64; n];
         let mut obs = vec![0.0f32; n * OBS_DIM];
         while self.state.env_steps < self.cfg.train.total_env_steps {
             if self.stop_requested() {
-                return Ok(true);
+                return Ok(Stop::Interrupted);
             }
             self.collect_step(&mut obs, &mut actions, Sink::Replay)?;
 
@@ -40,12 +40,10 @@ impl Trainer<'_> {
                 }
             }
 
-            if self.maybe_evaluate()? {
-                break;
+            if let Some(stop) = self.after_step()? {
+                return Ok(stop);
             }
-            self.maybe_checkpoint()?;
-            self.report();
         }
-        Ok(false)
+        Ok(Stop::Budget)
     }
 }

@@ -3,9 +3,12 @@
 //! Two procedures share this module's bookkeeping: `dqn` (replay buffer, minibatches,
 //! target network) and `tutorial` (the original tutorial's collect-then-fit loop, kept
 //! for comparison). All state that the loop carries from one step to the next lives in
-//! [`LoopState`] or in the learner and replay buffer, which is what a checkpoint saves.
+//! [`LoopState`] or in the learner and replay buffer, which is what a checkpoint saves;
+//! records stream to disk as they are produced ([`Records`]).
 
+mod divergence;
 mod dqn;
+mod evaluate;
 mod state;
 mod tutorial;
 
@@ -17,17 +20,19 @@ use anyhow::Result;
 use tch::{Device, Tensor};
 
 use crate::agent::Learner;
+use crate::checkpoint::training::TrainingCheckpoint;
 use crate::config::{Config, Procedure};
-use crate::device;
+use crate::device::{self, Placement};
 use crate::env::OBS_DIM;
-use crate::eval::{self, EvalResult, Policy};
 use crate::metrics::{Row, Summary};
 use crate::progress::{Progress, Status};
+use crate::records::Records;
 use crate::replay::{ReplayBuffer, Transition, ROW};
 use crate::rng::{stream_seed, Stream};
 use crate::schedule::epsilon_at;
 
-pub use state::LoopState;
+pub use divergence::Divergence;
+pub use state::{work_left, LoopState};
 
 /// Finished training episodes averaged for the progress display.
 const RECENT_EPISODES: usize = 20;
@@ -42,6 +47,30 @@ pub enum Outcome {
         /// Env steps taken when it stopped.
         env_steps: u64,
     },
+    /// A non-finite loss, Q-value or parameter stopped training; summary.json says so.
+    Diverged(Box<Divergence>),
+}
+
+/// Where a session starts from.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'c> {
+    /// Step 0, with new records.
+    Fresh,
+    /// The state a checkpoint recorded, with the records cut back to what it had seen.
+    Resume(&'c TrainingCheckpoint),
+}
+
+/// Why the loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The budget is spent.
+    Budget,
+    /// A periodic evaluation was solved and `eval.stop_when_solved` is on.
+    Solved,
+    /// Ctrl-C / SIGTERM.
+    Interrupted,
+    /// Training diverged ([`Trainer::divergence`] says how).
+    Diverged,
 }
 
 /// Where [`Trainer::collect_step`] puts the transitions it collects.
@@ -59,72 +88,109 @@ pub struct Trainer<'a> {
     learner: Learner,
     replay: ReplayBuffer,
     state: LoopState,
+    records: Records,
+    /// The online parameters at the best periodic evaluation (what `model_best.*` holds).
+    best: Option<Tensor>,
     run_dir: PathBuf,
     progress: &'a mut Progress,
     stop: &'a AtomicBool,
     session_start: Instant,
     seconds_before: f64,
+    last_checkpoint: Instant,
+    /// Env step of the last checkpoint written or resumed from.
+    checkpointed_at: Option<u64>,
+    divergence: Option<Divergence>,
 }
 
 impl<'a> Trainer<'a> {
-    /// A fresh run of `cfg` on `device`, writing into `run_dir`.
+    /// A run of `cfg` on `device` in `run_dir`, from step 0 or from a checkpoint.
     pub fn new(
         cfg: Config,
-        device: Device,
+        placement: Placement,
         run_dir: &Path,
+        start: Start<'_>,
         progress: &'a mut Progress,
         stop: &'a AtomicBool,
     ) -> Result<Self> {
+        let device = placement.train;
         let learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;
-        let replay_device = device::resolve_replay(cfg.replay.device, device)?;
         let capacity = match cfg.train.procedure {
             Procedure::Dqn => cfg.replay.capacity,
             // The tutorial keeps its own per-iteration memory.
             Procedure::Tutorial => 1,
         };
-        let replay = ReplayBuffer::new(capacity, replay_device, device)?;
-        let state = LoopState::new(&cfg);
-        Ok(Self {
+        let replay = ReplayBuffer::new(capacity, placement.replay, device)?;
+        let records = match start {
+            Start::Fresh => Records::create(run_dir)?,
+            Start::Resume(checkpoint) => state::reopen_records(run_dir, checkpoint)?,
+        };
+        let mut trainer = Self {
+            state: LoopState::new(&cfg),
             cfg,
             device,
             learner,
             replay,
-            state,
+            records,
+            best: None,
             run_dir: run_dir.to_path_buf(),
             progress,
             stop,
             session_start: Instant::now(),
             seconds_before: 0.0,
-        })
+            last_checkpoint: Instant::now(),
+            checkpointed_at: None,
+            divergence: None,
+        };
+        match start {
+            Start::Fresh => trainer.write_best_model()?,
+            Start::Resume(checkpoint) => trainer.restore(checkpoint)?,
+        }
+        Ok(trainer)
+    }
+
+    fn has_work_left(&self) -> bool {
+        state::work_left_in(&self.cfg, &self.state)
     }
 
     /// Runs until the budget is spent, the task is solved (with `eval.stop_when_solved`),
-    /// or a stop is requested.
+    /// training diverges, or a stop is requested.
     pub fn run(mut self) -> Result<Outcome> {
         self.session_start = Instant::now();
         self.seconds_before = self.state.train_seconds;
-        self.progress.line(&format!(
-            "training {} on {} ({} procedure)",
-            self.cfg.experiment,
-            device::name(self.device),
+        self.last_checkpoint = Instant::now();
+        let stop = if self.has_work_left() {
+            crate::atomic::remove_if_exists(&self.run_dir.join(crate::metrics::SUMMARY_JSON))?;
+            self.state.stopped_solved = false;
+            self.progress.line(&format!(
+                "training {} on {} ({} procedure)",
+                self.cfg.experiment,
+                device::name(self.device),
+                match self.cfg.train.procedure {
+                    Procedure::Dqn => "dqn",
+                    Procedure::Tutorial => "tutorial",
+                }
+            ));
             match self.cfg.train.procedure {
-                Procedure::Dqn => "dqn",
-                Procedure::Tutorial => "tutorial",
+                Procedure::Dqn => self.run_dqn()?,
+                Procedure::Tutorial => self.run_tutorial()?,
             }
-        ));
-        let stopped = match self.cfg.train.procedure {
-            Procedure::Dqn => self.run_dqn()?,
-            Procedure::Tutorial => self.run_tutorial()?,
+        } else {
+            Stop::Budget
         };
         self.progress.finish();
-        if stopped {
-            self.save_checkpoint()?;
+        if stop == Stop::Diverged || !self.parameters_finite() {
+            return self.diverged();
+        }
+        if stop == Stop::Solved {
+            self.state.stopped_solved = true;
+        }
+        self.save_checkpoint()?;
+        if stop == Stop::Interrupted {
             return Ok(Outcome::Interrupted {
                 env_steps: self.state.env_steps,
             });
         }
         self.finish()
-            .map(|summary| Outcome::Finished(Box::new(summary)))
     }
 
     /// Seconds of training so far, over all sessions.
@@ -193,11 +259,16 @@ impl<'a> Trainer<'a> {
     }
 
     /// Records a finished training episode of `length` steps and return `episode_return`.
+    /// Reading the update statistics is the loop's one host sync per episode, so this is
+    /// where a non-finite loss or Q-value is noticed.
     fn end_episode(&mut self, episode_return: f64, length: u32) {
         self.state.episodes += 1;
         let stats = self.learner.take_stats();
         if let Some(stats) = stats {
             self.state.last_loss = Some(stats.loss);
+            if self.divergence.is_none() {
+                self.divergence = Divergence::in_stats(&stats, self.state.env_steps);
+            }
         }
         self.state.push_recent(episode_return, RECENT_EPISODES);
         let row = Row::Episode {
@@ -205,52 +276,49 @@ impl<'a> Trainer<'a> {
             episode: self.state.episodes,
             episode_return,
             length,
-            epsilon: self.epsilon(),
+            // Nine decimals: the schedule's value without float noise in the records.
+            epsilon: (self.epsilon() * 1e9).round() / 1e9,
             loss_and_q: stats.map(|s| (s.loss, s.mean_q)),
             wall_seconds: self.seconds(),
         };
-        self.state.metrics.push(row);
+        self.records.push(&row);
     }
 
-    /// Runs the periodic evaluation if one is due; returns true when training should stop
-    /// because it is solved.
-    fn maybe_evaluate(&mut self) -> Result<bool> {
-        let every = self.cfg.eval.every;
-        if every == 0 || self.state.env_steps < self.state.next_eval_at {
-            return Ok(false);
+    /// What follows every loop step: the divergence check, a due evaluation and checkpoint,
+    /// records and progress. `Some` when training must stop.
+    fn after_step(&mut self) -> Result<Option<Stop>> {
+        if self.divergence.is_some() {
+            return Ok(Some(Stop::Diverged));
         }
-        self.state.next_eval_at = (self.state.env_steps / every + 1) * every;
-        let result = eval::evaluate(
-            &GreedyPolicy(&self.learner),
-            self.cfg.eval.episodes,
-            eval::periodic_eval_seed(self.cfg.seed),
-            self.cfg.env.max_episode_steps,
-        )?;
-        let seconds = self.seconds();
-        if result.solved() && self.state.solved_at_step.is_none() {
-            self.state.solved_at_step = Some(self.state.env_steps);
-            self.state.solved_at_seconds = Some(seconds);
+        if self.evaluation_due() {
+            if !self.parameters_finite() {
+                return Ok(Some(Stop::Diverged));
+            }
+            if self.evaluate_periodic()? && self.cfg.eval.stop_when_solved {
+                return Ok(Some(Stop::Solved));
+            }
         }
-        self.state.metrics.push(Row::Eval {
-            env_step: self.state.env_steps,
-            episode: self.state.episodes,
-            is_final: false,
-            result: result.clone(),
-            wall_seconds: seconds,
-        });
-        let solved = result.solved();
-        self.state.last_eval = Some(result);
-        Ok(solved && self.cfg.eval.stop_when_solved)
-    }
-
-    /// Writes a checkpoint if one is due.
-    fn maybe_checkpoint(&mut self) -> Result<()> {
-        let every = self.cfg.checkpoint.every;
-        if every > 0 && self.state.env_steps >= self.state.next_checkpoint_at {
-            self.state.next_checkpoint_at = (self.state.env_steps / every + 1) * every;
+        if self.checkpoint_due() {
+            if !self.parameters_finite() {
+                return Ok(Some(Stop::Diverged));
+            }
             self.save_checkpoint()?;
         }
-        Ok(())
+        self.records.flush_if_due()?;
+        self.report();
+        Ok(None)
+    }
+
+    /// A checkpoint is due by env steps (`checkpoint.every`) or by time (`every_seconds`).
+    fn checkpoint_due(&mut self) -> bool {
+        let every = self.cfg.checkpoint.every;
+        let by_steps = every > 0 && self.state.env_steps >= self.state.next_checkpoint_at;
+        if by_steps {
+            self.state.next_checkpoint_at = (self.state.env_steps / every + 1) * every;
+        }
+        let seconds = self.cfg.checkpoint.every_seconds;
+        let by_time = seconds > 0.0 && self.last_checkpoint.elapsed().as_secs_f64() >= seconds;
+        by_steps || by_time
     }
 
     fn report(&mut self) {
@@ -269,64 +337,5 @@ impl<'a> Trainer<'a> {
             device: &device,
         };
         self.progress.update(&status);
-    }
-
-    /// Final evaluation, model files, records; the run is then complete.
-    fn finish(mut self) -> Result<Summary> {
-        let result = eval::evaluate(
-            &GreedyPolicy(&self.learner),
-            self.cfg.eval.final_episodes,
-            eval::final_eval_seed(self.cfg.seed),
-            self.cfg.env.max_episode_steps,
-        )?;
-        self.state.train_seconds = self.seconds();
-        self.state.metrics.push(Row::Eval {
-            env_step: self.state.env_steps,
-            episode: self.state.episodes,
-            is_final: true,
-            result: result.clone(),
-            wall_seconds: self.state.train_seconds,
-        });
-        self.state.finished = true;
-        let summary = self.summary(&result);
-        self.save_checkpoint()?;
-        summary.write(&self.run_dir)?;
-        Ok(summary)
-    }
-
-    fn summary(&self, result: &EvalResult) -> Summary {
-        let seconds = self.state.train_seconds;
-        Summary {
-            experiment: self.cfg.experiment.clone(),
-            env_steps: self.state.env_steps,
-            gradient_updates: self.state.gradient_updates,
-            episodes: self.state.episodes,
-            train_seconds: seconds,
-            env_steps_per_second: self.state.env_steps as f64 / seconds.max(1e-9),
-            final_eval_mean: result.mean,
-            final_eval_std: result.std,
-            final_eval_min: result.min,
-            final_eval_max: result.max,
-            final_eval_episodes: result.episodes,
-            final_eval_solved: result.solved(),
-            solved_at_step: self.state.solved_at_step,
-            solved_at_seconds: self.state.solved_at_seconds,
-            seed: self.cfg.seed,
-            device: device::name(self.device),
-            qnet_version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
-    }
-}
-
-/// The learner's online network acting greedily.
-struct GreedyPolicy<'a>(&'a Learner);
-
-impl Policy for GreedyPolicy<'_> {
-    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-        Ok(self.0.greedy(obs))
-    }
-
-    fn device(&self) -> Device {
-        self.0.online().device()
     }
 }

@@ -1,6 +1,7 @@
 //! What the loop carries between steps, and its round trip through a checkpoint.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rand_pcg::Pcg64;
@@ -8,11 +9,15 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::Trainer;
+use crate::atomic::write_bytes_atomic;
 use crate::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
-use crate::config::Config;
+use crate::checkpoint::ModelFiles;
+use crate::config::{Config, Procedure};
 use crate::env::BatchedCartPole;
 use crate::eval::EvalResult;
-use crate::metrics::MetricsLog;
+use crate::metrics::Curves;
+use crate::plot::{learning_curve_svg, LEARNING_CURVE};
+use crate::records::{RecordPositions, Records};
 use crate::rng::{stream_rng, stream_seed, Stream};
 
 /// The training loop's state apart from tensors: counters, RNGs, envs, records.
@@ -54,16 +59,20 @@ pub struct LoopState {
     pub solved_at_seconds: Option<f64>,
     /// Training seconds so far, over all sessions.
     pub train_seconds: f64,
-    /// The rows of metrics.csv.
-    pub metrics: MetricsLog,
+    /// Highest mean of a periodic evaluation so far.
+    pub best_eval_mean: Option<f64>,
+    /// Env step of that evaluation.
+    pub best_eval_step: Option<u64>,
+    /// Training stopped at a solved evaluation (`eval.stop_when_solved`).
+    pub stopped_solved: bool,
+    /// How far metrics.csv and the event file had been written.
+    pub records: Option<RecordPositions>,
     /// Adam updates so far.
     pub adam_steps: u64,
     /// Next replay slot to write.
     pub replay_next: usize,
     /// Updates whose loss and Q are summed in the `stats` array, not yet in a metrics row.
     pub pending_stat_updates: u64,
-    /// The run completed (final evaluation done).
-    pub finished: bool,
 }
 
 impl LoopState {
@@ -95,11 +104,13 @@ impl LoopState {
             solved_at_step: None,
             solved_at_seconds: None,
             train_seconds: 0.0,
-            metrics: MetricsLog::default(),
+            best_eval_mean: None,
+            best_eval_step: None,
+            stopped_solved: false,
+            records: None,
             adam_steps: 0,
             replay_next: 0,
             pending_stat_updates: 0,
-            finished: false,
         }
     }
 
@@ -124,6 +135,7 @@ const ADAM_M: &str = "adam.m";
 const ADAM_V: &str = "adam.v";
 const REPLAY: &str = "replay";
 const STATS: &str = "stats";
+const BEST: &str = "best";
 
 fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
     let host = tensor
@@ -136,10 +148,41 @@ fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
     Ok(values)
 }
 
+/// The loop state a checkpoint holds.
+fn decode_state(checkpoint: &TrainingCheckpoint) -> Result<LoopState> {
+    serde_json::from_str(&checkpoint.state_json).context("decoding the checkpoint's loop state")
+}
+
+/// True while `cfg`'s budget is not spent at `state` and no solved evaluation has ended
+/// training that `cfg` would still stop at.
+pub(super) fn work_left_in(cfg: &Config, state: &LoopState) -> bool {
+    let budget_left = match cfg.train.procedure {
+        Procedure::Dqn => state.env_steps < cfg.train.total_env_steps,
+        Procedure::Tutorial => state.tutorial_iterations < cfg.train.tutorial.iterations,
+    };
+    budget_left && !(state.stopped_solved && cfg.eval.stop_when_solved)
+}
+
+/// Whether a run resumed from `checkpoint` with `cfg` would train at all.
+pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
+    Ok(work_left_in(cfg, &decode_state(checkpoint)?))
+}
+
+/// The run's records as `checkpoint` saw them (new ones if it saw none).
+pub(super) fn reopen_records(run_dir: &Path, checkpoint: &TrainingCheckpoint) -> Result<Records> {
+    match decode_state(checkpoint)?.records {
+        Some(at) => Records::reopen(run_dir, &at),
+        None => Records::create(run_dir),
+    }
+}
+
 impl Trainer<'_> {
-    /// Writes the training checkpoint, the model files and the records, each atomically.
+    /// Writes the training checkpoint, the model files, learning_curve.svg and the records
+    /// so far, each atomically (the records first, so the checkpoint never claims rows that
+    /// are not on disk). Callers check that the parameters are finite first.
     pub(super) fn save_checkpoint(&mut self) -> Result<()> {
         self.state.train_seconds = self.seconds();
+        self.state.records = Some(self.records.sync()?);
         self.state.adam_steps = self.learner.adam().steps();
         let (replay_rows, replay_next) = self.replay.snapshot()?;
         self.state.replay_next = replay_next;
@@ -156,6 +199,9 @@ impl Trainer<'_> {
         if let Some(target) = self.learner.target() {
             arrays.insert(TARGET.to_owned(), to_vec(target.flat())?);
         }
+        if let Some(best) = &self.best {
+            arrays.insert(BEST.to_owned(), to_vec(best)?);
+        }
         let checkpoint = TrainingCheckpoint {
             config_yaml: self.cfg.to_yaml()?,
             state_json: serde_json::to_string(&self.state)?,
@@ -164,23 +210,30 @@ impl Trainer<'_> {
         checkpoint.save(&self.run_dir.join(FILE_NAME))?;
         crate::checkpoint::save_model(
             &self.run_dir,
+            ModelFiles::Final,
             &self.cfg,
             self.learner.online(),
+            self.learner.online().flat(),
             self.state.env_steps,
         )?;
-        self.state.metrics.write(
-            &self.run_dir,
-            &format!("{} (seed {})", self.cfg.experiment, self.cfg.seed),
-        )
+        self.write_learning_curve()?;
+        self.last_checkpoint = std::time::Instant::now();
+        self.checkpointed_at = Some(self.state.env_steps);
+        Ok(())
     }
 
-    /// Puts a fresh trainer into the state a checkpoint recorded.
-    pub fn restore(&mut self, checkpoint: &TrainingCheckpoint) -> Result<()> {
-        let state: LoopState = serde_json::from_str(&checkpoint.state_json)
-            .context("decoding the checkpoint's loop state")?;
-        if state.finished {
-            bail!("this run already finished; start a new run instead of resuming it");
-        }
+    /// Redraws learning_curve.svg from metrics.csv.
+    pub(super) fn write_learning_curve(&self) -> Result<()> {
+        let curves = Curves::read(&self.run_dir)?;
+        let title = format!("{} (seed {})", self.cfg.experiment, self.cfg.seed);
+        let svg = learning_curve_svg(&curves.train, &curves.eval, &title)?;
+        write_bytes_atomic(&self.run_dir.join(LEARNING_CURVE), svg.as_bytes())
+    }
+
+    /// Puts a fresh trainer into the state a checkpoint recorded; model_best.* are rewritten
+    /// from it, so they match the state training continues from.
+    pub(super) fn restore(&mut self, checkpoint: &TrainingCheckpoint) -> Result<()> {
+        let mut state = decode_state(checkpoint)?;
         let array = |name: &str| {
             checkpoint
                 .arrays
@@ -210,7 +263,33 @@ impl Trainer<'_> {
                 other.len()
             ),
         }
+        self.best = match checkpoint.arrays.get(BEST) {
+            Some(values) => Some(
+                Tensor::from_slice(values)
+                    .f_to_device(self.device)
+                    .context("copying the best model's parameters")?,
+            ),
+            None => None,
+        };
+        // Evaluation and checkpoint cadences may have changed with the resumed config.
+        let saved: Config =
+            Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
+        if saved.eval.every != self.cfg.eval.every {
+            state.next_eval_at = next_multiple(state.env_steps, self.cfg.eval.every);
+        }
+        if saved.checkpoint.every != self.cfg.checkpoint.every {
+            state.next_checkpoint_at = next_multiple(state.env_steps, self.cfg.checkpoint.every);
+        }
+        self.checkpointed_at = Some(state.env_steps);
         self.state = state;
-        Ok(())
+        self.write_best_model()
+    }
+}
+
+/// The first multiple of `every` above `step` (`every` itself when it is 0: never reached).
+fn next_multiple(step: u64, every: u64) -> u64 {
+    match every {
+        0 => 0,
+        every => (step / every + 1) * every,
     }
 }

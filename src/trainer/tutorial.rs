@@ -3,26 +3,31 @@
 //! transitions, then fits every stored transition once, in order, `batch_size` at a time
 //! (one, as the tutorial does), bootstrapping from the network being trained.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tch::Tensor;
 
-use super::{Sink, Trainer};
+use super::{Sink, Stop, Trainer};
 use crate::config::StepCounting;
 use crate::env::OBS_DIM;
 use crate::replay::{Batch, ROW};
 
 impl Trainer<'_> {
-    /// Runs the remaining iterations; returns true when a stop was requested (checked
+    /// Runs the remaining iterations; says why it stopped (a stop request is honoured
     /// between iterations, so a checkpoint never holds a half-collected memory).
-    pub(super) fn run_tutorial(&mut self) -> Result<bool> {
+    pub(super) fn run_tutorial(&mut self) -> Result<Stop> {
         let n = self.cfg.env.n_envs;
         let tutorial = self.cfg.train.tutorial.clone();
         let mut actions = vec![0i64; n];
         let mut obs = vec![0.0f32; n * OBS_DIM];
+        // The memory outgrows min_memory by at most one vector step's worth of episodes.
         let mut memory: Vec<f32> = Vec::new();
+        let rows = tutorial.min_memory + n * self.cfg.env.max_episode_steps as usize;
+        memory.try_reserve(rows * ROW).with_context(|| {
+            format!("cannot allocate the tutorial's memory of {rows} transitions")
+        })?;
         while self.state.tutorial_iterations < tutorial.iterations {
             if self.stop_requested() {
-                return Ok(true);
+                return Ok(Stop::Interrupted);
             }
             // Collect: whole episodes until the counter passes min_memory. The text counts
             // transitions; the code adds len(memory) after every episode.
@@ -51,12 +56,10 @@ impl Trainer<'_> {
             }
             self.state.tutorial_iterations += 1;
 
-            if self.maybe_evaluate()? {
-                break;
+            if let Some(stop) = self.after_step()? {
+                return Ok(stop);
             }
-            self.maybe_checkpoint()?;
-            self.report();
         }
-        Ok(false)
+        Ok(Stop::Budget)
     }
 }

@@ -99,3 +99,66 @@ pub fn python() -> PathBuf {
     );
     path
 }
+
+/// The TensorBoard scalars a run's metrics.csv implies, as check_tensorboard.py's
+/// EXPECTED_JSON: per tag, every `[env_step, value]` in file order.
+pub fn expected_scalars(run_dir: &Path) -> serde_json::Value {
+    let csv = fs::read_to_string(run_dir.join("metrics.csv")).expect("metrics.csv");
+    let mut tags: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let step: u64 = f[1].parse().expect("env_step");
+        let number = |i: usize| -> f64 { f[i].parse().expect("a number") };
+        let mut push = |tag, value: f64| {
+            // JSON has no NaN or infinity; check_tensorboard.py reads them as strings.
+            let value = match value {
+                v if v.is_nan() => serde_json::json!("NaN"),
+                v if v == f64::INFINITY => serde_json::json!("Infinity"),
+                v if v == f64::NEG_INFINITY => serde_json::json!("-Infinity"),
+                v => serde_json::json!(v),
+            };
+            tags.entry(tag)
+                .or_default()
+                .push(serde_json::json!([step, value]));
+        };
+        match f[0] {
+            "train" => {
+                push("train/episode_return", number(3));
+                push("train/episode_length", number(4));
+                push("train/epsilon", number(5));
+                if !f[6].is_empty() {
+                    push("train/loss", number(6));
+                    push("train/mean_q", number(7));
+                }
+            }
+            "eval" => {
+                push("eval/mean_return", number(8));
+                push("eval/std_return", number(9));
+                push("perf/env_steps_per_second", step as f64 / number(12));
+            }
+            "final_eval" => {
+                push("final_eval/mean_return", number(8));
+                push("final_eval/std_return", number(9));
+            }
+            other => panic!("unknown row kind {other}"),
+        }
+    }
+    serde_json::json!(tags)
+}
+
+/// TensorBoard's EventAccumulator reads exactly the scalars of the run's metrics.csv.
+pub fn assert_tensorboard_matches_metrics(run_dir: &Path) {
+    let expected = run_dir.with_extension("expected-scalars.json");
+    fs::write(&expected, expected_scalars(run_dir).to_string()).expect("write expected");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_tensorboard.py");
+    let output = Command::new(python())
+        .arg(script)
+        .arg("scalars")
+        .arg(run_dir)
+        .arg(&expected)
+        .output()
+        .expect("python runs");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
+}
