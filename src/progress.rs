@@ -130,6 +130,76 @@ impl Progress {
     }
 }
 
+/// How a sweep's progress is shown: runs done, failed and in all.
+#[derive(Debug)]
+pub enum SweepProgress {
+    /// An indicatif bar with ETA (stdout is a terminal).
+    Bar(ProgressBar),
+    /// A line every few seconds, and one per failure (stdout is a file or pipe).
+    Plain {
+        /// Last line printed.
+        last: Instant,
+    },
+    /// Nothing.
+    Quiet,
+}
+
+impl SweepProgress {
+    /// A bar over `total` runs when stdout is a terminal, plain lines otherwise, nothing
+    /// when `quiet`.
+    pub fn choose(quiet: bool, total: u64) -> Self {
+        if quiet {
+            SweepProgress::Quiet
+        } else if std::io::stdout().is_terminal() {
+            let style = ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} runs, eta {eta}: {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            SweepProgress::Bar(ProgressBar::new(total).with_style(style))
+        } else {
+            SweepProgress::Plain {
+                last: Instant::now(),
+            }
+        }
+    }
+
+    /// Shows `done` of `total` runs accounted for, `failed` of them failed.
+    pub fn update(&mut self, done: u64, failed: u64, total: u64) {
+        let text = format!("{done}/{total} runs done, {failed} failed");
+        match self {
+            SweepProgress::Bar(bar) => {
+                bar.set_position(done);
+                bar.set_message(format!("{failed} failed"));
+            }
+            SweepProgress::Plain { last } => {
+                if last.elapsed() >= PLAIN_EVERY || done == total {
+                    *last = Instant::now();
+                    let _ = writeln!(std::io::stdout(), "sweep: {text}");
+                }
+            }
+            SweepProgress::Quiet => {}
+        }
+    }
+
+    /// Prints a line above the bar (or as is), unless quiet.
+    pub fn line(&self, text: &str) {
+        match self {
+            SweepProgress::Bar(bar) => bar.println(text),
+            SweepProgress::Plain { .. } => {
+                let _ = writeln!(std::io::stdout(), "{text}");
+            }
+            SweepProgress::Quiet => {}
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let SweepProgress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 fn describe(status: &Status<'_>) -> String {
     let mut text = String::new();
     if let Some(ret) = status.recent_return {

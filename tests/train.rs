@@ -192,10 +192,13 @@ fn bench_solve_trains_the_requested_seeds_and_summarises_them() {
     assert_eq!(rows.len(), 2, "{stdout}");
     for (row, seed) in rows.iter().zip([5, 6]) {
         assert!(row.trim_start().starts_with(&format!("{seed} ")), "{row}");
-        assert_eq!(summary(&out.join(format!("seed{seed}")))["seed"], seed);
+        assert_eq!(summary(&out.join(format!("base/seed{seed}")))["seed"], seed);
     }
     assert!(stdout.contains("reached 475 during training: "), "{stdout}");
     assert!(stdout.contains("/2;"), "{stdout}");
+    // The statistics come from qnet report, which also left its files.
+    assert!(stdout.contains("IQM final return "), "{stdout}");
+    assert!(out.join("report.md").is_file() && out.join("report.json").is_file());
 
     let output = run(qnet().args(["bench", "solve", "--seeds", "0"]));
     assert_clean_error(&output, &["--seeds", "0"]);

@@ -2,47 +2,59 @@
 //! (gradient updates/s and env steps/s of one config on one device).
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use tch::Device;
 
-use super::{run_dir, train::summary_line, SolveArgs, ThroughputArgs};
+use super::sweep::run_here;
+use super::{run_dir, SolveArgs, ThroughputArgs};
 use crate::agent::Learner;
 use crate::config::Config;
 use crate::device::{self, Placement};
 use crate::env::{BatchedCartPole, OBS_DIM};
 use crate::metrics::Summary;
-use crate::progress::Progress;
 use crate::replay::{ReplayBuffer, Transition};
+use crate::report::Report;
 use crate::rng::{stream_rng, stream_seed, Stream};
-use crate::trainer::{Outcome, Start, Trainer};
+use crate::stats::{self, Bootstrap};
+use crate::sweep::{RunState, Sweep, SweepSpec};
 
-pub(super) fn solve(args: SolveArgs) -> Result<()> {
-    let base_cfg = Config::load(&args.config.config, &args.config.overrides())?;
-    let base = match &args.out {
+/// `qnet bench solve`: a sweep of one setting over seeds (on `--jobs` workers, one by
+/// default so that timings do not share cores), a row per seed, and the report's statistics.
+pub(super) fn solve(args: SolveArgs) -> Result<i32> {
+    let overrides = args.config.overrides();
+    let base_cfg = Config::load(&args.config.config, &overrides)?;
+    let out = match &args.out {
         Some(dir) => dir.clone(),
         None => run_dir::unique(
             &PathBuf::from("runs/bench-solve").join(&base_cfg.experiment),
             "",
         ),
     };
-    let Some(end) = args.first_seed.checked_add(args.seeds) else {
+    let Some(end) = args.seeds.first_seed.checked_add(args.seeds.seeds) else {
         bail!(
             "--first-seed {} plus --seeds {} overflows a u64 seed",
-            args.first_seed,
-            args.seeds
+            args.seeds.first_seed,
+            args.seeds.seeds
         );
     };
-    let seeds = args.first_seed..end;
+    let spec = SweepSpec {
+        config: args.config.config.clone(),
+        overrides,
+        grid: Vec::new(),
+        seeds: args.seeds.first_seed..end,
+    };
+    let (sweep, configs) = Sweep::expand(&spec, &out)?;
+    sweep.write(&configs)?;
     say!(
         "bench solve: {} over seeds {}..{} into {}",
         args.config.config.display(),
-        seeds.start,
-        seeds.end,
-        base.display()
+        spec.seeds.start,
+        spec.seeds.end,
+        sweep.out.display()
     );
+    let tally = run_here(&sweep, args.jobs as usize, false, true)?;
     say!(
         "{:>4} {:>12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "seed",
@@ -55,43 +67,16 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         "train_s",
         "steps/s"
     );
-    let never = AtomicBool::new(false);
     let mut summaries: Vec<Summary> = Vec::new();
-    for seed in seeds {
-        let mut overrides = args.config.overrides();
-        overrides.push(format!("seed={seed}"));
-        let cfg = Config::load(&args.config.config, &overrides)?;
-        let placement = Placement::of(&cfg)?;
-        let dir = run_dir::create(
-            Some(&base.join(format!("seed{seed}"))),
-            &cfg.experiment,
-            seed,
-        )?;
-        crate::atomic::write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
-        let mut progress = Progress::Quiet;
-        let Outcome::Finished(summary) =
-            Trainer::new(cfg, placement, &dir, Start::Fresh, &mut progress, &never)?.run()?
-        else {
-            bail!("seed {seed} stopped before finishing");
-        };
-        say!(
-            "{seed:>4} {:>12} {:>10} {:>10.1} {:>9} {:>8} {:>8} {:>8.2} {:>9.0}",
-            summary.solved_at_step.map_or("-".into(), |s| s.to_string()),
-            summary
-                .solved_at_seconds
-                .map_or("-".into(), |s| format!("{s:.2}")),
-            summary.final_eval_mean.unwrap_or(f64::NAN),
-            if summary.final_eval_solved == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
-            summary.env_steps,
-            summary.gradient_updates,
-            summary.train_seconds,
-            summary.env_steps_per_second,
-        );
-        summaries.push(*summary);
+    for job in &sweep.jobs {
+        match RunState::of(&job.dir)? {
+            RunState::Finished(summary) => {
+                say!("{:>4} {}", job.seed, row(&summary));
+                summaries.push(*summary);
+            }
+            RunState::Failed(failure) => say!("{:>4} failed: {}", job.seed, failure.error),
+            RunState::Unfinished | RunState::New => say!("{:>4} not finished", job.seed),
+        }
     }
     let solved = summaries
         .iter()
@@ -106,30 +91,65 @@ pub(super) fn solve(args: SolveArgs) -> Result<()> {
         .filter_map(|s| s.solved_at_seconds)
         .collect();
     let rates: Vec<f64> = summaries.iter().map(|s| s.env_steps_per_second).collect();
-    println!(
+    say!(
         "final eval solved (100-episode mean >= 475): {solved}/{n}; reached 475 during training: \
          {reached}/{n}; median solved_at {} env steps, {} s; median {:.0} env steps/s",
-        median(&steps).map_or("-".into(), |m| format!("{m:.0}")),
-        median(&seconds).map_or("-".into(), |m| format!("{m:.2}")),
-        median(&rates).unwrap_or(0.0),
-        n = summaries.len(),
+        stats::median(&steps)
+            .ok()
+            .map_or("-".into(), |m| format!("{m:.0}")),
+        stats::median(&seconds)
+            .ok()
+            .map_or("-".into(), |m| format!("{m:.2}")),
+        stats::median(&rates).unwrap_or(0.0),
+        n = sweep.jobs.len(),
         reached = steps.len(),
     );
-    if let Some(last) = summaries.last() {
-        say!("last run: {}", summary_line(last));
+    if !summaries.is_empty() {
+        let bootstrap = Bootstrap::default();
+        let report = Report::build(std::slice::from_ref(&sweep.out), &bootstrap)?;
+        report.write(&sweep.out)?;
+        if let Some(stats) = report.groups.first().and_then(|g| g.stats.as_ref()) {
+            say!(
+                "IQM final return {:.1} [{:.1}, {:.1}]; success {:.0}% [{:.0}, {:.0}]; IQM steps to \
+                 solve {:.0} [{:.0}, {:.0}], seconds {:.2} [{:.2}, {:.2}] (95% bootstrap CIs; \
+                 report.md in {})",
+                stats.final_iqm.point,
+                stats.final_iqm.lo,
+                stats.final_iqm.hi,
+                100.0 * stats.success_rate.point,
+                100.0 * stats.success_rate.lo,
+                100.0 * stats.success_rate.hi,
+                stats.steps_to_solve_iqm.point,
+                stats.steps_to_solve_iqm.lo,
+                stats.steps_to_solve_iqm.hi,
+                stats.seconds_to_solve_iqm.point,
+                stats.seconds_to_solve_iqm.lo,
+                stats.seconds_to_solve_iqm.hi,
+                sweep.out.display()
+            );
+        }
     }
-    Ok(())
+    Ok(tally.exit_code())
 }
 
-fn median(values: &[f64]) -> Option<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(sorted[n / 2]),
-        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-    }
+/// A seed's row of the table.
+fn row(s: &Summary) -> String {
+    format!(
+        "{:>12} {:>10} {:>10.1} {:>9} {:>8} {:>8} {:>8.2} {:>9.0}",
+        s.solved_at_step.map_or("-".into(), |v| v.to_string()),
+        s.solved_at_seconds
+            .map_or("-".into(), |v| format!("{v:.2}")),
+        s.final_eval_mean.unwrap_or(f64::NAN),
+        if s.final_eval_solved == Some(true) {
+            "yes"
+        } else {
+            "no"
+        },
+        s.env_steps,
+        s.gradient_updates,
+        s.train_seconds,
+        s.env_steps_per_second,
+    )
 }
 
 /// Waits for queued CUDA work so timings include it.

@@ -10,7 +10,9 @@ macro_rules! say {
 
 mod bench;
 mod play;
+mod report;
 mod run_dir;
+mod sweep;
 mod train;
 
 use std::fmt;
@@ -36,9 +38,21 @@ enum Command {
     Eval(EvalArgs),
     /// Play one greedy episode of a saved model.pt and write it as an animated GIF.
     Render(RenderArgs),
+    /// Train one experiment over a grid of settings and a range of seeds, locally on worker
+    /// processes or as a Slurm job array; run again, it skips what is done.
+    Sweep(SweepArgs),
+    /// Statistics across runs (IQM, medians, success rates with bootstrap CIs, probability of
+    /// improvement), grouped by setting: report.md/.csv/.json and learning_curves.svg.
+    Report(ReportArgs),
     /// Measurements: time to solve over several seeds, or raw throughput.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// (internal) A local sweep's worker process: runs the jobs it is sent on stdin.
+    #[command(hide = true)]
+    SweepWorker,
+    /// (internal) One Slurm array task: runs its share of a sweep's jobs.
+    #[command(hide = true)]
+    SweepTask(SweepTaskArgs),
 }
 
 /// Where an experiment comes from: a YAML file plus overrides.
@@ -121,6 +135,112 @@ struct RenderArgs {
     max_steps: u32,
 }
 
+#[derive(Debug, Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// A key and the values it takes, e.g. --grid optimizer.lr=1e-3,3e-3 or
+    /// --grid network.hidden=[64,64],[128,128] (repeatable: the grid is their product).
+    #[arg(long = "grid", value_name = "KEY=V1,V2,...")]
+    grid: Vec<String>,
+    /// A YAML file whose `grid:` section maps keys to lists of values (after --grid).
+    #[arg(long, value_name = "FILE")]
+    grid_file: Option<PathBuf>,
+    #[command(flatten)]
+    seeds: SeedArgs,
+    /// The sweep directory: OUT/<setting>/seed<N>/ per run, OUT/jobs.txt.
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker processes, each training one run at a time on one libtorch thread (default:
+    /// one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: Option<u64>,
+    /// Train again the runs that failed before (they are skipped otherwise).
+    #[arg(long)]
+    retry_failed: bool,
+    /// Print only the final tally.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+/// Which seeds every setting trains.
+#[derive(Debug, Clone, Copy, Args)]
+struct SeedArgs {
+    /// How many seeds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// The first of them: seeds FIRST_SEED..FIRST_SEED+SEEDS.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SlurmArgs {
+    /// Write OUT/sweep.sbatch, a Slurm job array over the runs, instead of running them here.
+    #[arg(long)]
+    slurm: bool,
+    /// Submit OUT/sweep.sbatch with sbatch and print the job id (implies --slurm).
+    #[arg(long)]
+    submit: bool,
+    /// With --submit: wait until the array has left the queue, then tally the runs.
+    #[arg(long, requires = "submit")]
+    wait: bool,
+    /// Runs per array task, one after another in one process.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    runs_per_task: u64,
+    /// Array tasks running at once (sbatch's --array=...%N).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent: Option<u32>,
+    /// CPUs per array task.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    cpus_per_task: u32,
+    /// Time limit per array task (Slurm's --time: MM, HH:MM:SS, D-HH:MM:SS, ...).
+    #[arg(long, default_value = "01:00:00")]
+    time: String,
+    /// Slurm partition (default: the cluster's default partition).
+    #[arg(long)]
+    partition: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SweepTaskArgs {
+    /// The sweep directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// This task's index (SLURM_ARRAY_TASK_ID).
+    #[arg(long)]
+    task: u64,
+    /// Runs per task.
+    #[arg(long)]
+    runs_per_task: u64,
+    /// Train again the runs that failed before.
+    #[arg(long)]
+    retry_failed: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Run directories, or directories holding them (sweeps), mixed.
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Compare every other setting with this one (a name the report prints); without it,
+    /// every pair is compared when there are at most 4 settings.
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Where report.md, report.csv, report.json and learning_curves.svg go (default: the
+    /// first directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Bootstrap replicates per confidence interval.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(100..))]
+    reps: u64,
+    /// Seed of the bootstrap, so a report is reproducible.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Train one config over several seeds; print env steps and seconds to solved.
@@ -133,15 +253,14 @@ enum BenchCommand {
 struct SolveArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// How many seeds are trained, one after the other.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    seeds: u64,
-    /// The first of them: seeds FIRST_SEED..FIRST_SEED+SEEDS.
-    #[arg(long, default_value_t = 0)]
-    first_seed: u64,
-    /// Where the runs go (default: runs/bench-solve/<experiment>/).
+    #[command(flatten)]
+    seeds: SeedArgs,
+    /// Where the runs go (default: runs/bench-solve/<experiment>/<UTC time>/).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Runs trained at once (default 1: one after the other, so timings do not share cores).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -160,8 +279,12 @@ impl Cli {
             Command::Train(args) => train::train(args),
             Command::Eval(args) => play::eval(args).map(|()| 0),
             Command::Render(args) => play::render(args).map(|()| 0),
-            Command::Bench(BenchCommand::Solve(args)) => bench::solve(args).map(|()| 0),
+            Command::Sweep(args) => sweep::sweep(args),
+            Command::Report(args) => report::report(args).map(|()| 0),
+            Command::Bench(BenchCommand::Solve(args)) => bench::solve(args),
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).map(|()| 0),
+            Command::SweepWorker => sweep::worker(),
+            Command::SweepTask(args) => sweep::task(args),
         }
     }
 }

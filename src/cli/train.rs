@@ -16,11 +16,22 @@ use crate::progress::Progress;
 use crate::trainer::{work_left, Outcome, Start, Trainer};
 
 /// Exit code after an interrupt (128 + SIGINT, as shells report it).
-const INTERRUPTED: i32 = 130;
+pub(super) const INTERRUPTED: i32 = 130;
 
 pub(super) fn train(args: TrainArgs) -> Result<i32> {
+    let stop = stop_flag()?;
     if let Some(dir) = &args.resume {
-        return resume(dir, &args.config.overrides(), args.quiet);
+        let outcome = resume_run(
+            dir,
+            &args.config.overrides(),
+            args.quiet,
+            &stop,
+            &mut |line| {
+                say!("{line}");
+                Ok(())
+            },
+        )?;
+        return report(outcome, dir);
     }
     let mut overrides = args.config.overrides();
     if let Some(seed) = args.seed {
@@ -29,12 +40,21 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
     let cfg = Config::load(&args.config.config, &overrides)?;
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
-    write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
     say!("run directory: {}", dir.display());
-    let stop = stop_flag()?;
-    let mut progress = Progress::choose(args.quiet, cfg.train.total_env_steps);
-    let trainer = Trainer::new(cfg, placement, &dir, Start::Fresh, &mut progress, &stop)?;
-    report(trainer.run()?, &dir)
+    report(start_run(cfg, placement, &dir, args.quiet, &stop)?, &dir)
+}
+
+/// Trains `cfg` from step 0 in the (existing) directory `dir`.
+pub(super) fn start_run(
+    cfg: Config,
+    placement: Placement,
+    dir: &Path,
+    quiet: bool,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
+    let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
+    Trainer::new(cfg, placement, dir, Start::Fresh, &mut progress, stop)?.run()
 }
 
 /// Keys a resumed run may change: they decide how long it trains and how often it
@@ -59,9 +79,16 @@ fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Continues the run in `dir` from its checkpoint, with its own config.yaml and the
-/// `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`).
-fn resume(dir: &Path, overrides: &[String], quiet: bool) -> Result<i32> {
+/// Continues the run in `dir` from its checkpoint (from step 0 if it has none yet), with its
+/// own config.yaml and the `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`); `note`
+/// receives the line that says what is being resumed.
+pub(super) fn resume_run(
+    dir: &Path,
+    overrides: &[String],
+    quiet: bool,
+    stop: &AtomicBool,
+    note: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<Outcome> {
     let config_path = dir.join("config.yaml");
     if !config_path.exists() {
         bail!(
@@ -106,22 +133,21 @@ fn resume(dir: &Path, overrides: &[String], quiet: bool) -> Result<i32> {
     }
     let start = match &checkpoint {
         Some(checkpoint) => {
-            say!("run directory: {} (resumed)", dir.display());
+            note(&format!("run directory: {} (resumed)", dir.display()))?;
             Start::Resume(checkpoint)
         }
         None => {
-            say!(
+            note(&format!(
                 "run directory: {} (no checkpoint yet: starting it again from step 0)",
                 dir.display()
-            );
+            ))?;
             Start::Fresh
         }
     };
-    let stop = stop_flag()?;
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
-    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, &stop)
+    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop)
         .with_context(|| format!("resuming {}", dir.display()))?;
-    report(trainer.run()?, dir)
+    trainer.run()
 }
 
 /// The checkpoint was written with the settings config.yaml records (up to resumable keys).
@@ -169,7 +195,7 @@ fn budget(cfg: &Config) -> String {
 }
 
 /// A flag that SIGINT and SIGTERM raise; a second signal while it is raised exits at once.
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(super) fn stop_flag() -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::flag;
     let stop = Arc::new(AtomicBool::new(false));

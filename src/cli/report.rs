@@ -1,0 +1,31 @@
+//! `qnet report`: statistics across runs, printed and written next to them.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+
+use super::ReportArgs;
+use crate::report::{Report, LEARNING_CURVES};
+use crate::stats::Bootstrap;
+
+pub(super) fn report(args: ReportArgs) -> Result<()> {
+    let bootstrap = Bootstrap {
+        reps: args.reps as usize,
+        seed: args.seed,
+        ..Bootstrap::default()
+    };
+    let mut report = Report::build(&args.dirs, &bootstrap)?;
+    report.compare(args.baseline.as_deref(), &bootstrap)?;
+    let out = match args.out {
+        Some(dir) => dir,
+        None => args.dirs[0].clone(),
+    };
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    report.write(&out)?;
+    say!("{}", report.markdown());
+    say!(
+        "wrote report.md, report.csv, report.json and {LEARNING_CURVES} into {}",
+        out.display()
+    );
+    Ok(())
+}
