@@ -1,9 +1,12 @@
 // C ABI shim over libtorch's C++ TorchScript API, used by src/export.rs.
 //
 // tch's `CModule::create_by_tracing` bakes weights into the graph as constants. Building the
-// module here instead gives it real parameters named like `torch.nn.Sequential` names them
-// (`0.weight`, `0.bias`, `2.weight`, ...), so Python can `load_state_dict` them into an
-// `nn.Sequential` of `nn.Linear` and activation layers.
+// module here instead gives it real parameters named like the PyTorch module's (`0.weight`,
+// `trunk.0.weight`, `value.bias`, ...), so Python can `load_state_dict` them into it.
+//
+// The shim knows no network: Rust (src/qfunction/spec.rs) lists the modules (dotted path,
+// class, TorchScript source of `forward`), children before their parents and the root (path
+// "") last, and the parameters by dotted name; the shim assembles them.
 //
 // Tensors cross the boundary as `const at::Tensor*`: torch-sys represents a tensor (`C_tensor`)
 // as a heap-allocated `torch::Tensor`, i.e. `at::Tensor`.
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -38,58 +42,66 @@ at::Tensor export_copy(const at::Tensor& t) {
   return out;
 }
 
-torch::jit::Module build_mlp(const at::Tensor* const* weights, const at::Tensor* const* biases,
-                             size_t n_layers, int activation) {
-  if (n_layers == 0) {
-    throw std::invalid_argument("an MLP needs at least one linear layer");
-  }
-  const char* act_fn = nullptr;
-  switch (activation) {
-    case 0:
-      act_fn = "torch.relu";
-      break;
-    case 1:
-      act_fn = "torch.tanh";
-      break;
-    default:
-      throw std::invalid_argument("unknown activation code " + std::to_string(activation));
-  }
+std::string parent_of(const std::string& path) {
+  const auto dot = path.rfind('.');
+  return dot == std::string::npos ? std::string() : path.substr(0, dot);
+}
 
-  // Two classes in one compilation unit: the network, and `Linear`, whose type (parameters
-  // `weight` and `bias`, method `forward`) all layers share, as scripted nn.Linear layers do.
+std::string leaf_of(const std::string& path) {
+  const auto dot = path.rfind('.');
+  return dot == std::string::npos ? path : path.substr(dot + 1);
+}
+
+// Builds the modules in the order given (children first), each with the parameters whose
+// dotted names sit directly under it and the children built before it; modules of one class
+// share one TorchScript type, whose methods are defined once.
+torch::jit::Module build_module(size_t n_modules, const char* const* paths,
+                                const char* const* classes, const char* const* sources,
+                                size_t n_params, const char* const* names,
+                                const at::Tensor* const* params) {
+  if (n_modules == 0 || std::string(paths[n_modules - 1]) != "") {
+    throw std::invalid_argument("the module list must end with the root (path \"\")");
+  }
   auto cu = std::make_shared<torch::jit::CompilationUnit>();
-  torch::jit::Module net(c10::QualifiedName("__torch__.qnet.QNetwork"), cu);
-  net.register_attribute("training", c10::BoolType::get(), false);
-  c10::ClassTypePtr linear_type;
-
-  std::ostringstream forward;
-  forward << "def forward(self, x):\n";
-  for (size_t i = 0; i < n_layers; ++i) {
-    if (weights[i] == nullptr || biases[i] == nullptr || !weights[i]->defined() ||
-        !biases[i]->defined()) {
-      throw std::invalid_argument("layer " + std::to_string(i) + " has an undefined tensor");
+  std::map<std::string, c10::ClassTypePtr> types;
+  std::map<std::string, torch::jit::Module> built;
+  for (size_t m = 0; m < n_modules; ++m) {
+    const std::string path = paths[m];
+    const std::string cls = classes[m];
+    auto known = types.find(cls);
+    torch::jit::Module module =
+        known != types.end()
+            ? torch::jit::Module(cu, known->second)
+            : torch::jit::Module(c10::QualifiedName("__torch__.qnet." + cls), cu);
+    module.register_attribute("training", c10::BoolType::get(), false);
+    for (size_t p = 0; p < n_params; ++p) {
+      const std::string name = names[p];
+      if (parent_of(name) != path) {
+        continue;
+      }
+      if (params[p] == nullptr || !params[p]->defined()) {
+        throw std::invalid_argument("parameter " + name + " is an undefined tensor");
+      }
+      module.register_parameter(leaf_of(name), export_copy(*params[p]), /*is_buffer=*/false);
     }
-    const std::string child_name = std::to_string(2 * i);
-    torch::jit::Module linear =
-        linear_type ? torch::jit::Module(cu, linear_type)
-                    : torch::jit::Module(c10::QualifiedName("__torch__.qnet.Linear"), cu);
-    linear.register_attribute("training", c10::BoolType::get(), false);
-    linear.register_parameter("weight", export_copy(*weights[i]), /*is_buffer=*/false);
-    linear.register_parameter("bias", export_copy(*biases[i]), /*is_buffer=*/false);
-    if (!linear_type) {
-      linear.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
-      linear_type = linear.type();
+    for (auto it = built.begin(); it != built.end();) {
+      if (!it->first.empty() && parent_of(it->first) == path) {
+        module.register_module(leaf_of(it->first), it->second);
+        it = built.erase(it);
+      } else {
+        ++it;
+      }
     }
-    net.register_module(child_name, linear);
-
-    forward << "    x = getattr(self, '" << child_name << "').forward(x)\n";
-    if (i + 1 < n_layers) {
-      forward << "    x = " << act_fn << "(x)\n";
+    if (known == types.end()) {
+      module.define(sources[m]);
+      types.emplace(cls, module.type());
     }
+    built.emplace(path, module);
   }
-  forward << "    return x\n";
-  net.define(forward.str());
-  return net;
+  if (built.size() != 1) {
+    throw std::invalid_argument("some modules have no parent in the module list");
+  }
+  return built.begin()->second;
 }
 
 }  // namespace
@@ -98,17 +110,21 @@ extern "C" {
 
 void qnet_free_string(char* s) { std::free(s); }
 
-int qnet_save_mlp(const char* path, const at::Tensor* const* weights,
-                  const at::Tensor* const* biases, size_t n_layers, int activation,
-                  const char* const* extra_keys, const char* const* extra_values,
-                  const size_t* extra_value_lens, size_t n_extra, char** error_out) {
+int qnet_save_module(const char* path, size_t n_modules, const char* const* module_paths,
+                     const char* const* module_classes, const char* const* module_sources,
+                     size_t n_params, const char* const* param_names,
+                     const at::Tensor* const* params, const char* const* extra_keys,
+                     const char* const* extra_values, const size_t* extra_value_lens,
+                     size_t n_extra, char** error_out) {
   return qnet_ffi_guard(error_out, [&] {
-    if (path == nullptr || (n_layers > 0 && (weights == nullptr || biases == nullptr)) ||
+    if (path == nullptr || module_paths == nullptr || module_classes == nullptr ||
+        module_sources == nullptr || (n_params > 0 && (param_names == nullptr || params == nullptr)) ||
         (n_extra > 0 &&
          (extra_keys == nullptr || extra_values == nullptr || extra_value_lens == nullptr))) {
-      throw std::invalid_argument("qnet_save_mlp: null argument");
+      throw std::invalid_argument("qnet_save_module: null argument");
     }
-    torch::jit::Module net = build_mlp(weights, biases, n_layers, activation);
+    torch::jit::Module net = build_module(n_modules, module_paths, module_classes,
+                                          module_sources, n_params, param_names, params);
     torch::jit::ExtraFilesMap extra;
     for (size_t i = 0; i < n_extra; ++i) {
       extra[extra_keys[i]] = std::string(extra_values[i], extra_value_lens[i]);

@@ -4,19 +4,18 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, RngExt};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::config::{Config, Loss};
+use crate::config::{Config, Loss, OptimizerKind};
 use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::optim::{Adam, AdamConfig};
-use crate::qnet::QNetwork;
+use crate::qfunction::{self, QFunction};
 use crate::replay::Batch;
 
 /// Online network, optional target network, Adam, and running update statistics.
 #[derive(Debug)]
 pub struct Learner {
-    online: QNetwork,
-    target: Option<QNetwork>,
+    online: Box<dyn QFunction>,
+    target: Option<Box<dyn QFunction>>,
     adam: Adam,
-    gamma: f64,
     double_dqn: bool,
     loss: Loss,
     tau: f64,
@@ -39,29 +38,30 @@ impl Learner {
     /// Networks initialised from libtorch's generator seeded with `init_seed`.
     pub fn new(cfg: &Config, device: Device, init_seed: u64) -> Result<Self> {
         tch::manual_seed(init_seed as i64);
-        let online = QNetwork::new(&cfg.network, OBS_DIM as i64, N_ACTIONS as i64, device)?;
+        let build = || qfunction::build(&cfg.network, OBS_DIM as i64, N_ACTIONS as i64, device);
+        let online = build()?;
         let target = if cfg.agent.target_update_every > 0 {
-            let target = QNetwork::new(&cfg.network, OBS_DIM as i64, N_ACTIONS as i64, device)?;
+            let target = build()?;
             target.load_flat(online.flat())?;
             Some(target)
         } else {
             None
         };
-        let adam = Adam::new(
-            AdamConfig {
-                lr: cfg.optimizer.lr,
-                beta1: cfg.optimizer.beta1,
-                beta2: cfg.optimizer.beta2,
-                eps: cfg.optimizer.eps,
-            },
-            online.flat(),
-        )?;
+        let adam = match cfg.optimizer.kind {
+            OptimizerKind::Adam => Adam::new(
+                AdamConfig {
+                    beta1: cfg.optimizer.beta1,
+                    beta2: cfg.optimizer.beta2,
+                    eps: cfg.optimizer.eps,
+                },
+                online.flat(),
+            )?,
+        };
         let zero = || Tensor::zeros([], (Kind::Float, device));
         Ok(Self {
             online,
             target,
             adam,
-            gamma: cfg.agent.gamma,
             double_dqn: cfg.agent.double_dqn,
             loss: cfg.agent.loss,
             tau: cfg.agent.tau,
@@ -73,13 +73,13 @@ impl Learner {
     }
 
     /// The network being trained.
-    pub fn online(&self) -> &QNetwork {
-        &self.online
+    pub fn online(&self) -> &dyn QFunction {
+        self.online.as_ref()
     }
 
     /// The target network, if the config has one.
-    pub fn target(&self) -> Option<&QNetwork> {
-        self.target.as_ref()
+    pub fn target(&self) -> Option<&dyn QFunction> {
+        self.target.as_deref()
     }
 
     /// True when every parameter of the online network is finite (one device sync).
@@ -90,11 +90,6 @@ impl Learner {
     /// The optimizer.
     pub fn adam(&self) -> &Adam {
         &self.adam
-    }
-
-    /// The optimizer, for restoring its state.
-    pub fn adam_mut(&mut self) -> &mut Adam {
-        &mut self.adam
     }
 
     /// Greedy actions `[B]` (int64, on the network's device) for observations `[B, OBS_DIM]`.
@@ -139,14 +134,18 @@ impl Learner {
         Ok(())
     }
 
-    /// One gradient step on the TD error of `batch`.
-    ///
-    /// Target: `r + gamma * (1 - terminated) * Q_target(s', a*)` with `a*` the target net's
-    /// argmax, or the online net's for Double DQN. A truncated transition keeps its
-    /// bootstrap (its `s'` is the true last observation); a terminated one does not.
-    pub fn update(&mut self, batch: &Batch) -> Result<()> {
+    /// One gradient step of learning rate `lr` on the TD error of `batch`; returns the TD
+    /// errors `[B]` (detached, on the device), which prioritized replay turns into
+    /// priorities.
+    pub fn update(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
+        // The TD target, as the paper writes it:
+        // y = r + gamma^k * (1 - terminated) * Q_target(s', a'), where a' is the target net's
+        // argmax, or the online net's for Double DQN, and k the transition's number of steps
+        // (1, or up to n for n-step returns); the batch holds gamma^k * (1 - terminated) as
+        // `bootstrap`. A truncated transition keeps its bootstrap (its s' is the true last
+        // observation); a terminated one does not.
         let td_target = tch::no_grad(|| {
-            let bootstrap_net = self.target.as_ref().unwrap_or(&self.online);
+            let bootstrap_net = self.target.as_deref().unwrap_or(self.online.as_ref());
             let next_q = bootstrap_net.forward(&batch.next_obs);
             let next_value = if self.double_dqn {
                 let next_action = self.online.forward(&batch.next_obs).argmax(1, true);
@@ -154,20 +153,29 @@ impl Learner {
             } else {
                 next_q.amax(1, false)
             };
-            let discount = &batch.terminated * -self.gamma + self.gamma;
-            batch.rewards.addcmul(&discount, &next_value)
+            batch.rewards.addcmul(&batch.bootstrap, &next_value)
         });
-        // Q(s, a) for the actions taken, and dLoss/dQ(s, a) for the mean over the batch.
+        // Q(s, a) for the actions taken, and dLoss/dQ(s, a) of the (weighted) batch mean.
         let (q_all, trace) = self.online.forward_traced(&batch.obs);
         let q = q_all.gather(1, &batch.actions, false).squeeze_dim(1);
         let error = &q - &td_target;
         let scale = 1.0 / batch.actions.size()[0] as f64;
-        let (loss, grad_q) = match self.loss {
-            Loss::Mse => (error.square().mean(Kind::Float), &error * (2.0 * scale)),
+        // Prioritized replay's importance-sampling weights scale each sample's loss.
+        let weights = batch.weights.as_ref();
+        let (loss, grad_q) = match (self.loss, weights) {
+            (Loss::Mse, None) => (error.square().mean(Kind::Float), &error * (2.0 * scale)),
+            (Loss::Mse, Some(w)) => (
+                (error.square() * w).mean(Kind::Float),
+                &error * w * (2.0 * scale),
+            ),
             // Huber with delta 1: quadratic inside |error| < 1, linear outside.
-            Loss::Huber => (
+            (Loss::Huber, None) => (
                 q.huber_loss(&td_target, Reduction::Mean, 1.0),
                 error.clamp(-1.0, 1.0) * scale,
+            ),
+            (Loss::Huber, Some(w)) => (
+                (q.huber_loss(&td_target, Reduction::None, 1.0) * w).mean(Kind::Float),
+                error.clamp(-1.0, 1.0) * w * scale,
             ),
         };
         let grad_output = q_all
@@ -178,13 +186,14 @@ impl Learner {
             self.online.flat(),
             self.online.flat_grad(),
             self.max_grad_norm,
+            lr,
         )?;
         tch::no_grad(|| {
             let _ = self.loss_sum.g_add_(&loss);
             let _ = self.q_sum.g_add_(&q.mean(Kind::Float));
         });
         self.stat_updates += 1;
-        Ok(())
+        Ok(error)
     }
 
     /// Moves the target network toward the online one: a copy for `tau == 1`, else
@@ -257,15 +266,16 @@ impl Learner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Implementation};
 
-    fn batch(terminated: f32, reward: f32) -> Batch {
+    fn batch(terminated: f32, reward: f32, gamma: f32) -> Batch {
         Batch {
             obs: Tensor::from_slice(&[0.01f32, 0.0, 0.02, 0.0]).view([1, 4]),
             next_obs: Tensor::from_slice(&[0.02f32, 0.1, 0.01, -0.1]).view([1, 4]),
             actions: Tensor::from_slice(&[1i64]).view([1, 1]),
             rewards: Tensor::from_slice(&[reward]),
-            terminated: Tensor::from_slice(&[terminated]),
+            bootstrap: Tensor::from_slice(&[gamma * (1.0 - terminated)]),
+            weights: None,
         }
     }
 
@@ -276,21 +286,35 @@ mod tests {
         Learner::new(&cfg, Device::Cpu, 3)
     }
 
+    /// A random minibatch of `n` transitions, half of them weighted when `weighted`.
+    fn random_batch(n: i64, weighted: bool) -> Batch {
+        let opts = (Kind::Float, Device::Cpu);
+        Batch {
+            obs: Tensor::randn([n, 4], opts),
+            next_obs: Tensor::randn([n, 4], opts),
+            actions: Tensor::randint(2, [n, 1], (Kind::Int64, Device::Cpu)),
+            rewards: Tensor::ones([n], opts) * 3.0,
+            // Some terminated (0), the others discounted by gamma^k in (0, 1).
+            bootstrap: Tensor::rand([n], opts) * Tensor::randint(2, [n], opts),
+            weights: weighted.then(|| Tensor::rand([n], opts)),
+        }
+    }
+
     /// With a repeated transition, Q(s, a) converges to its TD target: r alone when
-    /// terminated, r + gamma * max Q_target(s') when not (a truncated step keeps that).
+    /// terminated, r + discount * max Q_target(s') when not (a truncated step keeps that).
     #[test]
     fn q_converges_to_the_td_target_and_termination_stops_the_bootstrap() -> Result<()> {
         for terminated in [1.0f32, 0.0] {
             let mut learner = learner(1e-2)?;
-            let b = batch(terminated, 1.0);
+            let b = batch(terminated, 1.0, 0.81);
             let next_max = learner.target().map_or(0.0, |t| {
                 tch::no_grad(|| t.forward(&b.next_obs).max().double_value(&[]))
             });
             for _ in 0..500 {
-                learner.update(&b)?;
+                let _ = learner.update(&b, 1e-2)?;
             }
             let q = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
-            let expected = 1.0 + 0.9 * f64::from(1.0 - terminated) * next_max;
+            let expected = 1.0 + 0.81 * f64::from(1.0 - terminated) * next_max;
             assert!(
                 (q - expected).abs() < 1e-3,
                 "terminated={terminated}: q {q} vs {expected}"
@@ -299,59 +323,126 @@ mod tests {
         Ok(())
     }
 
-    /// The update's hand-derived gradient equals autograd's for both losses.
+    /// An `nn::seq` with the learner's online weights, and its variables in flat order.
+    fn autograd_copy(
+        learner: &Learner,
+    ) -> Result<(tch::nn::VarStore, tch::nn::Sequential, Vec<Tensor>)> {
+        use tch::nn;
+        let online = learner.online();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let (trunk, head) = online.spec().layers();
+        let mut seq = nn::seq();
+        for (i, layer) in trunk.iter().chain(&head).enumerate() {
+            if i > 0 {
+                seq = seq.add_fn(|x| x.relu());
+            }
+            seq = seq.add(nn::linear(
+                &vs.root() / layer.name.as_str(),
+                layer.fan_in,
+                layer.fan_out,
+                Default::default(),
+            ));
+        }
+        let by_name = vs.variables();
+        let mut variables = Vec::new();
+        for (name, value) in online.spec().named_parameters(online.flat())? {
+            let variable = by_name[&name].shallow_clone();
+            tch::no_grad(|| variable.shallow_clone().copy_(&value));
+            variables.push(variable);
+        }
+        Ok((vs, seq, variables))
+    }
+
+    /// The update's gradient is autograd's gradient of the loss written out in full
+    /// (importance weights, n-step discounts, termination, both losses).
     #[test]
-    fn update_gradient_matches_autograd() -> Result<()> {
-        for loss in [Loss::Mse, Loss::Huber] {
+    fn the_update_gradient_is_the_losss_gradient() -> Result<()> {
+        use tch::nn::Module;
+        for (loss, weighted) in [(Loss::Mse, false), (Loss::Huber, true), (Loss::Mse, true)] {
             let mut cfg = Config::default();
             cfg.agent.loss = loss;
-            cfg.optimizer.lr = 1e-3;
             let mut learner = Learner::new(&cfg, Device::Cpu, 9)?;
             tch::manual_seed(4);
-            let n = 16;
-            let b = Batch {
-                obs: Tensor::randn([n, 4], (Kind::Float, Device::Cpu)),
-                next_obs: Tensor::randn([n, 4], (Kind::Float, Device::Cpu)),
-                actions: Tensor::randint(2, [n, 1], (Kind::Int64, Device::Cpu)),
-                rewards: Tensor::ones([n], (Kind::Float, Device::Cpu)) * 3.0,
-                terminated: Tensor::zeros([n], (Kind::Float, Device::Cpu)),
-            };
-            // The default config: a target network, no Double DQN, so r + gamma max Q_target.
+            let b = random_batch(16, weighted);
+            // The default config: a target network, no Double DQN.
             let td_target = tch::no_grad(|| {
                 let next = learner
                     .target()
-                    .map(|t| t.forward(&b.next_obs).amax(1, false));
-                &b.rewards + next.unwrap_or_else(|| b.rewards.zeros_like()) * cfg.agent.gamma
+                    .map(|t| t.forward(&b.next_obs).amax(1, false))
+                    .unwrap_or_else(|| b.rewards.zeros_like());
+                &b.rewards + &b.bootstrap * next
             });
-            let q = learner
-                .online()
+            let (_vs, seq, variables) = autograd_copy(&learner)?;
+            let q = seq
                 .forward(&b.obs)
                 .gather(1, &b.actions, false)
                 .squeeze_dim(1);
-            let reference = match loss {
-                Loss::Mse => q.mse_loss(&td_target, Reduction::Mean),
-                Loss::Huber => q.huber_loss(&td_target, Reduction::Mean, 1.0),
+            let per_sample = match loss {
+                Loss::Mse => (&q - &td_target).square(),
+                Loss::Huber => q.huber_loss(&td_target, Reduction::None, 1.0),
             };
-            let variables: Vec<Tensor> = learner
-                .online()
-                .variables()
-                .iter()
-                .map(Tensor::shallow_clone)
-                .collect();
-            let autograd = Tensor::run_backward(&[reference], &variables, false, false);
+            let objective = match &b.weights {
+                Some(w) => (per_sample * w).mean(Kind::Float),
+                None => per_sample.mean(Kind::Float),
+            };
+            let grads = Tensor::run_backward(&[objective], &variables, false, false);
             let autograd = Tensor::cat(
-                &autograd
-                    .iter()
-                    .map(|g| g.flatten(0, -1))
-                    .collect::<Vec<_>>(),
+                &grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(),
                 0,
             );
-            learner.update(&b)?;
+            let _ = learner.update(&b, 1e-3)?;
             let diff = (learner.online().flat_grad() - &autograd)
                 .abs()
                 .max()
                 .double_value(&[]);
-            assert!(diff < 1e-5, "{loss:?}: gradient differs by {diff}");
+            assert!(
+                diff < 1e-5,
+                "{loss:?}, weighted {weighted}: gradient differs by {diff}"
+            );
+            assert!(autograd.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+        Ok(())
+    }
+
+    /// Several whole updates (forward, loss, backward, clipping, Adam) through the fast path
+    /// and through the reference give the same networks, for each head.
+    #[test]
+    fn fast_and_reference_learners_take_the_same_updates() -> Result<()> {
+        for dueling in [false, true] {
+            let mut learners = Vec::new();
+            for implementation in [Implementation::Fast, Implementation::Reference] {
+                let mut cfg = Config::default();
+                cfg.network.dueling = dueling;
+                cfg.network.implementation = implementation;
+                cfg.agent.double_dqn = true;
+                cfg.agent.loss = Loss::Huber;
+                cfg.optimizer.max_grad_norm = Some(1.0);
+                learners.push(Learner::new(&cfg, Device::Cpu, 21)?);
+            }
+            // libtorch's generator is shared by tests running in parallel: start both from
+            // the very same parameters rather than from the same seed.
+            learners[1]
+                .online()
+                .load_flat(learners[0].online().flat())?;
+            learners[1].update_target();
+            for step in 0..10 {
+                tch::manual_seed(100 + step);
+                let b = random_batch(32, step % 2 == 0);
+                let errors: Vec<Tensor> = learners
+                    .iter_mut()
+                    .map(|l| l.update(&b, 1e-2))
+                    .collect::<Result<_>>()?;
+                let (fast, reference) = (learners[0].online(), learners[1].online());
+                let diff = (fast.flat() - reference.flat())
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(
+                    diff < 1e-5,
+                    "dueling {dueling}, update {step}: parameters differ by {diff}"
+                );
+                assert!(errors[0].allclose(&errors[1], 1e-5, 1e-5, false));
+            }
         }
         Ok(())
     }
@@ -360,7 +451,7 @@ mod tests {
     fn target_network_moves_only_when_updated() -> Result<()> {
         let mut learner = learner(1e-2)?;
         let before = learner.target().map(|t| t.flat().copy());
-        learner.update(&batch(0.0, 1.0))?;
+        let _ = learner.update(&batch(0.0, 1.0, 0.9), 1e-2)?;
         let target = learner.target().map(|t| t.flat().copy());
         assert!(before
             .as_ref()
@@ -408,10 +499,20 @@ mod tests {
     fn stats_average_the_updates_since_the_last_read() -> Result<()> {
         let mut learner = learner(1e-3)?;
         assert!(learner.take_stats().is_none());
-        learner.update(&batch(1.0, 1.0))?;
-        learner.update(&batch(1.0, 1.0))?;
-        let stats = learner.take_stats();
-        assert!(stats.is_some_and(|s| s.loss > 0.0 && s.loss.is_finite()));
+        // A terminal transition with reward 1 from a fresh net: the loss is (Q - 1)^2.
+        let b = batch(1.0, 1.0, 0.9);
+        let q0 = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
+        let _ = learner.update(&b, 1e-3)?;
+        let q1 = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
+        let _ = learner.update(&b, 1e-3)?;
+        let stats = learner.take_stats().expect("two updates ran");
+        let expected = ((q0 - 1.0).powi(2) + (q1 - 1.0).powi(2)) / 2.0;
+        assert!(
+            (stats.loss - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            stats.loss
+        );
+        assert!((stats.mean_q - (q0 + q1) / 2.0).abs() < 1e-5);
         assert!(learner.take_stats().is_none());
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Exporting a trained Q-network for use outside qnet, and loading it back.
 //!
-//! Two files, both with the parameter names `torch.nn.Sequential` gives an MLP of
-//! `Linear, act, Linear, act, ..., Linear` (`0.weight`, `0.bias`, `2.weight`, ...):
+//! Two files, both with the parameter names of the PyTorch module the network's
+//! [`NetworkSpec`] describes (`0.weight`, `0.bias`, `2.weight`, ... for a plain MLP as
+//! `torch.nn.Sequential` names it; `trunk.0.weight`, ..., `value.*`, `advantage.*` for a
+//! dueling head):
 //! - `model.pt`: a TorchScript module (`torch.jit.load("model.pt")` in Python, no qnet code)
-//!   with real parameters, so `m.state_dict()` loads into an `nn.Sequential`; its metadata is
+//!   with real parameters, so `m.state_dict()` loads into that module; its metadata is
 //!   the extra file [`TORCHSCRIPT_METADATA_FILE`] (read it with
 //!   `torch.jit.load(p, _extra_files={"qnet.json": ""})`);
 //! - `model.safetensors`: the same tensors (float32, little-endian) with the same metadata as
@@ -14,21 +16,21 @@
 //! JSON object of strings, so both files carry exactly the same values.
 //!
 //! The TorchScript module is built by a small C++ shim (`csrc/torchscript_export.cpp`) because
-//! tracing through tch turns the weights into constants.
+//! tracing through tch turns the weights into constants. The shim knows no network: it
+//! assembles the modules, parameters and `forward` sources the spec lists.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_char;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use tch::nn::VarStore;
 use tch::{CModule, Device, Kind, TchError, Tensor};
 
 use crate::atomic::{commit_atomic, write_bytes_atomic};
-use crate::config::Activation;
+use crate::qfunction::NetworkSpec;
 
 /// Name of the TorchScript extra file (`extra/qnet.json` in the archive) holding the metadata.
 pub const TORCHSCRIPT_METADATA_FILE: &str = "qnet.json";
@@ -45,12 +47,15 @@ mod ffi {
     extern "C" {
         /// See `csrc/torchscript_export.cpp`. Returns 0 on success; otherwise sets
         /// `*error_out` to a message to be released with `qnet_free_string`.
-        pub fn qnet_save_mlp(
+        pub fn qnet_save_module(
             path: *const c_char,
-            weights: *const *const C_tensor,
-            biases: *const *const C_tensor,
-            n_layers: usize,
-            activation: c_int,
+            n_modules: usize,
+            module_paths: *const *const c_char,
+            module_classes: *const *const c_char,
+            module_sources: *const *const c_char,
+            n_params: usize,
+            param_names: *const *const c_char,
+            params: *const *const C_tensor,
             extra_keys: *const *const c_char,
             extra_values: *const *const c_char,
             extra_value_lens: *const usize,
@@ -73,92 +78,6 @@ mod ffi {
     }
 }
 
-/// The parameters of an MLP Q-network `Linear, act, Linear, act, ..., Linear`.
-#[derive(Debug)]
-pub struct MlpWeights {
-    /// `(weight [out, in], bias [out])` per linear layer, input layer first. Any device and
-    /// floating-point kind; exports copy them to CPU float32.
-    pub layers: Vec<(Tensor, Tensor)>,
-    /// Nonlinearity between consecutive linear layers (none after the last).
-    pub activation: Activation,
-}
-
-impl MlpWeights {
-    /// Collects the layers of a network built with `nn::seq()` whose linear layers live under
-    /// `vs.root() / "0"`, `/ "2"`, `/ "4"`, ... (variables `0.weight`, `0.bias`, `2.weight`,
-    /// ...). The tensors share storage with the store's variables.
-    pub fn from_var_store(vs: &VarStore, activation: Activation) -> Result<Self> {
-        let mut vars = vs.variables();
-        let mut names: Vec<String> = vars.keys().cloned().collect();
-        names.sort();
-        let mut layers = Vec::new();
-        while !vars.is_empty() {
-            let index = 2 * layers.len();
-            let weight = vars.remove(&format!("{index}.weight"));
-            let bias = vars.remove(&format!("{index}.bias"));
-            match (weight, bias) {
-                (Some(w), Some(b)) => layers.push((w, b)),
-                _ => bail!(
-                    "the variable store does not hold an nn.Sequential-style MLP: expected \
-                     variables {index}.weight and {index}.bias next, found {names:?}"
-                ),
-            }
-        }
-        let weights = MlpWeights { layers, activation };
-        weights.layer_sizes()?;
-        Ok(weights)
-    }
-
-    /// Checks the layers chain up (`weight [out, in]`, `bias [out]`, each layer's `in` equal
-    /// to the previous layer's `out`, floating-point tensors) and returns the layer widths
-    /// `[obs_dim, hidden..., n_actions]`.
-    pub fn layer_sizes(&self) -> Result<Vec<i64>> {
-        if self.layers.is_empty() {
-            bail!("an MLP needs at least one linear layer, got none");
-        }
-        let mut sizes = Vec::with_capacity(self.layers.len() + 1);
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            let name = 2 * i;
-            for (t, what) in [(w, "weight"), (b, "bias")] {
-                if !t.defined() {
-                    bail!("{name}.{what} is an undefined tensor");
-                }
-                let kind = t.f_kind()?;
-                if !is_float(kind) {
-                    bail!("{name}.{what} has kind {kind:?}, expected a floating-point tensor");
-                }
-            }
-            let (out_dim, in_dim) = match w.size().as_slice() {
-                &[o, i] if o > 0 && i > 0 => (o, i),
-                s => bail!("{name}.weight has shape {s:?}, expected [out_features, in_features]"),
-            };
-            if b.size() != [out_dim] {
-                bail!(
-                    "{name}.bias has shape {:?}, expected [{out_dim}] to match {name}.weight {:?}",
-                    b.size(),
-                    w.size()
-                );
-            }
-            match sizes.last() {
-                None => sizes.push(in_dim),
-                Some(&prev) if prev != in_dim => bail!(
-                    "{name}.weight has shape {:?}: it takes {in_dim} inputs but the previous \
-                     layer produces {prev}",
-                    w.size()
-                ),
-                Some(_) => {}
-            }
-            sizes.push(out_dim);
-        }
-        Ok(sizes)
-    }
-}
-
-/// The `nn.Sequential` name of a parameter of linear layer `layer` (`"weight"` or `"bias"`).
-fn param_name(layer: usize, what: &str) -> String {
-    format!("{}.{what}", 2 * layer)
-}
-
 /// The TorchScript extra files carrying `metadata`: one, [`TORCHSCRIPT_METADATA_FILE`], with
 /// the map as a JSON object of strings. Pass the result to [`save_torchscript`]; pass the same
 /// map to [`save_safetensors`].
@@ -169,48 +88,78 @@ pub fn torchscript_extra_files(
     Ok(vec![(TORCHSCRIPT_METADATA_FILE.to_owned(), json)])
 }
 
-/// Writes `weights` as a TorchScript module to `path` (atomically: a temporary file in the same
-/// directory, fsynced, renamed over `path`). `extra` becomes the archive's extra files
-/// (`name -> content`); see [`torchscript_extra_files`].
+/// `text` as a C string; `what` names it in the error.
+fn c_string(text: &str, what: &str) -> Result<CString> {
+    CString::new(text).with_context(|| format!("{what} {text:?} contains a NUL byte"))
+}
+
+/// Writes the network `spec` describes, with parameters `flat`, as a TorchScript module to
+/// `path` (atomically: a temporary file in the same directory, fsynced, renamed over `path`).
+/// `extra` becomes the archive's extra files (`name -> content`); see
+/// [`torchscript_extra_files`].
 pub fn save_torchscript(
     path: &Path,
-    weights: &MlpWeights,
+    spec: &NetworkSpec,
+    flat: &Tensor,
     extra: &[(String, String)],
 ) -> Result<()> {
-    weights
-        .layer_sizes()
+    let params = spec
+        .named_parameters(flat)
         .with_context(|| format!("cannot export {}", path.display()))?;
-    let activation: c_int = match weights.activation {
-        Activation::Relu => 0,
-        Activation::Tanh => 1,
+    let modules = spec.torchscript_modules();
+    let strings = |texts: Vec<&str>, what: &str| -> Result<Vec<CString>> {
+        texts.into_iter().map(|t| c_string(t, what)).collect()
     };
-    let extra_keys = extra
-        .iter()
-        .map(|(k, _)| CString::new(k.as_str()))
-        .collect::<Result<Vec<_>, _>>()
-        .context("extra file names must not contain NUL bytes")?;
-    let extra_key_ptrs: Vec<*const c_char> = extra_keys.iter().map(|k| k.as_ptr()).collect();
+    let module_paths = strings(
+        modules.iter().map(|m| m.path.as_str()).collect(),
+        "module path",
+    )?;
+    let module_classes = strings(modules.iter().map(|m| m.class).collect(), "module class")?;
+    let module_sources = strings(
+        modules.iter().map(|m| m.source.as_str()).collect(),
+        "module source",
+    )?;
+    let param_names = strings(
+        params.iter().map(|(n, _)| n.as_str()).collect(),
+        "parameter name",
+    )?;
+    let extra_keys = strings(
+        extra.iter().map(|(k, _)| k.as_str()).collect(),
+        "extra file name",
+    )?;
+    let pointers = |strings: &[CString]| -> Vec<*const c_char> {
+        strings.iter().map(|s| s.as_ptr()).collect()
+    };
+    let (path_ptrs, class_ptrs, source_ptrs) = (
+        pointers(&module_paths),
+        pointers(&module_classes),
+        pointers(&module_sources),
+    );
+    let (name_ptrs, key_ptrs) = (pointers(&param_names), pointers(&extra_keys));
+    let tensor_ptrs: Vec<_> = params.iter().map(|(_, t)| t.as_ptr()).collect();
     let extra_value_ptrs: Vec<*const c_char> = extra
         .iter()
         .map(|(_, v)| v.as_ptr().cast::<c_char>())
         .collect();
     let extra_value_lens: Vec<usize> = extra.iter().map(|(_, v)| v.len()).collect();
-    let weight_ptrs: Vec<_> = weights.layers.iter().map(|(w, _)| w.as_ptr()).collect();
-    let bias_ptrs: Vec<_> = weights.layers.iter().map(|(_, b)| b.as_ptr()).collect();
 
     commit_atomic(path, |tmp| {
         let c_path = path_to_cstring(tmp)?;
         let mut error: *mut c_char = std::ptr::null_mut();
-        // SAFETY: every pointer refers to data (`weights`, `extra`, the vectors above) that
-        // outlives the call; the C++ side copies what it keeps and catches all exceptions.
+        // SAFETY: every pointer refers to data (`params`, `modules`, `extra` and the vectors
+        // above) that outlives the call; the C++ side copies what it keeps and catches all
+        // exceptions.
         let rc = unsafe {
-            ffi::qnet_save_mlp(
+            ffi::qnet_save_module(
                 c_path.as_ptr(),
-                weight_ptrs.as_ptr(),
-                bias_ptrs.as_ptr(),
-                weight_ptrs.len(),
-                activation,
-                extra_key_ptrs.as_ptr(),
+                path_ptrs.len(),
+                path_ptrs.as_ptr(),
+                class_ptrs.as_ptr(),
+                source_ptrs.as_ptr(),
+                tensor_ptrs.len(),
+                name_ptrs.as_ptr(),
+                tensor_ptrs.as_ptr(),
+                key_ptrs.as_ptr(),
                 extra_value_ptrs.as_ptr(),
                 extra_value_lens.as_ptr(),
                 extra.len(),
@@ -228,41 +177,43 @@ pub fn save_torchscript(
     })
 }
 
-/// Writes `weights` to `path` in the safetensors format (atomically), under the same names as
-/// the TorchScript export, as float32 little-endian, with `metadata` as `__metadata__`.
+/// Writes the parameters `flat` of the network `spec` describes to `path` in the
+/// safetensors format (atomically), under the same names as the TorchScript export, as
+/// float32 little-endian, with `metadata` as `__metadata__`.
 pub fn save_safetensors(
     path: &Path,
-    weights: &MlpWeights,
+    spec: &NetworkSpec,
+    flat: &Tensor,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let bytes = safetensors_bytes(weights, metadata)
+    let bytes = safetensors_bytes(spec, flat, metadata)
         .with_context(|| format!("cannot export {}", path.display()))?;
     write_bytes_atomic(path, &bytes)
 }
 
-fn safetensors_bytes(weights: &MlpWeights, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    weights.layer_sizes()?;
+fn safetensors_bytes(
+    spec: &NetworkSpec,
+    flat: &Tensor,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, (w, b)) in weights.layers.iter().enumerate() {
-        for (t, what) in [(w, "weight"), (b, "bias")] {
-            let name = param_name(i, what);
-            let cpu = t
-                .f_detach()
-                .and_then(|t| t.f_to_device_(Device::Cpu, Kind::Float, false, false))
-                .and_then(|t| t.f_contiguous())
-                .with_context(|| format!("cannot copy {name} to CPU float32"))?;
-            let shape = cpu
-                .size()
-                .iter()
-                .map(|&d| usize::try_from(d))
-                .collect::<Result<Vec<_>, _>>()?;
-            let numel = shape.iter().product();
-            let mut values = vec![0f32; numel];
-            cpu.f_copy_data(&mut values, numel)
-                .with_context(|| format!("cannot read {name}"))?;
-            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            tensors.push((name, shape, data));
-        }
+    for (name, t) in spec.named_parameters(flat)? {
+        let cpu = t
+            .f_detach()
+            .and_then(|t| t.f_to_device_(Device::Cpu, Kind::Float, false, false))
+            .and_then(|t| t.f_contiguous())
+            .with_context(|| format!("cannot copy {name} to CPU float32"))?;
+        let shape = cpu
+            .size()
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let numel = shape.iter().product();
+        let mut values = vec![0f32; numel];
+        cpu.f_copy_data(&mut values, numel)
+            .with_context(|| format!("cannot read {name}"))?;
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((name, shape, data));
     }
     let views = tensors
         .iter()
@@ -305,19 +256,27 @@ fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
 }
 
 /// Writes `<dir>/<stem>.pt` and `<dir>/<stem>.safetensors` (e.g. [`MODEL_PT`] and
-/// [`MODEL_SAFETENSORS`] for the stem `model`), both carrying `metadata`.
+/// [`MODEL_SAFETENSORS`] for the stem `model`) of the network `spec` describes with
+/// parameters `flat`, both carrying `metadata`.
 pub fn save_model_files(
     dir: &Path,
     stem: &str,
-    weights: &MlpWeights,
+    spec: &NetworkSpec,
+    flat: &Tensor,
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     save_torchscript(
         &dir.join(format!("{stem}.pt")),
-        weights,
+        spec,
+        flat,
         &torchscript_extra_files(metadata)?,
     )?;
-    save_safetensors(&dir.join(format!("{stem}.safetensors")), weights, metadata)
+    save_safetensors(
+        &dir.join(format!("{stem}.safetensors")),
+        spec,
+        flat,
+        metadata,
+    )
 }
 
 /// Reads extra file `key` of the TorchScript archive at `path` (without loading the module);

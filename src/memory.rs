@@ -118,6 +118,15 @@ impl Estimate {
                 on_device: false,
             },
         ];
+        if cfg.replay.prioritized && cfg.train.procedure == Procedure::Dqn {
+            // The sum tree: f64 nodes over twice the capacity rounded up to a power of two.
+            let leaves = (cfg.replay.capacity as u64).checked_next_power_of_two();
+            parts.push(Part {
+                keys: format!("{capacity} with replay.prioritized"),
+                bytes: leaves.map_or(u64::MAX, |l| l.saturating_mul(16)),
+                on_device: false,
+            });
+        }
         if cfg.train.procedure == Procedure::Tutorial {
             let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
                 (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.max_episode_steps)),
@@ -334,7 +343,7 @@ mod tests {
             .to_string();
         assert!(err.contains("TiB of host memory"), "{err}");
         assert!(
-            err.contains("replay.capacity = 100000000000: 4.4 TiB"),
+            err.contains("replay.capacity = 100000000000: 4.0 TiB"),
             "{err}"
         );
     }

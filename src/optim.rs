@@ -47,11 +47,9 @@ mod ffi {
     }
 }
 
-/// Adam hyperparameters.
+/// Adam hyperparameters (the learning rate comes with each step: it may follow a schedule).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
-    /// Learning rate.
-    pub lr: f64,
     /// First-moment decay.
     pub beta1: f64,
     /// Second-moment decay.
@@ -88,14 +86,15 @@ impl Adam {
         })
     }
 
-    /// Applies one update to `params` (in place) from `grad`, optionally first scaling
-    /// `grad` (in place) so its global L2 norm is at most `max_grad_norm`, as
-    /// `torch.nn.utils.clip_grad_norm_` does (no host synchronisation).
+    /// Applies one update of learning rate `lr` to `params` (in place) from `grad`,
+    /// optionally first scaling `grad` (in place) so its global L2 norm is at most
+    /// `max_grad_norm`, as `torch.nn.utils.clip_grad_norm_` does (no host synchronisation).
     pub fn step(
         &mut self,
         params: &Tensor,
         grad: &Tensor,
         max_grad_norm: Option<f64>,
+        lr: f64,
     ) -> Result<()> {
         let mut grad = grad.shallow_clone();
         tch::no_grad(|| {
@@ -104,12 +103,7 @@ impl Adam {
             }
             let _ = self.step_tensor.fill_((self.step + 1) as f64);
         });
-        let AdamConfig {
-            lr,
-            beta1,
-            beta2,
-            eps,
-        } = self.config;
+        let AdamConfig { beta1, beta2, eps } = self.config;
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: every pointer is a live tensor owned by this call's borrows; the C++ side
         // catches all exceptions and only writes `error` (a malloc'd C string) on failure.
@@ -205,8 +199,10 @@ mod tests {
             hidden: vec![16, 16],
             activation: crate::config::Activation::Relu,
             init: crate::config::Init::Torch,
+            dueling: false,
+            implementation: crate::config::Implementation::Fast,
         };
-        let ours = crate::qnet::QNetwork::new(&config, 4, 2, Device::Cpu)?;
+        let ours = crate::qfunction::build(&config, 4, 2, Device::Cpu)?;
         // A plain nn::seq with identical weights, trained with nn::Adam.
         let vs = nn::VarStore::new(Device::Cpu);
         let reference = nn::seq()
@@ -216,15 +212,8 @@ mod tests {
             .add_fn(|x| x.relu())
             .add(nn::linear(&vs.root() / "4", 16, 2, Default::default()));
         let variables = vs.variables();
-        for (index, (w, b)) in ours.layer_tensors().iter().enumerate() {
-            tch::no_grad(|| {
-                variables[&format!("{}.weight", 2 * index)]
-                    .shallow_clone()
-                    .copy_(w);
-                variables[&format!("{}.bias", 2 * index)]
-                    .shallow_clone()
-                    .copy_(b);
-            });
+        for (name, value) in ours.spec().named_parameters(ours.flat())? {
+            tch::no_grad(|| variables[&name].shallow_clone().copy_(&value));
         }
         let mut theirs = nn::Adam {
             beta1: 0.9,
@@ -236,7 +225,6 @@ mod tests {
         .build(&vs, 1e-2)?;
         let mut adam = Adam::new(
             AdamConfig {
-                lr: 1e-2,
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
@@ -249,7 +237,7 @@ mod tests {
             // Our network's gradient through its hand-derived backward pass.
             let (q, trace) = ours.forward_traced(&x);
             ours.backward(&trace, &((&q - &y) * (2.0 / q.numel() as f64)));
-            adam.step(ours.flat(), ours.flat_grad(), None)?;
+            adam.step(ours.flat(), ours.flat_grad(), None, 1e-2)?;
             theirs.zero_grad();
             reference
                 .forward(&x)
@@ -273,19 +261,18 @@ mod tests {
         let grad = Tensor::from_slice(&[30.0f32, 40.0, 0.0]);
         let mut adam = Adam::new(
             AdamConfig {
-                lr: 0.1,
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
             },
             &params,
         )?;
-        adam.step(&params, &grad, Some(5.0))?;
+        adam.step(&params, &grad, Some(5.0), 0.1)?;
         let norm = grad.norm().double_value(&[]);
         assert!((norm - 5.0).abs() < 1e-4, "clipped norm {norm}");
         // A small gradient is left alone.
         let small = Tensor::from_slice(&[0.3f32, 0.4, 0.0]);
-        adam.step(&params, &small, Some(5.0))?;
+        adam.step(&params, &small, Some(5.0), 0.1)?;
         assert!((small.norm().double_value(&[]) - 0.5).abs() < 1e-6);
         Ok(())
     }

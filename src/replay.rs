@@ -1,43 +1,45 @@
-//! Experience replay: a fixed-capacity ring of transitions, sampled uniformly.
+//! Experience replay: a fixed-capacity ring of transitions, sampled uniformly or in
+//! proportion to priorities (Schaul et al., 2016).
 //!
-//! A transition is stored as one row of `ROW` floats (observation, next observation,
-//! action, reward, terminated, truncated: terminated and truncated apart, because only
-//! termination stops the bootstrap). The ring is allocated once at full capacity; adding
-//! and sampling allocate nothing per transition.
+//! A transition is stored as one row of `ROW` floats: observation, the observation it
+//! bootstraps from, action, reward (an n-step return when `agent.n_step > 1`), and the
+//! bootstrap's weight `gamma^k (1 - terminated)` for a transition of `k` steps (zero when the
+//! episode terminated, so nothing else about termination needs storing). The ring is
+//! allocated once at full capacity; adding and sampling allocate nothing per transition.
 //!
 //! Storage is either host memory or a tensor on the training device
 //! (`replay.device: cuda`): then minibatches are gathered on the device with one
 //! `index_select`, and new transitions are staged on the host and uploaded in one copy
-//! before the next sample.
+//! before the next sample. Priorities live in a host [`SumTree`] either way.
 
 use anyhow::{bail, Context, Result};
 use rand::RngExt;
 use tch::{Device, Kind, Tensor};
 
 use crate::env::OBS_DIM;
+use crate::sum_tree::SumTree;
 
 /// Floats per stored transition.
-pub const ROW: usize = 2 * OBS_DIM + 4;
+pub const ROW: usize = 2 * OBS_DIM + 3;
 const ACTION: usize = 2 * OBS_DIM;
 const REWARD: usize = ACTION + 1;
-const TERMINATED: usize = ACTION + 2;
-const TRUNCATED: usize = ACTION + 3;
+const BOOTSTRAP: usize = ACTION + 2;
 
 /// One transition as the acting loop hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transition<'a> {
     /// Observation the action was taken in.
     pub obs: &'a [f32],
-    /// Observation after the step (the episode's last one if it ended).
+    /// Observation to bootstrap from (the episode's true last one if it ended).
     pub next_obs: &'a [f32],
     /// Action taken.
     pub action: i64,
-    /// Reward received.
+    /// Reward received (the discounted sum of the window's rewards for n-step returns).
     pub reward: f32,
-    /// The episode ended in a terminal state (no bootstrap).
+    /// The episode ended in a terminal state: no bootstrap.
     pub terminated: bool,
-    /// The episode hit the time limit (bootstrap from `next_obs`).
-    pub truncated: bool,
+    /// Discount of the bootstrap: `gamma^k` for a window of `k` steps.
+    pub discount: f32,
 }
 
 impl Transition<'_> {
@@ -47,8 +49,7 @@ impl Transition<'_> {
         out[OBS_DIM..ACTION].copy_from_slice(self.next_obs);
         out[ACTION] = self.action as f32;
         out[REWARD] = self.reward;
-        out[TERMINATED] = f32::from(u8::from(self.terminated));
-        out[TRUNCATED] = f32::from(u8::from(self.truncated));
+        out[BOOTSTRAP] = if self.terminated { 0.0 } else { self.discount };
     }
 }
 
@@ -63,8 +64,10 @@ pub struct Batch {
     pub actions: Tensor,
     /// `[B]` float.
     pub rewards: Tensor,
-    /// `[B]` float, 1.0 where the episode terminated.
-    pub terminated: Tensor,
+    /// `[B]` float: `gamma^k (1 - terminated)`, the weight of the bootstrap `Q(s', a')`.
+    pub bootstrap: Tensor,
+    /// `[B]` float importance-sampling weights (prioritized replay only).
+    pub weights: Option<Tensor>,
 }
 
 impl Batch {
@@ -75,7 +78,8 @@ impl Batch {
             next_obs: rows.narrow(1, OBS_DIM as i64, OBS_DIM as i64),
             actions: rows.narrow(1, ACTION as i64, 1).to_kind(Kind::Int64),
             rewards: rows.select(1, REWARD as i64),
-            terminated: rows.select(1, TERMINATED as i64),
+            bootstrap: rows.select(1, BOOTSTRAP as i64),
+            weights: None,
         }
     }
 }
@@ -88,6 +92,27 @@ enum Storage {
         staged: Vec<f32>,
         staged_slots: Vec<i64>,
     },
+}
+
+/// Prioritized replay's state: the priorities `p_i^alpha` by slot, and the largest given so
+/// far (what a new transition starts with, so that it is replayed at least once soon).
+#[derive(Debug)]
+struct Priorities {
+    tree: SumTree,
+    alpha: f64,
+    eps: f64,
+    max: f64,
+}
+
+/// What a checkpoint keeps of a replay buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaySnapshot {
+    /// The stored rows in slot order (`len * ROW` floats).
+    pub rows: Vec<f32>,
+    /// The next slot to write.
+    pub next: usize,
+    /// Prioritized replay: each slot's priority and the largest so far.
+    pub priorities: Option<(Vec<f64>, f64)>,
 }
 
 /// `len` zeros, or an error (never an abort) when `len` overflowed or cannot be allocated.
@@ -107,14 +132,30 @@ pub struct ReplayBuffer {
     len: usize,
     next: usize,
     train_device: Device,
+    priorities: Option<Priorities>,
     indices: Vec<i64>,
+    slots: Vec<usize>,
     gathered: Vec<f32>,
+}
+
+/// How prioritized replay turns TD errors into priorities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prioritization {
+    /// Exponent alpha.
+    pub alpha: f64,
+    /// Added to |TD error|.
+    pub eps: f64,
 }
 
 impl ReplayBuffer {
     /// An empty ring for `capacity` transitions, kept on `storage_device`, whose
-    /// minibatches are used on `train_device`.
-    pub fn new(capacity: usize, storage_device: Device, train_device: Device) -> Result<Self> {
+    /// minibatches are used on `train_device`; prioritized when `prioritization` is given.
+    pub fn new(
+        capacity: usize,
+        storage_device: Device,
+        train_device: Device,
+        prioritization: Option<Prioritization>,
+    ) -> Result<Self> {
         if capacity == 0 {
             bail!("replay.capacity must be at least 1");
         }
@@ -129,13 +170,24 @@ impl ReplayBuffer {
                 staged_slots: Vec::new(),
             },
         };
+        let priorities = match prioritization {
+            Some(p) => Some(Priorities {
+                tree: SumTree::new(capacity).context("allocating replay priorities")?,
+                alpha: p.alpha,
+                eps: p.eps,
+                max: 1.0,
+            }),
+            None => None,
+        };
         Ok(Self {
             storage,
             capacity,
             len: 0,
             next: 0,
             train_device,
+            priorities,
             indices: Vec::new(),
+            slots: Vec::new(),
             gathered: Vec::new(),
         })
     }
@@ -155,8 +207,9 @@ impl ReplayBuffer {
         self.capacity
     }
 
-    /// Adds a transition, overwriting the oldest when full.
-    pub fn push(&mut self, t: Transition<'_>) {
+    /// Adds a transition, overwriting the oldest when full; it gets the largest priority
+    /// given so far.
+    pub fn push(&mut self, t: Transition<'_>) -> Result<()> {
         let slot = self.next;
         let row = |out: &mut [f32]| t.write_row(out);
         match &mut self.storage {
@@ -172,8 +225,12 @@ impl ReplayBuffer {
                 staged_slots.push(slot as i64);
             }
         }
+        if let Some(p) = &mut self.priorities {
+            p.tree.set(slot, p.max)?;
+        }
         self.next = (self.next + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
+        Ok(())
     }
 
     /// Uploads staged transitions to device storage (no-op for host storage).
@@ -188,35 +245,50 @@ impl ReplayBuffer {
                 return Ok(());
             }
             let device = rows.device();
-            let values = Tensor::from_slice(staged)
+            let capacity = rows.size()[0];
+            let mut values = Tensor::from_slice(staged)
                 .view([staged_slots.len() as i64, ROW as i64])
                 .to_device(device);
-            let slots = Tensor::from_slice(staged_slots).to_device(device);
+            let mut slots = Tensor::from_slice(staged_slots).to_device(device);
             // A slot staged twice (capacity smaller than the staged count) keeps the newest:
             // index_copy_ with duplicates is unordered, so drop older duplicates first.
-            if staged_slots.len() > rows.size()[0] as usize {
-                let keep = staged_slots.len() - rows.size()[0] as usize;
-                let values = values.narrow(0, keep as i64, rows.size()[0]);
-                let slots = slots.narrow(0, keep as i64, rows.size()[0]);
-                let _ = rows.f_index_copy_(0, &slots, &values)?;
-            } else {
-                let _ = rows.f_index_copy_(0, &slots, &values)?;
+            if staged_slots.len() as i64 > capacity {
+                let keep = staged_slots.len() as i64 - capacity;
+                values = values.narrow(0, keep, capacity);
+                slots = slots.narrow(0, keep, capacity);
             }
+            let _ = rows.f_index_copy_(0, &slots, &values)?;
             staged.clear();
             staged_slots.clear();
         }
         Ok(())
     }
 
-    /// Draws `batch_size` transitions uniformly (with replacement) using `rng`.
-    pub fn sample(&mut self, batch_size: usize, rng: &mut impl rand::Rng) -> Result<Batch> {
+    /// Draws `batch_size` transitions (with replacement) using `rng`: uniformly, or in
+    /// proportion to priority with importance-sampling weights of exponent `beta`.
+    pub fn sample(
+        &mut self,
+        batch_size: usize,
+        rng: &mut impl rand::Rng,
+        beta: f64,
+    ) -> Result<Batch> {
         if self.len == 0 {
             bail!("cannot sample from an empty replay buffer");
         }
         self.indices.clear();
-        let len = self.len;
-        self.indices
-            .extend((0..batch_size).map(|_| rng.random_range(0..len) as i64));
+        let weights = match &self.priorities {
+            None => {
+                let len = self.len;
+                self.indices
+                    .extend((0..batch_size).map(|_| rng.random_range(0..len) as i64));
+                None
+            }
+            Some(p) => {
+                p.tree.sample_stratified(batch_size, rng, &mut self.slots)?;
+                self.indices.extend(self.slots.iter().map(|&s| s as i64));
+                Some(importance_weights(p, &self.slots, self.len, beta)?)
+            }
+        };
         self.flush()?;
         let rows = match &self.storage {
             Storage::Host(rows) => {
@@ -234,12 +306,35 @@ impl ReplayBuffer {
                 rows.f_index_select(0, &index)?.to_device(self.train_device)
             }
         };
-        Ok(Batch::from_rows(&rows))
+        let mut batch = Batch::from_rows(&rows);
+        batch.weights = weights
+            .map(|w| Tensor::from_slice(&w).f_to_device(self.train_device))
+            .transpose()?;
+        Ok(batch)
     }
 
-    /// The stored rows in slot order (`len() * ROW` floats) and the next slot to write,
-    /// for checkpoints.
-    pub fn snapshot(&mut self) -> Result<(Vec<f32>, usize)> {
+    /// Prioritized replay: sets the priorities of the last sample's transitions from their
+    /// TD errors `[B]` (one copy to the host); nothing for uniform replay.
+    pub fn update_priorities(&mut self, td_errors: &Tensor) -> Result<()> {
+        let Some(p) = &mut self.priorities else {
+            return Ok(());
+        };
+        let host = td_errors
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Double)?;
+        let errors = Vec::<f64>::try_from(&host).context("reading TD errors")?;
+        for (&slot, error) in self.slots.iter().zip(errors) {
+            let priority = (error.abs() + p.eps).powf(p.alpha);
+            p.tree.set(slot, priority).with_context(|| {
+                format!("the TD error {error} gives no usable priority (is training diverging?)")
+            })?;
+            p.max = p.max.max(priority);
+        }
+        Ok(())
+    }
+
+    /// What a checkpoint keeps: the rows, the next slot, the priorities.
+    pub fn snapshot(&mut self) -> Result<ReplaySnapshot> {
         self.flush()?;
         let mut out = zeroed(Some(self.len * ROW), "a copy of the replay buffer")?;
         match &self.storage {
@@ -251,13 +346,24 @@ impl ReplayBuffer {
                 host.f_copy_data(&mut out, self.len * ROW)?;
             }
         }
-        let rows = out;
-        Ok((rows, self.next))
+        Ok(ReplaySnapshot {
+            rows: out,
+            next: self.next,
+            priorities: self
+                .priorities
+                .as_ref()
+                .map(|p| (p.tree.leaves().to_vec(), p.max)),
+        })
     }
 
-    /// Refills the buffer from a [`ReplayBuffer::snapshot`] of a buffer of the same capacity.
-    pub fn restore(&mut self, rows: &[f32], next: usize) -> Result<()> {
-        let len = rows.len() / ROW;
+    /// Refills the buffer from a [`ReplayBuffer::snapshot`] of a buffer like this one.
+    pub fn restore(&mut self, snapshot: &ReplaySnapshot) -> Result<()> {
+        let ReplaySnapshot {
+            rows,
+            next,
+            priorities,
+        } = snapshot;
+        let (next, len) = (*next, rows.len() / ROW);
         let consistent = rows.len() % ROW == 0
             && len <= self.capacity
             && next < self.capacity
@@ -269,6 +375,17 @@ impl ReplayBuffer {
                 rows.len(),
                 self.capacity
             );
+        }
+        match (&mut self.priorities, priorities) {
+            (Some(p), Some((leaves, max))) if leaves.len() == self.capacity => {
+                p.tree = SumTree::from_leaves(leaves).context("restoring replay priorities")?;
+                p.max = *max;
+            }
+            (None, None) => {}
+            _ => bail!(
+                "the checkpoint's replay priorities do not match replay.prioritized and \
+                 replay.capacity"
+            ),
         }
         match &mut self.storage {
             Storage::Host(storage) => storage[..rows.len()].copy_from_slice(rows),
@@ -293,13 +410,31 @@ impl ReplayBuffer {
     }
 }
 
+/// Importance-sampling weights `(N P(i))^-beta` of sampled `slots`, divided by the largest
+/// in the batch so that they only scale updates down.
+fn importance_weights(p: &Priorities, slots: &[usize], len: usize, beta: f64) -> Result<Vec<f32>> {
+    let total = p.tree.total();
+    let weights: Vec<f64> = slots
+        .iter()
+        .map(|&slot| {
+            let probability = p.tree.get(slot).unwrap_or(0.0) / total;
+            (len as f64 * probability).powf(-beta)
+        })
+        .collect();
+    let max = weights.iter().copied().fold(0.0, f64::max);
+    if !(max.is_finite() && max > 0.0) {
+        bail!("prioritized replay drew a transition of zero probability");
+    }
+    Ok(weights.iter().map(|w| (w / max) as f32).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_pcg::Pcg64;
 
-    fn push_numbered(buffer: &mut ReplayBuffer, n: usize) {
+    fn push_numbered(buffer: &mut ReplayBuffer, n: usize) -> Result<()> {
         for i in 0..n {
             let v = i as f32;
             buffer.push(Transition {
@@ -308,33 +443,47 @@ mod tests {
                 action: (i % 2) as i64,
                 reward: v,
                 terminated: i % 3 == 0,
-                truncated: i % 5 == 0,
-            });
+                discount: 0.5 + 0.01 * v,
+            })?;
         }
+        Ok(())
+    }
+
+    fn uniform(capacity: usize) -> Result<ReplayBuffer> {
+        ReplayBuffer::new(capacity, Device::Cpu, Device::Cpu, None)
+    }
+
+    fn prioritized(capacity: usize) -> Result<ReplayBuffer> {
+        let p = Prioritization {
+            alpha: 1.0,
+            eps: 1e-6,
+        };
+        ReplayBuffer::new(capacity, Device::Cpu, Device::Cpu, Some(p))
     }
 
     #[test]
     fn ring_overwrites_the_oldest() -> Result<()> {
-        let mut buffer = ReplayBuffer::new(4, Device::Cpu, Device::Cpu)?;
-        push_numbered(&mut buffer, 6);
+        let mut buffer = uniform(4)?;
+        push_numbered(&mut buffer, 6)?;
         assert_eq!(buffer.len(), 4);
-        let (rows, next) = buffer.snapshot()?;
-        let rewards: Vec<f32> = rows.chunks_exact(ROW).map(|r| r[REWARD]).collect();
+        let snapshot = buffer.snapshot()?;
+        let rewards: Vec<f32> = snapshot.rows.chunks_exact(ROW).map(|r| r[REWARD]).collect();
         assert_eq!(rewards, [4.0, 5.0, 2.0, 3.0]);
-        assert_eq!(next, 2);
+        assert_eq!(snapshot.next, 2);
         Ok(())
     }
 
     #[test]
     fn samples_are_consistent_rows_and_cover_the_buffer() -> Result<()> {
-        let mut buffer = ReplayBuffer::new(100, Device::Cpu, Device::Cpu)?;
-        push_numbered(&mut buffer, 10);
+        let mut buffer = uniform(100)?;
+        push_numbered(&mut buffer, 10)?;
         let mut rng = Pcg64::seed_from_u64(3);
         let mut seen = [false; 10];
         for _ in 0..50 {
-            let batch = buffer.sample(8, &mut rng)?;
+            let batch = buffer.sample(8, &mut rng, 0.0)?;
             assert_eq!(batch.obs.size(), [8, OBS_DIM as i64]);
             assert_eq!(batch.actions.size(), [8, 1]);
+            assert!(batch.weights.is_none());
             for b in 0..8 {
                 let v = batch.obs.double_value(&[b, 0]);
                 let i = v as usize;
@@ -342,8 +491,13 @@ mod tests {
                 assert_eq!(batch.next_obs.double_value(&[b, 3]), v + 0.5);
                 assert_eq!(batch.rewards.double_value(&[b]), v);
                 assert_eq!(batch.actions.int64_value(&[b, 0]), (i % 2) as i64);
-                let terminated = if i % 3 == 0 { 1.0 } else { 0.0 };
-                assert_eq!(batch.terminated.double_value(&[b]), terminated);
+                // Terminated transitions do not bootstrap.
+                let bootstrap = if i % 3 == 0 {
+                    0.0
+                } else {
+                    f64::from(0.5 + 0.01 * i as f32)
+                };
+                assert_eq!(batch.bootstrap.double_value(&[b]), bootstrap);
             }
         }
         assert!(
@@ -354,55 +508,104 @@ mod tests {
     }
 
     #[test]
-    fn terminated_and_truncated_are_stored_apart() -> Result<()> {
-        let mut buffer = ReplayBuffer::new(10, Device::Cpu, Device::Cpu)?;
-        push_numbered(&mut buffer, 10);
-        let (rows, _) = buffer.snapshot()?;
-        // Transition 5 was truncated but not terminated.
-        assert_eq!(rows[5 * ROW + TRUNCATED], 1.0);
-        assert_eq!(rows[5 * ROW + TERMINATED], 0.0);
-        Ok(())
-    }
-
-    #[test]
     fn snapshot_restore_round_trips_and_samples_identically() -> Result<()> {
-        let mut a = ReplayBuffer::new(7, Device::Cpu, Device::Cpu)?;
-        push_numbered(&mut a, 12);
-        let mut b = ReplayBuffer::new(7, Device::Cpu, Device::Cpu)?;
-        let (rows, next) = a.snapshot()?;
-        b.restore(&rows, next)?;
-        assert_eq!(a.snapshot()?, b.snapshot()?);
-        push_numbered(&mut a, 3);
-        push_numbered(&mut b, 3);
-        assert_eq!(a.snapshot()?, b.snapshot()?);
-        let batch_a = a.sample(16, &mut Pcg64::seed_from_u64(1))?;
-        let batch_b = b.sample(16, &mut Pcg64::seed_from_u64(1))?;
-        assert!(batch_a.obs.equal(&batch_b.obs));
-        // A snapshot that cannot come from a buffer of this size is refused.
-        let mut small = ReplayBuffer::new(3, Device::Cpu, Device::Cpu)?;
-        assert!(small.restore(&rows, next).is_err());
-        assert!(small.restore(&rows[..ROW + 1], 1).is_err());
+        for make in [uniform, prioritized] {
+            let mut a = make(7)?;
+            push_numbered(&mut a, 12)?;
+            let mut b = make(7)?;
+            b.restore(&a.snapshot()?)?;
+            assert_eq!(a.snapshot()?, b.snapshot()?);
+            push_numbered(&mut a, 3)?;
+            push_numbered(&mut b, 3)?;
+            assert_eq!(a.snapshot()?, b.snapshot()?);
+            let batch_a = a.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
+            let batch_b = b.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
+            assert!(batch_a.obs.equal(&batch_b.obs));
+            // A snapshot that cannot come from a buffer of this size is refused.
+            let mut small = make(3)?;
+            assert!(small.restore(&a.snapshot()?).is_err());
+        }
+        // Priorities and no priorities do not mix.
+        let mut with = prioritized(7)?;
+        push_numbered(&mut with, 2)?;
+        assert!(uniform(7)?.restore(&with.snapshot()?).is_err());
         Ok(())
     }
 
     #[test]
     fn device_storage_code_path_matches_host_storage() -> Result<()> {
         // Exercised on the CPU through the Device variant's staging and index_copy_ path.
-        let mut host = ReplayBuffer::new(5, Device::Cpu, Device::Cpu)?;
-        let mut staged = ReplayBuffer::new(5, Device::Cpu, Device::Cpu)?;
+        let mut host = uniform(5)?;
+        let mut staged = uniform(5)?;
         staged.storage = Storage::Device {
             rows: Tensor::zeros([5, ROW as i64], (Kind::Float, Device::Cpu)),
             staged: Vec::new(),
             staged_slots: Vec::new(),
         };
-        push_numbered(&mut host, 13);
-        push_numbered(&mut staged, 13);
+        push_numbered(&mut host, 13)?;
+        push_numbered(&mut staged, 13)?;
         assert_eq!(host.snapshot()?, staged.snapshot()?);
         let mut r1 = Pcg64::seed_from_u64(9);
         let mut r2 = Pcg64::seed_from_u64(9);
-        let a = host.sample(16, &mut r1)?;
-        let b = staged.sample(16, &mut r2)?;
+        let a = host.sample(16, &mut r1, 0.0)?;
+        let b = staged.sample(16, &mut r2, 0.0)?;
         assert!(a.obs.equal(&b.obs) && a.rewards.equal(&b.rewards));
+        Ok(())
+    }
+
+    /// New transitions start at the largest priority; updates set `(|d| + eps)^alpha`; a
+    /// sample follows the priorities, and its weights are `(N P(i))^-beta` over their max.
+    #[test]
+    fn prioritized_sampling_follows_td_errors() -> Result<()> {
+        let mut buffer = prioritized(4)?;
+        push_numbered(&mut buffer, 4)?;
+        let mut rng = Pcg64::seed_from_u64(5);
+        // All at priority 1: a stratified batch of 4 takes each slot once, weights 1.
+        let batch = buffer.sample(4, &mut rng, 1.0)?;
+        let mut drawn: Vec<usize> = buffer.slots.clone();
+        drawn.sort_unstable();
+        assert_eq!(drawn, [0, 1, 2, 3]);
+        let weights = batch.weights.expect("weights");
+        assert!(weights.equal(&Tensor::ones([4], (Kind::Float, Device::Cpu))));
+        // TD errors 1, 3, 0, 4 (in the order drawn, which is slot order).
+        buffer.update_priorities(&Tensor::from_slice(&[1.0f32, 3.0, 0.0, 4.0]))?;
+        let p = buffer.priorities.as_ref().expect("prioritized");
+        assert!((p.tree.get(1).unwrap_or(0.0) - (3.0 + 1e-6)).abs() < 1e-9);
+        assert_eq!(p.max, 4.0 + 1e-6);
+        // 80k samples: frequencies within 1% of p_i / sum p (slot 2 has only eps).
+        let mut counts = [0usize; 4];
+        for _ in 0..20_000 {
+            buffer.sample(4, &mut rng, 1.0)?;
+            for &slot in &buffer.slots {
+                counts[slot] += 1;
+            }
+        }
+        let total: f64 = [1.0, 3.0, 0.0, 4.0].iter().map(|e| e + 1e-6).sum();
+        for (slot, error) in [1.0, 3.0, 0.0, 4.0].iter().enumerate() {
+            let expected = (error + 1e-6) / total;
+            let got = counts[slot] as f64 / 80_000.0;
+            assert!(
+                (got - expected).abs() < 0.01,
+                "slot {slot}: {got} vs {expected}"
+            );
+        }
+        // Weights: slot 1 and slot 3 drawn together; w ~ p^-beta, normalised by the max.
+        buffer.slots = vec![1, 3];
+        let p = buffer.priorities.as_ref().expect("prioritized");
+        let w = importance_weights(p, &buffer.slots, 4, 1.0)?;
+        assert!(
+            (w[0] - 1.0).abs() < 1e-6 && (f64::from(w[1]) - 3.0 / 4.0).abs() < 1e-6,
+            "{w:?}"
+        );
+        // A new transition starts at the largest priority.
+        push_numbered(&mut buffer, 1)?;
+        let p = buffer.priorities.as_ref().expect("prioritized");
+        assert_eq!(p.tree.get(0), Some(4.0 + 1e-6));
+        // A NaN TD error is an error, not a corrupt tree.
+        buffer.sample(2, &mut rng, 1.0)?;
+        assert!(buffer
+            .update_priorities(&Tensor::from_slice(&[f32::NAN, 1.0]))
+            .is_err());
         Ok(())
     }
 }

@@ -119,10 +119,16 @@ impl SumTree {
         let len = base
             .checked_mul(2)
             .ok_or(SumTreeError::CapacityTooLarge { capacity })?;
+        // Sized by a config value: an allocation that cannot be made is an error, not an abort.
+        let mut nodes = Vec::new();
+        nodes
+            .try_reserve_exact(len)
+            .map_err(|_| SumTreeError::CapacityTooLarge { capacity })?;
+        nodes.resize(len, 0.0);
         Ok(Self {
             capacity,
             base,
-            nodes: vec![0.0; len],
+            nodes,
         })
     }
 

@@ -178,7 +178,7 @@ fn a_list_where_a_map_belongs_is_rejected() {
     let err = error_of("seed: 3\nnetwork:\n  - 64\n  - 64\n", &[]);
     assert_eq!(
         err,
-        "x.yaml:2: 'network' must be a mapping of keys (hidden, activation, init), found a list"
+        "x.yaml:2: 'network' must be a mapping of keys (hidden, activation, init, dueling, implementation), found a list"
     );
     let err = error_of("- 1\n- 2\n", &[]);
     assert!(
@@ -193,7 +193,7 @@ fn unknown_keys_name_path_and_line() {
     let err = error_of(text, &[]);
     assert_eq!(
         err,
-        "x.yaml:6: unknown key 'network.hiden' (known keys in 'network': hidden, activation, init)"
+        "x.yaml:6: unknown key 'network.hiden' (known keys in 'network': hidden, activation, init, dueling, implementation)"
     );
     let err = error_of(
         "train:\n  tutorial:\n    iterations: 3\n    min_mem: 4\n",
@@ -280,7 +280,7 @@ fn bad_overrides_are_explained() {
         "{err}"
     );
     assert!(
-        err.contains("(known keys in 'agent': gamma, double_dqn, loss, target_update_every, tau)"),
+        err.contains("(known keys in 'agent': gamma, double_dqn, loss, target_update_every, tau, n_step)"),
         "{err}"
     );
     let err = error_of("", &["nope=1"]);

@@ -9,46 +9,50 @@ use std::process::Command;
 
 use common::python;
 
-use qnet::config::Activation;
+use qnet::config::{Activation, Implementation, Init, NetworkConfig};
 use qnet::export::{
     load_torchscript, read_torchscript_extra, read_torchscript_metadata, save_model_files,
-    save_torchscript, torchscript_extra_files, MlpWeights, MODEL_PT, MODEL_SAFETENSORS,
+    save_torchscript, torchscript_extra_files, MODEL_PT, MODEL_SAFETENSORS,
     TORCHSCRIPT_METADATA_FILE,
 };
-use tch::nn::{self, Module, VarStore};
+use qnet::qfunction::{self, NetworkSpec, QFunction};
 use tch::{Device, Kind, Tensor};
 
 const OBS_DIM: i64 = 4;
 const N_ACTIONS: i64 = 2;
 
-/// An MLP built the way the trainer builds its Q-network: `nn::seq()` with linear layers
-/// under `root / "0"`, `/ "2"`, ...
-fn build_net(vs: &VarStore, sizes: &[i64], activation: Activation) -> nn::Sequential {
-    let root = vs.root();
-    let mut net = nn::seq();
-    for (i, pair) in sizes.windows(2).enumerate() {
-        if i > 0 {
-            net = match activation {
-                Activation::Relu => net.add_fn(|x| x.relu()),
-                Activation::Tanh => net.add_fn(|x| x.tanh()),
-            };
-        }
-        let name = (2 * i).to_string();
-        net = net.add(nn::linear(
-            &root / name,
-            pair[0],
-            pair[1],
-            Default::default(),
-        ));
+fn network_config(hidden: &[i64], activation: Activation, dueling: bool) -> NetworkConfig {
+    NetworkConfig {
+        hidden: hidden.to_vec(),
+        activation,
+        init: Init::Torch,
+        dueling,
+        implementation: Implementation::Fast,
     }
-    net
 }
 
-fn net_and_store(sizes: &[i64], activation: Activation, seed: i64) -> (VarStore, nn::Sequential) {
+/// A freshly initialised Q-network, as the trainer builds it.
+fn net(hidden: &[i64], activation: Activation, dueling: bool, seed: i64) -> Box<dyn QFunction> {
     tch::manual_seed(seed);
-    let vs = VarStore::new(Device::Cpu);
-    let net = build_net(&vs, sizes, activation);
-    (vs, net)
+    qfunction::build(
+        &network_config(hidden, activation, dueling),
+        OBS_DIM,
+        N_ACTIONS,
+        Device::Cpu,
+    )
+    .expect("network")
+}
+
+/// A network of other sizes than CartPole's, for the load checks.
+fn odd_net(obs_dim: i64, n_actions: i64) -> (NetworkSpec, Tensor) {
+    let spec = NetworkSpec::new(
+        &network_config(&[8], Activation::Relu, false),
+        obs_dim,
+        n_actions,
+    )
+    .expect("spec");
+    let flat = spec.init_flat(Device::Cpu).expect("init");
+    (spec, flat)
 }
 
 fn states() -> Tensor {
@@ -85,25 +89,20 @@ fn metadata(hidden: &[i64], activation: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn check_interop(activation: Activation, activation_name: &str) {
+fn check_interop(activation: Activation, dueling: bool) {
     let hidden = [32, 32];
-    let sizes = [OBS_DIM, hidden[0], hidden[1], N_ACTIONS];
-    let (vs, net) = net_and_store(&sizes, activation, 7);
+    let net = net(&hidden, activation, dueling, 7);
     let dir = tempfile::tempdir().expect("tempdir");
-    let weights = MlpWeights::from_var_store(&vs, activation).expect("weights");
-    save_model_files(
-        dir.path(),
-        "model",
-        &weights,
-        &metadata(&hidden, activation_name),
-    )
-    .expect("export");
+    let mut meta = metadata(&hidden, activation.name());
+    meta.insert("head".to_owned(), net.spec().head_name().to_owned());
+    save_model_files(dir.path(), "model", net.spec(), net.flat(), &meta).expect("export");
 
     let obs = states();
-    let q = tch::no_grad(|| net.forward(&obs));
+    let q = net.forward(&obs);
     let expected = serde_json::json!({
         "hidden": hidden,
-        "activation": activation_name,
+        "activation": activation.name(),
+        "head": net.spec().head_name(),
         "states": to_rows(&obs),
         "q_values": to_rows(&q),
     });
@@ -130,70 +129,63 @@ fn check_interop(activation: Activation, activation_name: &str) {
 
 #[test]
 fn pytorch_opens_relu_export() {
-    check_interop(Activation::Relu, "relu");
+    check_interop(Activation::Relu, false);
 }
 
 #[test]
 fn pytorch_opens_tanh_export() {
-    check_interop(Activation::Tanh, "tanh");
+    check_interop(Activation::Tanh, false);
 }
 
 #[test]
-fn var_store_layers_are_named_like_nn_sequential() {
-    let (vs, _net) = net_and_store(&[4, 8, 8, 2], Activation::Relu, 1);
-    let mut names: Vec<String> = vs.variables().into_keys().collect();
-    names.sort();
-    assert_eq!(
-        names,
-        ["0.bias", "0.weight", "2.bias", "2.weight", "4.bias", "4.weight"]
-    );
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
-    assert_eq!(weights.layer_sizes().expect("sizes"), [4, 8, 8, 2]);
+fn pytorch_opens_dueling_export() {
+    check_interop(Activation::Relu, true);
+    check_interop(Activation::Tanh, true);
 }
 
 #[test]
 fn loaded_module_reproduces_q_values_and_metadata() {
-    let (vs, net) = net_and_store(&[4, 16, 2], Activation::Tanh, 3);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let weights = MlpWeights::from_var_store(&vs, Activation::Tanh).expect("weights");
-    let meta = metadata(&[16], "tanh");
-    save_model_files(dir.path(), "model", &weights, &meta).expect("export");
-    let path = dir.path().join(MODEL_PT);
+    for dueling in [false, true] {
+        let net = net(&[16], Activation::Tanh, dueling, 3);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = metadata(&[16], "tanh");
+        save_model_files(dir.path(), "model", net.spec(), net.flat(), &meta).expect("export");
+        let path = dir.path().join(MODEL_PT);
 
-    let model = load_torchscript(&path, Device::Cpu, OBS_DIM, N_ACTIONS).expect("load");
-    let obs = states();
-    let got = model.q_values(&obs).expect("q_values");
-    let want = tch::no_grad(|| net.forward(&obs));
-    let diff = (got - want).abs().max().double_value(&[]);
-    assert!(diff <= 1e-6, "max abs difference {diff}");
+        let model = load_torchscript(&path, Device::Cpu, OBS_DIM, N_ACTIONS).expect("load");
+        let obs = states();
+        let got = model.q_values(&obs).expect("q_values");
+        let want = net.forward(&obs);
+        let diff = (got - want).abs().max().double_value(&[]);
+        assert!(diff <= 1e-6, "dueling {dueling}: max abs difference {diff}");
 
-    let err = model
-        .q_values(&Tensor::zeros([3, 5], (Kind::Float, Device::Cpu)))
-        .expect_err("wrong obs width");
-    assert!(format!("{err:#}").contains("[batch, 4]"), "{err:#}");
+        let err = model
+            .q_values(&Tensor::zeros([3, 5], (Kind::Float, Device::Cpu)))
+            .expect_err("wrong obs width");
+        assert!(format!("{err:#}").contains("[batch, 4]"), "{err:#}");
 
-    assert_eq!(
-        read_torchscript_metadata(&path).expect("metadata"),
-        Some(meta)
-    );
-    let raw = read_torchscript_extra(&path, TORCHSCRIPT_METADATA_FILE)
-        .expect("extra")
-        .expect("present");
-    assert!(raw.contains("CartPole-v1"), "{raw}");
-    assert_eq!(
-        read_torchscript_extra(&path, "absent.txt").expect("extra"),
-        None
-    );
+        assert_eq!(
+            read_torchscript_metadata(&path).expect("metadata"),
+            Some(meta)
+        );
+        let raw = read_torchscript_extra(&path, TORCHSCRIPT_METADATA_FILE)
+            .expect("extra")
+            .expect("present");
+        assert!(raw.contains("CartPole-v1"), "{raw}");
+        assert_eq!(
+            read_torchscript_extra(&path, "absent.txt").expect("extra"),
+            None
+        );
+    }
 }
 
 #[test]
 fn no_temp_files_left_and_overwrite_works() {
-    let (vs, _net) = net_and_store(&[4, 8, 2], Activation::Relu, 5);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let net = net(&[8], Activation::Relu, false, 5);
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = metadata(&[8], "relu");
-    save_model_files(dir.path(), "model", &weights, &meta).expect("first export");
-    save_model_files(dir.path(), "model", &weights, &meta).expect("second export");
+    save_model_files(dir.path(), "model", net.spec(), net.flat(), &meta).expect("first export");
+    save_model_files(dir.path(), "model", net.spec(), net.flat(), &meta).expect("second export");
     let mut names: Vec<String> = fs::read_dir(dir.path())
         .expect("read_dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -243,11 +235,10 @@ fn load_text_file() {
 
 #[test]
 fn load_truncated_file() {
-    let (vs, _net) = net_and_store(&[4, 8, 2], Activation::Relu, 9);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let net = net(&[8], Activation::Relu, false, 9);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(MODEL_PT);
-    save_torchscript(&path, &weights, &[]).expect("export");
+    save_torchscript(&path, net.spec(), net.flat(), &[]).expect("export");
     let bytes = fs::read(&path).expect("read");
     fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
     let msg = load_error(&path);
@@ -256,11 +247,10 @@ fn load_truncated_file() {
 
 #[test]
 fn load_corrupt_archive() {
-    let (vs, _net) = net_and_store(&[4, 8, 2], Activation::Relu, 9);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let net = net(&[8], Activation::Relu, false, 9);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(MODEL_PT);
-    save_torchscript(&path, &weights, &[]).expect("export");
+    save_torchscript(&path, net.spec(), net.flat(), &[]).expect("export");
     let mut bytes = fs::read(&path).expect("read");
     // Keep the zip's first and last bytes, wipe the middle.
     let n = bytes.len();
@@ -272,11 +262,10 @@ fn load_corrupt_archive() {
 
 #[test]
 fn load_network_with_wrong_input_size() {
-    let (vs, _net) = net_and_store(&[3, 8, 2], Activation::Relu, 2);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let (spec, flat) = odd_net(3, 2);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(MODEL_PT);
-    save_torchscript(&path, &weights, &[]).expect("export");
+    save_torchscript(&path, &spec, &flat, &[]).expect("export");
     let msg = load_error(&path);
     assert!(
         msg.contains("forward failed") && msg.contains("taking 4 observation values"),
@@ -286,50 +275,30 @@ fn load_network_with_wrong_input_size() {
 
 #[test]
 fn load_network_with_wrong_output_size() {
-    let (vs, _net) = net_and_store(&[4, 8, 5], Activation::Relu, 2);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let (spec, flat) = odd_net(4, 5);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(MODEL_PT);
-    save_torchscript(&path, &weights, &[]).expect("export");
+    save_torchscript(&path, &spec, &flat, &[]).expect("export");
     let msg = load_error(&path);
     assert!(msg.contains("[1, 5]") && msg.contains("[1, 2]"), "{msg}");
 }
 
 #[test]
-fn mismatched_layers_are_rejected() {
-    let layer = |o: i64, i: i64| {
-        (
-            Tensor::zeros([o, i], (Kind::Float, Device::Cpu)),
-            Tensor::zeros([o], (Kind::Float, Device::Cpu)),
-        )
-    };
-    let weights = MlpWeights {
-        layers: vec![layer(8, 4), layer(2, 7)],
-        activation: Activation::Relu,
-    };
+fn parameters_that_do_not_fit_the_network_are_rejected() {
+    let net = net(&[8], Activation::Relu, false, 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(MODEL_PT);
-    let err = save_torchscript(&path, &weights, &[]).expect_err("7 != 8");
+    let short = net.flat().narrow(0, 0, 10);
+    let err = save_torchscript(&path, net.spec(), &short, &[]).expect_err("too few");
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("2.weight") && msg.contains("model.pt"),
+        msg.contains("model.pt") && msg.contains("parameters"),
         "{msg}"
     );
     assert!(!path.exists());
-
-    let empty = MlpWeights {
-        layers: vec![],
-        activation: Activation::Tanh,
-    };
-    assert!(save_torchscript(&path, &empty, &[]).is_err());
-}
-
-#[test]
-fn var_store_that_is_not_a_sequential_mlp_is_rejected() {
-    let vs = VarStore::new(Device::Cpu);
-    let _layer = nn::linear(vs.root() / "body", 4, 2, Default::default());
-    let err = MlpWeights::from_var_store(&vs, Activation::Relu).expect_err("not seq names");
-    assert!(format!("{err:#}").contains("0.weight"), "{err:#}");
+    let doubles = net.flat().to_kind(Kind::Double);
+    assert!(save_torchscript(&path, net.spec(), &doubles, &[]).is_err());
+    assert!(!path.exists());
 }
 
 #[test]
@@ -342,24 +311,37 @@ fn extra_files_hold_one_json_object() {
     assert_eq!(back, meta);
 }
 
-/// A network trained on the GPU exports to files that load on the CPU.
+/// A network trained on the GPU exports to files that load on the CPU. Without a GPU it
+/// skips, saying so; QNET_REQUIRE_CUDA=1 (for a GPU machine) makes that a failure.
 #[test]
 fn cuda_weights_export_to_cpu_files() {
     if !tch::Cuda::is_available() {
-        eprintln!("no CUDA device; skipping the GPU export check");
+        assert!(
+            std::env::var("QNET_REQUIRE_CUDA").map_or(true, |v| v != "1"),
+            "QNET_REQUIRE_CUDA=1 but libtorch reports no CUDA device"
+        );
+        eprintln!("skipped: no CUDA device (QNET_REQUIRE_CUDA=1 makes this a failure)");
         return;
     }
     tch::manual_seed(11);
-    let vs = VarStore::new(Device::Cuda(0));
-    let net = build_net(&vs, &[4, 16, 2], Activation::Relu);
-    let weights = MlpWeights::from_var_store(&vs, Activation::Relu).expect("weights");
+    let cfg = network_config(&[16], Activation::Relu, true);
+    let net = qfunction::build(&cfg, OBS_DIM, N_ACTIONS, Device::Cuda(0)).expect("network");
     let dir = tempfile::tempdir().expect("tempdir");
-    save_model_files(dir.path(), "model", &weights, &metadata(&[16], "relu")).expect("export");
+    save_model_files(
+        dir.path(),
+        "model",
+        net.spec(),
+        net.flat(),
+        &metadata(&[16], "relu"),
+    )
+    .expect("export");
     let model = load_torchscript(&dir.path().join(MODEL_PT), Device::Cpu, OBS_DIM, N_ACTIONS)
         .expect("load");
     let obs = states();
-    let want = tch::no_grad(|| net.forward(&obs.to_device(Device::Cuda(0)))).to_device(Device::Cpu);
-    let got = model.q_values(&obs).expect("q");
+    let got = model.q_values(&obs).expect("q_values");
+    let want = net
+        .forward(&obs.to_device(Device::Cuda(0)))
+        .to_device(Device::Cpu);
     let diff = (got - want).abs().max().double_value(&[]);
     assert!(diff <= 1e-5, "max abs difference {diff}");
 }

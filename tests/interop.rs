@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use qnet::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
 use qnet::config::Config;
-use qnet::qnet::QNetwork;
+use qnet::qfunction;
 use tch::{Device, Kind, Tensor};
 
 /// States spread over the range CartPole visits, and beyond.
@@ -27,7 +27,7 @@ const STATES: [[f32; 4]; 6] = [
 fn rust_q_values(run_dir: &Path, array: &str) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
     let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
-    let net = QNetwork::new(&config.network, 4, 2, Device::Cpu).expect("network");
+    let net = qfunction::build(&config.network, 4, 2, Device::Cpu).expect("network");
     net.load_flat(&Tensor::from_slice(&checkpoint.arrays[array]))
         .expect("weights");
     let flat: Vec<f32> = STATES.iter().flatten().copied().collect();

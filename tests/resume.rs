@@ -25,15 +25,38 @@ const RUN: &[&str] = &[
     "checkpoint.every=1000",
 ];
 
-/// Trains `RUN` uninterrupted into `dir`.
-fn whole_run(dir: &Path) {
-    let output = run(&mut train_command(dir, RUN));
+/// Every learner option on at once: n-step returns, prioritized replay, a dueling head, a
+/// learning-rate schedule, Polyak target updates, Double DQN, Huber loss.
+const ALL_OPTIONS: &[&str] = &[
+    "agent.n_step=3",
+    "replay.prioritized=true",
+    "replay.beta_steps=8000",
+    "network.dueling=true",
+    "optimizer.lr_schedule=linear",
+    "optimizer.lr_end=1e-4",
+    "optimizer.lr_decay_steps=10000",
+    "agent.target_update_every=1",
+    "agent.tau=0.05",
+    "agent.double_dqn=true",
+    "agent.loss=huber",
+];
+
+/// Trains `RUN` (and `extra`) uninterrupted into `dir`.
+fn whole_run(dir: &Path, extra: &[&str]) {
+    let overrides: Vec<&str> = RUN.iter().chain(extra).copied().collect();
+    let output = run(&mut train_command(dir, &overrides));
     assert!(output.status.success(), "{:?}", text(&output));
 }
 
-/// Starts `RUN` into `dir` and sends `signal` once `ready` holds.
-fn interrupted_run(dir: &Path, signal: &str, ready: impl Fn() -> bool) -> std::process::Output {
-    let child = train_command(dir, RUN)
+/// Starts `RUN` (and `extra`) into `dir` and sends `signal` once `ready` holds.
+fn interrupted_run(
+    dir: &Path,
+    extra: &[&str],
+    signal: &str,
+    ready: impl Fn() -> bool,
+) -> std::process::Output {
+    let overrides: Vec<&str> = RUN.iter().chain(extra).copied().collect();
+    let child = train_command(dir, &overrides)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -106,11 +129,11 @@ fn resume(dir: &Path) {
 fn interrupted_and_resumed_equals_uninterrupted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole");
-    whole_run(&whole);
+    whole_run(&whole, &[]);
 
     // Interrupt the same run once its first checkpoint exists.
     let parts = dir.path().join("parts");
-    let output = interrupted_run(&parts, "-INT", || {
+    let output = interrupted_run(&parts, &[], "-INT", || {
         parts.join("checkpoint.safetensors").exists()
     });
     let (stdout, stderr) = text(&output);
@@ -148,9 +171,20 @@ fn interrupted_and_resumed_equals_uninterrupted() {
 /// like the uninterrupted run.
 #[test]
 fn killed_outright_and_resumed_equals_uninterrupted() {
+    killed_and_resumed(&[]);
+}
+
+/// The same with every learner option on: n-step windows, priorities, the dueling head and
+/// the schedules all survive the checkpoint.
+#[test]
+fn every_option_at_once_resumes_byte_identical() {
+    killed_and_resumed(ALL_OPTIONS);
+}
+
+fn killed_and_resumed(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole");
-    whole_run(&whole);
+    whole_run(&whole, extra);
     let whole_rows = fs::read_to_string(whole.join("metrics.csv"))
         .expect("metrics.csv")
         .lines()
@@ -163,7 +197,7 @@ fn killed_outright_and_resumed_equals_uninterrupted() {
             .map(|text| text.lines().count())
             .unwrap_or(0)
     };
-    let output = interrupted_run(&parts, "-KILL", || {
+    let output = interrupted_run(&parts, extra, "-KILL", || {
         parts.join("checkpoint.safetensors").exists() && rows_on_disk() > whole_rows / 3
     });
     assert_eq!(output.status.code(), None, "SIGKILL ends it by signal");
@@ -181,7 +215,7 @@ fn killed_outright_and_resumed_equals_uninterrupted() {
 fn killed_before_any_checkpoint_starts_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole");
-    whole_run(&whole);
+    whole_run(&whole, &[]);
     let parts = dir.path().join("parts");
     let output = run(&mut train_command(&parts, RUN));
     assert!(output.status.success(), "{:?}", text(&output));

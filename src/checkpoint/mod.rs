@@ -11,10 +11,9 @@ use anyhow::Result;
 use tch::Tensor;
 
 use crate::atomic::remove_if_exists;
-use crate::config::{Activation, Config};
-use crate::env::{N_ACTIONS, OBS_DIM};
-use crate::export::{self, MlpWeights};
-use crate::qnet::QNetwork;
+use crate::config::Config;
+use crate::export;
+use crate::qfunction::NetworkSpec;
 
 /// Which pair of model files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,37 +47,32 @@ impl ModelFiles {
     }
 }
 
-/// Writes the `files` pair into `dir` from parameters `flat` laid out like `net`'s, with
-/// metadata that says what the network is and where it came from.
+/// Writes the `files` pair into `dir`: the network `spec` describes with parameters `flat`,
+/// with metadata that says what it is and where it came from.
 pub fn save_model(
     dir: &Path,
     files: ModelFiles,
     cfg: &Config,
-    net: &QNetwork,
+    spec: &NetworkSpec,
     flat: &Tensor,
     env_step: u64,
 ) -> Result<()> {
-    let weights = MlpWeights {
-        layers: net.layer_views(flat),
-        activation: net.activation(),
-    };
-    export::save_model_files(dir, files.stem(), &weights, &model_metadata(cfg, env_step)?)
+    let metadata = model_metadata(cfg, spec, env_step)?;
+    export::save_model_files(dir, files.stem(), spec, flat, &metadata)
 }
 
 /// The metadata both model files carry.
-pub fn model_metadata(cfg: &Config, env_step: u64) -> Result<BTreeMap<String, String>> {
-    let activation = match cfg.network.activation {
-        Activation::Relu => "relu",
-        Activation::Tanh => "tanh",
-    };
+fn model_metadata(
+    cfg: &Config,
+    spec: &NetworkSpec,
+    env_step: u64,
+) -> Result<BTreeMap<String, String>> {
     Ok(BTreeMap::from([
-        ("obs_dim".to_owned(), OBS_DIM.to_string()),
-        ("n_actions".to_owned(), N_ACTIONS.to_string()),
-        (
-            "hidden".to_owned(),
-            serde_json::to_string(&cfg.network.hidden)?,
-        ),
-        ("activation".to_owned(), activation.to_owned()),
+        ("obs_dim".to_owned(), spec.obs_dim.to_string()),
+        ("n_actions".to_owned(), spec.n_actions.to_string()),
+        ("hidden".to_owned(), serde_json::to_string(&spec.hidden)?),
+        ("activation".to_owned(), spec.activation.name().to_owned()),
+        ("head".to_owned(), spec.head_name().to_owned()),
         ("env_id".to_owned(), cfg.env.id.clone()),
         ("env_step".to_owned(), env_step.to_string()),
         ("seed".to_owned(), cfg.seed.to_string()),

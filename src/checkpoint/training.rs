@@ -1,5 +1,6 @@
 //! The resumable training checkpoint: one safetensors file holding every array (network
-//! and target weights, Adam moments, replay rows) as f32 tensors, and the loop's state
+//! and target weights, Adam moments and replay rows as f32 tensors, replay priorities as
+//! f64 tensors, whose sums must restore bit for bit), and the loop's state
 //! (counters, RNG and env states, metrics) as JSON in its metadata. One file, written
 //! atomically, so a kill at any instant leaves the previous checkpoint intact.
 
@@ -29,6 +30,8 @@ pub struct TrainingCheckpoint {
     pub state_json: String,
     /// Named flat f32 arrays.
     pub arrays: BTreeMap<String, Vec<f32>>,
+    /// Named flat f64 arrays.
+    pub arrays_f64: BTreeMap<String, Vec<f64>>,
 }
 
 impl TrainingCheckpoint {
@@ -45,6 +48,11 @@ impl TrainingCheckpoint {
                     out.write_all(&value.to_le_bytes())?;
                 }
             }
+            for values in self.arrays_f64.values() {
+                for value in values {
+                    out.write_all(&value.to_le_bytes())?;
+                }
+            }
             out.flush()?;
             Ok(())
         })
@@ -55,11 +63,23 @@ impl TrainingCheckpoint {
     fn header(&self) -> Result<Vec<u8>> {
         let mut header = serde_json::Map::new();
         let mut offset = 0usize;
-        for (name, values) in &self.arrays {
-            let end = offset + 4 * values.len();
+        let sizes = self
+            .arrays
+            .iter()
+            .map(|(name, v)| (name, "F32", v.len(), 4))
+            .chain(
+                self.arrays_f64
+                    .iter()
+                    .map(|(name, v)| (name, "F64", v.len(), 8)),
+            );
+        for (name, dtype, len, width) in sizes {
+            if header.contains_key(name) {
+                bail!("the checkpoint has two arrays named '{name}'");
+            }
+            let end = offset + width * len;
             header.insert(
                 name.clone(),
-                serde_json::json!({"dtype": "F32", "shape": [values.len()], "data_offsets": [offset, end]}),
+                serde_json::json!({"dtype": dtype, "shape": [len], "data_offsets": [offset, end]}),
             );
             offset = end;
         }
@@ -106,22 +126,35 @@ impl TrainingCheckpoint {
                 .with_context(|| format!("its metadata has no '{key}'"))
         };
         let tensors = SafeTensors::deserialize(bytes)?;
-        let mut arrays = BTreeMap::new();
+        let (mut arrays, mut arrays_f64) = (BTreeMap::new(), BTreeMap::new());
         for (name, view) in tensors.tensors() {
-            if view.dtype() != Dtype::F32 {
-                bail!("tensor '{name}' is {:?}, not F32", view.dtype());
+            match view.dtype() {
+                Dtype::F32 => {
+                    let values = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    arrays.insert(name, values);
+                }
+                Dtype::F64 => {
+                    let values = view
+                        .data()
+                        .chunks_exact(8)
+                        .map(|b| {
+                            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                        })
+                        .collect();
+                    arrays_f64.insert(name, values);
+                }
+                other => bail!("tensor '{name}' is {other:?}, not F32 or F64"),
             }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            arrays.insert(name, values);
         }
         Ok(Self {
             config_yaml: field(CONFIG_KEY)?,
             state_json: field(STATE_KEY)?,
             arrays,
+            arrays_f64,
         })
     }
 }
@@ -138,6 +171,7 @@ mod tests {
                 ("online".into(), vec![1.5, -2.0, f32::MIN_POSITIVE]),
                 ("replay".into(), vec![]),
             ]),
+            arrays_f64: BTreeMap::from([("priorities".into(), vec![0.1, 1e-300, 3.0])]),
         }
     }
 

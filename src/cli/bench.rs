@@ -2,23 +2,20 @@
 //! (gradient updates/s and env steps/s of one config on one device).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
-use anyhow::{bail, Result};
-use tch::Device;
+use anyhow::{bail, Context, Result};
 
 use super::sweep::run_here;
 use super::{run_dir, SolveArgs, ThroughputArgs};
-use crate::agent::Learner;
 use crate::config::Config;
 use crate::device::{self, Placement};
-use crate::env::{BatchedCartPole, OBS_DIM};
 use crate::metrics::Summary;
-use crate::replay::{ReplayBuffer, Transition};
+use crate::progress::Progress;
 use crate::report::Report;
-use crate::rng::{stream_rng, stream_seed, Stream};
 use crate::stats::{self, Bootstrap};
 use crate::sweep::{RunState, Sweep, SweepSpec};
+use crate::trainer::{Start, Throughput, Trainer};
 
 /// `qnet bench solve`: a sweep of one setting over seeds (on `--jobs` workers, one by
 /// default so that timings do not share cores), a row per seed, and the report's statistics.
@@ -152,81 +149,31 @@ fn row(s: &Summary) -> String {
     )
 }
 
-/// Waits for queued CUDA work so timings include it.
-fn synchronize(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
-}
-
+/// `qnet bench throughput`: updates/s and env steps/s of a config on a device, timed through
+/// the training loop's own code, in a scratch run directory removed afterwards.
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     let cfg = Config::load(&args.config.config, &args.config.overrides())?;
-    let Placement {
-        train: device,
-        replay: replay_device,
-    } = Placement::of(&cfg)?;
-    let mut learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;
-    let mut replay = ReplayBuffer::new(cfg.replay.capacity, replay_device, device)?;
+    let placement = Placement::of(&cfg)?;
+    let dir = run_dir::unique(&std::env::temp_dir(), "-qnet-throughput");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let never = AtomicBool::new(false);
+    let mut progress = Progress::Quiet;
+    let measured = Trainer::new(
+        cfg.clone(),
+        placement,
+        &dir,
+        Start::Fresh,
+        &mut progress,
+        &never,
+    )
+    .and_then(|mut trainer| trainer.throughput(args.seconds));
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let Throughput {
+        env_steps_per_second: env_rate,
+        updates_per_second: update_rate,
+    } = measured?;
+    let (device, replay_device) = (placement.train, placement.replay);
     let n = cfg.env.n_envs;
-    let mut envs = BatchedCartPole::new(n, cfg.seed, cfg.env.max_episode_steps);
-    envs.reset_all();
-    let mut rng = stream_rng(cfg.seed, Stream::Explore);
-    let mut actions = vec![0i64; n];
-    let mut obs = vec![0.0f32; n * OBS_DIM];
-
-    // Env steps/s of the acting loop: epsilon-greedy forward pass, env step, replay insert.
-    let mut step_envs =
-        |epsilon: f64, learner: &Learner, replay: &mut ReplayBuffer| -> Result<()> {
-            obs.copy_from_slice(envs.obs());
-            learner.act(&obs, epsilon, &mut rng, &mut actions)?;
-            envs.step(&actions)?;
-            for i in 0..n {
-                let done = envs.terminated()[i] || envs.truncated()[i];
-                let next = if done { envs.final_obs() } else { envs.obs() };
-                replay.push(Transition {
-                    obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
-                    next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
-                    action: actions[i],
-                    reward: envs.rewards()[i],
-                    terminated: envs.terminated()[i],
-                    truncated: envs.truncated()[i],
-                });
-            }
-            Ok(())
-        };
-    let fill = cfg
-        .replay
-        .batch_size
-        .max(cfg.replay.learning_starts as usize)
-        .min(cfg.replay.capacity);
-    while replay.len() < fill {
-        step_envs(1.0, &learner, &mut replay)?;
-    }
-    let start = Instant::now();
-    let mut vector_steps = 0u64;
-    while start.elapsed().as_secs_f64() < args.seconds {
-        step_envs(cfg.exploration.end, &learner, &mut replay)?;
-        vector_steps += 1;
-    }
-    synchronize(device);
-    let env_rate = (vector_steps * n as u64) as f64 / start.elapsed().as_secs_f64();
-
-    // Gradient updates/s: sample a minibatch, TD update, Adam step.
-    let mut replay_rng = stream_rng(cfg.seed, Stream::Replay);
-    for _ in 0..10 {
-        learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?)?;
-    }
-    synchronize(device);
-    let start = Instant::now();
-    let mut updates = 0u64;
-    while start.elapsed().as_secs_f64() < args.seconds {
-        for _ in 0..10 {
-            learner.update(&replay.sample(cfg.replay.batch_size, &mut replay_rng)?)?;
-        }
-        updates += 10;
-        synchronize(device);
-    }
-    let update_rate = updates as f64 / start.elapsed().as_secs_f64();
     say!(
         "{}: network {:?}, batch {}, {} envs, replay on {}, device {}, {} libtorch threads",
         args.config.config.display(),

@@ -23,8 +23,8 @@ use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 pub use types::{
-    Activation, DeviceSpec, Init, Loss, OptimizerKind, Procedure, ReplayDevice, Schedule,
-    StepCounting,
+    Activation, DeviceSpec, Implementation, Init, Loss, OptimizerKind, Procedure, ReplayDevice,
+    Schedule, StepCounting,
 };
 
 /// A complete, validated experiment configuration.
@@ -76,6 +76,10 @@ pub struct NetworkConfig {
     pub activation: Activation,
     /// Weight initialisation.
     pub init: Init,
+    /// Dueling head: value and advantage streams, `Q = V + A - mean(A)` (Wang et al., 2016).
+    pub dueling: bool,
+    /// Which implementation trains it.
+    pub implementation: Implementation,
 }
 
 /// The TD update: target `r + gamma * max_a' Q_target(s', a') * (1 - terminated)`.
@@ -91,6 +95,8 @@ pub struct AgentConfig {
     pub target_update_every: u64,
     /// Target update weight; (0, 1]: 1 copies the online net, < 1 is a Polyak average.
     pub tau: f64,
+    /// Steps of reward summed per transition (n-step returns); 1..=100.
+    pub n_step: usize,
 }
 
 /// The optimizer and gradient clipping.
@@ -108,6 +114,12 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     /// Clip the global gradient norm to this; `None` = no clipping, else finite, > 0.
     pub max_grad_norm: Option<f64>,
+    /// Shape of the learning-rate schedule.
+    pub lr_schedule: Schedule,
+    /// Learning rate after `lr_decay_steps` (linear only); finite, > 0.
+    pub lr_end: f64,
+    /// Env steps from `lr` to `lr_end` (linear only, then >= 1).
+    pub lr_decay_steps: u64,
 }
 
 /// The experience replay buffer.
@@ -121,6 +133,18 @@ pub struct ReplayConfig {
     pub learning_starts: u64,
     /// Where transitions are stored.
     pub device: ReplayDevice,
+    /// Proportional prioritized replay (Schaul et al., 2016) instead of uniform sampling.
+    pub prioritized: bool,
+    /// Prioritization exponent: P(i) ~ p_i^alpha; [0, 1].
+    pub alpha: f64,
+    /// Importance-sampling exponent at env step 0; [0, 1].
+    pub beta_start: f64,
+    /// Importance-sampling exponent after `beta_steps`; [0, 1].
+    pub beta_end: f64,
+    /// Env steps over which beta moves linearly from `beta_start` to `beta_end`; >= 1.
+    pub beta_steps: u64,
+    /// Added to |TD error| so no transition's priority is zero; finite, > 0.
+    pub priority_eps: f64,
 }
 
 /// Epsilon-greedy exploration.
@@ -201,6 +225,8 @@ impl Default for Config {
                 hidden: vec![64, 64],
                 activation: Activation::Relu,
                 init: Init::Torch,
+                dueling: false,
+                implementation: Implementation::Fast,
             },
             agent: AgentConfig {
                 gamma: 0.99,
@@ -208,6 +234,7 @@ impl Default for Config {
                 loss: Loss::Mse,
                 target_update_every: 500,
                 tau: 1.0,
+                n_step: 1,
             },
             optimizer: OptimizerConfig {
                 kind: OptimizerKind::Adam,
@@ -216,12 +243,21 @@ impl Default for Config {
                 beta1: 0.9,
                 beta2: 0.999,
                 max_grad_norm: None,
+                lr_schedule: Schedule::Constant,
+                lr_end: 1e-3,
+                lr_decay_steps: 50_000,
             },
             replay: ReplayConfig {
                 capacity: 50_000,
                 batch_size: 64,
                 learning_starts: 1_000,
                 device: ReplayDevice::Auto,
+                prioritized: false,
+                alpha: 0.6,
+                beta_start: 0.4,
+                beta_end: 1.0,
+                beta_steps: 50_000,
+                priority_eps: 1e-6,
             },
             exploration: ExplorationConfig {
                 schedule: Schedule::Linear,

@@ -24,6 +24,8 @@ pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
             hidden: tree.get("network.hidden")?,
             activation: tree.get("network.activation")?,
             init: tree.get("network.init")?,
+            dueling: tree.get("network.dueling")?,
+            implementation: tree.get("network.implementation")?,
         },
         agent: AgentConfig {
             gamma: tree.get("agent.gamma")?,
@@ -31,6 +33,7 @@ pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
             loss: tree.get("agent.loss")?,
             target_update_every: tree.get("agent.target_update_every")?,
             tau: tree.get("agent.tau")?,
+            n_step: tree.get("agent.n_step")?,
         },
         optimizer: OptimizerConfig {
             kind: tree.get("optimizer.kind")?,
@@ -39,12 +42,21 @@ pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
             beta1: tree.get("optimizer.beta1")?,
             beta2: tree.get("optimizer.beta2")?,
             max_grad_norm: tree.get("optimizer.max_grad_norm")?,
+            lr_schedule: tree.get("optimizer.lr_schedule")?,
+            lr_end: tree.get("optimizer.lr_end")?,
+            lr_decay_steps: tree.get("optimizer.lr_decay_steps")?,
         },
         replay: ReplayConfig {
             capacity: tree.get("replay.capacity")?,
             batch_size: tree.get("replay.batch_size")?,
             learning_starts: tree.get("replay.learning_starts")?,
             device: tree.get("replay.device")?,
+            prioritized: tree.get("replay.prioritized")?,
+            alpha: tree.get("replay.alpha")?,
+            beta_start: tree.get("replay.beta_start")?,
+            beta_end: tree.get("replay.beta_end")?,
+            beta_steps: tree.get("replay.beta_steps")?,
+            priority_eps: tree.get("replay.priority_eps")?,
         },
         exploration: ExplorationConfig {
             schedule: tree.get("exploration.schedule")?,

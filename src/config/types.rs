@@ -124,6 +124,17 @@ pub enum Activation {
     Tanh,
 }
 
+/// Which implementation of the Q-network trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Implementation {
+    /// The hand-derived backward pass (plain and dueling heads).
+    Fast,
+    /// `nn::seq` modules with libtorch's autograd: the reference the fast path is tested
+    /// against, and where a new head starts.
+    Reference,
+}
+
 /// Weight initialisation of the linear layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use super::{Config, Schedule};
+use super::{Config, Procedure, Schedule};
 
 /// A violated rule: the key it is reported against, and the message.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ const CARTPOLE: &str = "CartPole-v1";
 const MAX_WIDTH: usize = 65_536;
 /// Upper bound of `env.max_episode_steps`.
 const MAX_EPISODE_STEPS: u32 = 100_000;
+/// Upper bound of `agent.n_step`: longer windows only delay learning.
+const MAX_N_STEP: usize = 100;
 /// Upper bound of evaluation batches: every episode of an evaluation runs at once.
 const MAX_EVAL_EPISODES: usize = 100_000;
 
@@ -78,6 +80,12 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         agent.tau,
         "in (0, 1]",
     )?;
+    require(
+        (1..=MAX_N_STEP).contains(&agent.n_step),
+        "agent.n_step",
+        agent.n_step,
+        &format!("in [1, {MAX_N_STEP}]"),
+    )?;
 
     let optimizer = &config.optimizer;
     require(
@@ -104,6 +112,20 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         optimizer.beta2,
         "in [0, 1)",
     )?;
+    if optimizer.lr_schedule == Schedule::Linear {
+        require(
+            is_positive(optimizer.lr_end),
+            "optimizer.lr_end",
+            optimizer.lr_end,
+            "> 0 (and finite) when optimizer.lr_schedule is linear",
+        )?;
+        require(
+            optimizer.lr_decay_steps >= 1,
+            "optimizer.lr_decay_steps",
+            optimizer.lr_decay_steps,
+            ">= 1 when optimizer.lr_schedule is linear",
+        )?;
+    }
     if let Some(norm) = optimizer.max_grad_norm {
         require(
             is_positive(norm),
@@ -132,6 +154,36 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             replay.batch_size, replay.capacity
         );
         return Err(invalid("replay.batch_size", message));
+    }
+
+    if replay.prioritized && config.train.procedure == Procedure::Tutorial {
+        return Err(invalid(
+            "replay.prioritized",
+            "replay.prioritized applies to train.procedure dqn; the tutorial procedure fits \
+             its memory in order"
+                .to_owned(),
+        ));
+    }
+    if replay.prioritized {
+        for (key, value) in [
+            ("replay.alpha", replay.alpha),
+            ("replay.beta_start", replay.beta_start),
+            ("replay.beta_end", replay.beta_end),
+        ] {
+            require((0.0..=1.0).contains(&value), key, value, "in [0, 1]")?;
+        }
+        require(
+            replay.beta_steps >= 1,
+            "replay.beta_steps",
+            replay.beta_steps,
+            ">= 1",
+        )?;
+        require(
+            is_positive(replay.priority_eps),
+            "replay.priority_eps",
+            replay.priority_eps,
+            "> 0 (and finite)",
+        )?;
     }
 
     let exploration = &config.exploration;
@@ -322,6 +374,55 @@ mod tests {
                 -1.0)
             .contains(">= 0 and finite")
         );
+    }
+
+    #[test]
+    fn learner_options_name_key_and_range() {
+        assert!(violation("agent.n_step", |c| c.agent.n_step = 0).contains("[1, 100]"));
+        assert!(violation("agent.n_step", |c| c.agent.n_step = 101).contains("[1, 100]"));
+        let linear = |c: &mut Config| c.optimizer.lr_schedule = Schedule::Linear;
+        let msg = violation("optimizer.lr_end", |c| {
+            linear(c);
+            c.optimizer.lr_end = 0.0;
+        });
+        assert!(msg.contains("when optimizer.lr_schedule is linear"), "{msg}");
+        assert!(violation("optimizer.lr_decay_steps", |c| {
+            linear(c);
+            c.optimizer.lr_decay_steps = 0;
+        })
+        .contains(">= 1"));
+        let per = |c: &mut Config| c.replay.prioritized = true;
+        for (key, edit) in [
+            ("replay.alpha", (|c: &mut Config| c.replay.alpha = 1.5) as fn(&mut Config)),
+            ("replay.beta_start", |c| c.replay.beta_start = -0.1),
+            ("replay.beta_end", |c| c.replay.beta_end = 2.0),
+        ] {
+            let msg = violation(key, |c| {
+                per(c);
+                edit(c);
+            });
+            assert!(msg.contains("in [0, 1]"), "{msg}");
+        }
+        assert!(violation("replay.beta_steps", |c| {
+            per(c);
+            c.replay.beta_steps = 0;
+        })
+        .contains(">= 1"));
+        assert!(violation("replay.priority_eps", |c| {
+            per(c);
+            c.replay.priority_eps = 0.0;
+        })
+        .contains("> 0"));
+        let msg = violation("replay.prioritized", |c| {
+            per(c);
+            c.train.procedure = Procedure::Tutorial;
+        });
+        assert!(msg.contains("dqn"), "{msg}");
+        // Unused settings of an option that is off are not checked.
+        let mut config = Config::default();
+        config.replay.alpha = 7.0;
+        config.optimizer.lr_end = -1.0;
+        assert!(check(&config).is_ok());
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl Trainer<'_> {
                 &self.run_dir,
                 ModelFiles::Best,
                 &self.cfg,
-                self.learner.online(),
+                self.learner.online().spec(),
                 flat,
                 step,
             ),

@@ -10,6 +10,7 @@ mod divergence;
 mod dqn;
 mod evaluate;
 mod state;
+mod throughput;
 mod tutorial;
 
 use std::path::{Path, PathBuf};
@@ -25,14 +26,16 @@ use crate::config::{Config, Procedure};
 use crate::device::{self, Placement};
 use crate::env::OBS_DIM;
 use crate::metrics::{Row, Summary};
+use crate::nstep::Step;
 use crate::progress::{Progress, Status};
 use crate::records::Records;
-use crate::replay::{ReplayBuffer, Transition, ROW};
+use crate::replay::{Prioritization, ReplayBuffer, ROW};
 use crate::rng::{stream_seed, Stream};
-use crate::schedule::epsilon_at;
+use crate::schedule::{epsilon_at, lr_at};
 
 pub use divergence::Divergence;
 pub use state::{work_left, LoopState};
+pub use throughput::Throughput;
 
 /// Finished training episodes averaged for the progress display.
 const RECENT_EPISODES: usize = 20;
@@ -119,7 +122,11 @@ impl<'a> Trainer<'a> {
             // The tutorial keeps its own per-iteration memory.
             Procedure::Tutorial => 1,
         };
-        let replay = ReplayBuffer::new(capacity, placement.replay, device)?;
+        let prioritization = cfg.replay.prioritized.then_some(Prioritization {
+            alpha: cfg.replay.alpha,
+            eps: cfg.replay.priority_eps,
+        });
+        let replay = ReplayBuffer::new(capacity, placement.replay, device, prioritization)?;
         let records = match start {
             Start::Fresh => Records::create(run_dir)?,
             Start::Resume(checkpoint) => state::reopen_records(run_dir, checkpoint)?,
@@ -206,17 +213,18 @@ impl<'a> Trainer<'a> {
         epsilon_at(&self.cfg.exploration, self.state.env_steps)
     }
 
-    /// One vector step: epsilon-greedy actions (one batched forward pass for the envs that do
-    /// not explore), env step, each transition into `sink`, finished episodes recorded.
-    /// Returns how many episodes ended. `obs` and `actions` are scratch space, one per env.
+    /// One vector step: `epsilon`-greedy actions (one batched forward pass for the envs that
+    /// do not explore), env step, each completed transition into `sink`, finished episodes
+    /// recorded. Returns how many episodes ended. `obs` and `actions` are scratch space, one
+    /// per env.
     fn collect_step(
         &mut self,
         obs: &mut [f32],
         actions: &mut [i64],
         mut sink: Sink<'_>,
+        epsilon: f64,
     ) -> Result<usize> {
         obs.copy_from_slice(self.state.envs.obs());
-        let epsilon = self.epsilon();
         self.learner
             .act(obs, epsilon, &mut self.state.explore_rng, actions)?;
         self.state.envs.step(actions)?;
@@ -231,22 +239,27 @@ impl<'a> Trainer<'a> {
             // An episode that ended bootstraps from its true last observation.
             let next = if done { envs.final_obs() } else { envs.obs() };
             let reward = envs.rewards()[i];
-            let transition = Transition {
+            let step = Step {
                 obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
-                next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
                 action: actions[i],
                 reward,
+                next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
                 terminated,
                 truncated,
             };
-            match &mut sink {
-                Sink::Replay => self.replay.push(transition),
-                Sink::Memory(rows) => {
-                    let start = rows.len();
-                    rows.resize(start + ROW, 0.0);
-                    transition.write_row(&mut rows[start..]);
-                }
-            }
+            // The n-step windows hand over each transition whose return is complete.
+            let replay = &mut self.replay;
+            self.state
+                .nstep
+                .push(i, step, |transition| match &mut sink {
+                    Sink::Replay => replay.push(transition),
+                    Sink::Memory(rows) => {
+                        let start = rows.len();
+                        rows.resize(start + ROW, 0.0);
+                        transition.write_row(&mut rows[start..]);
+                        Ok(())
+                    }
+                })?;
             self.state.episode_returns[i] += f64::from(reward);
             if done {
                 let length = self.state.envs.episode_lengths()[i];
@@ -256,6 +269,11 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(ended)
+    }
+
+    /// The learning rate at this env step.
+    fn lr(&self) -> f64 {
+        lr_at(&self.cfg.optimizer, self.state.env_steps)
     }
 
     /// Records a finished training episode of `length` steps and return `episode_return`.

@@ -16,8 +16,10 @@ use crate::config::{Config, Procedure};
 use crate::env::BatchedCartPole;
 use crate::eval::EvalResult;
 use crate::metrics::Curves;
+use crate::nstep::NStepWindows;
 use crate::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::records::{RecordPositions, Records};
+use crate::replay::ReplaySnapshot;
 use crate::rng::{stream_rng, stream_seed, Stream};
 
 /// The training loop's state apart from tensors: counters, RNGs, envs, records.
@@ -71,6 +73,10 @@ pub struct LoopState {
     pub adam_steps: u64,
     /// Next replay slot to write.
     pub replay_next: usize,
+    /// Prioritized replay's largest priority so far.
+    pub replay_max_priority: Option<f64>,
+    /// The n-step windows of the training envs.
+    pub nstep: NStepWindows,
     /// Updates whose loss and Q are summed in the `stats` array, not yet in a metrics row.
     pub pending_stat_updates: u64,
 }
@@ -110,6 +116,8 @@ impl LoopState {
             records: None,
             adam_steps: 0,
             replay_next: 0,
+            replay_max_priority: None,
+            nstep: NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n),
             pending_stat_updates: 0,
         }
     }
@@ -136,6 +144,7 @@ const ADAM_V: &str = "adam.v";
 const REPLAY: &str = "replay";
 const STATS: &str = "stats";
 const BEST: &str = "best";
+const PRIORITIES: &str = "replay.priorities";
 
 fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
     let host = tensor
@@ -184,8 +193,16 @@ impl Trainer<'_> {
         self.state.train_seconds = self.seconds();
         self.state.records = Some(self.records.sync()?);
         self.state.adam_steps = self.learner.adam().steps();
-        let (replay_rows, replay_next) = self.replay.snapshot()?;
-        self.state.replay_next = replay_next;
+        let replay = self.replay.snapshot()?;
+        self.state.replay_next = replay.next;
+        let mut arrays_f64 = BTreeMap::new();
+        self.state.replay_max_priority = match replay.priorities {
+            Some((leaves, max)) => {
+                arrays_f64.insert(PRIORITIES.to_owned(), leaves);
+                Some(max)
+            }
+            None => None,
+        };
         let (loss_sum, q_sum, pending) = self.learner.pending_stats();
         self.state.pending_stat_updates = pending;
         let (m, v) = self.learner.adam().moments();
@@ -193,7 +210,7 @@ impl Trainer<'_> {
             (ONLINE.to_owned(), to_vec(self.learner.online().flat())?),
             (ADAM_M.to_owned(), to_vec(m)?),
             (ADAM_V.to_owned(), to_vec(v)?),
-            (REPLAY.to_owned(), replay_rows),
+            (REPLAY.to_owned(), replay.rows),
             (STATS.to_owned(), vec![loss_sum, q_sum]),
         ]);
         if let Some(target) = self.learner.target() {
@@ -206,14 +223,16 @@ impl Trainer<'_> {
             config_yaml: self.cfg.to_yaml()?,
             state_json: serde_json::to_string(&self.state)?,
             arrays,
+            arrays_f64,
         };
         checkpoint.save(&self.run_dir.join(FILE_NAME))?;
+        let online = self.learner.online();
         crate::checkpoint::save_model(
             &self.run_dir,
             ModelFiles::Final,
             &self.cfg,
-            self.learner.online(),
-            self.learner.online().flat(),
+            online.spec(),
+            online.flat(),
             self.state.env_steps,
         )?;
         self.write_learning_curve()?;
@@ -252,7 +271,18 @@ impl Trainer<'_> {
             &tensor(ADAM_V)?,
             state.adam_steps,
         )?;
-        self.replay.restore(array(REPLAY)?, state.replay_next)?;
+        let priorities = match (
+            checkpoint.arrays_f64.get(PRIORITIES),
+            state.replay_max_priority,
+        ) {
+            (Some(leaves), Some(max)) => Some((leaves.clone(), max)),
+            _ => None,
+        };
+        self.replay.restore(&ReplaySnapshot {
+            rows: array(REPLAY)?.clone(),
+            next: state.replay_next,
+            priorities,
+        })?;
         match array(STATS)?.as_slice() {
             &[loss_sum, q_sum] => {
                 self.learner

@@ -34,7 +34,9 @@ impl Trainer<'_> {
             memory.clear();
             let mut counter = 0usize;
             while counter <= tutorial.min_memory {
-                let ended = self.collect_step(&mut obs, &mut actions, Sink::Memory(&mut memory))?;
+                let epsilon = self.epsilon();
+                let ended =
+                    self.collect_step(&mut obs, &mut actions, Sink::Memory(&mut memory), epsilon)?;
                 let held = memory.len() / ROW;
                 for _ in 0..ended {
                     counter = match tutorial.step_counting {
@@ -51,7 +53,8 @@ impl Trainer<'_> {
                 let rows = Tensor::from_slice(chunk)
                     .view([(chunk.len() / ROW) as i64, ROW as i64])
                     .to_device(self.device);
-                self.learner.update(&Batch::from_rows(&rows))?;
+                // The TD errors serve prioritized replay, which the tutorial does not use.
+                let _td_errors = self.learner.update(&Batch::from_rows(&rows), self.lr())?;
                 self.state.gradient_updates += 1;
             }
             self.state.tutorial_iterations += 1;

@@ -3,15 +3,23 @@
 
 Usage: check_interop.py MODEL_PT MODEL_SAFETENSORS EXPECTED_JSON
 
-EXPECTED_JSON: {"hidden": [32, 32], "activation": "relu",
-                "states": [[4 floats], ...], "q_values": [[n_actions floats], ...]}
+EXPECTED_JSON: {"hidden": [32, 32], "activation": "relu", "head": "plain" | "dueling",
+                "states": [[4 floats], ...], "q_values": [[n_actions floats], ...],
+                "gymnasium_episodes": 20}   ("head" defaults to plain; the last key is optional)
 
+The plain PyTorch modules a user writes without any qnet code:
+- plain: nn.Sequential(Linear, act, ..., Linear), keys 0.weight, 0.bias, 2.weight, ...;
+- dueling: DuelingQNetwork below, an nn.Sequential trunk (Linear, act per hidden layer) and two
+  Linear streams, Q = V + A - mean(A), keys trunk.0.weight, ..., value.*, advantage.*.
 Checks that
-- MODEL_PT opens with torch.jit.load, its state_dict keys are exactly those of the matching
-  nn.Sequential (0.weight, 0.bias, 2.weight, ...), and it carries the extra file qnet.json;
-- nn.Sequential loads the state_dict of MODEL_PT and, separately, the tensors of
-  MODEL_SAFETENSORS (safetensors.torch.load_file), which carries __metadata__;
-- the TorchScript module and both nn.Sequential copies reproduce q_values to 1e-6 (absolute).
+- MODEL_PT opens with torch.jit.load, its state_dict keys are exactly those of that module,
+  and it carries the extra file qnet.json;
+- the module loads the state_dict of MODEL_PT and, separately, the tensors of
+  MODEL_SAFETENSORS (safetensors.torch.load_file), which carries __metadata__ (whose "head"
+  says which module);
+- the TorchScript module and both copies reproduce q_values to 1e-6 (absolute);
+- with "gymnasium_episodes": N, the TorchScript module, acting greedily in Gymnasium's own
+  CartPole-v1 (seeds 0..N-1), averages a return of at least 475.
 Prints one OK line, or exits non-zero with the reason on stderr.
 """
 
@@ -42,6 +50,54 @@ def build_sequential(sizes, activation):
             layers.append(ACTIVATIONS[activation]())
         layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
+
+
+class DuelingQNetwork(nn.Module):
+    """What a dueling model.pt holds: Q = V + A - mean(A) on a shared trunk."""
+
+    def __init__(self, sizes, activation):
+        super().__init__()
+        layers = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        self.trunk = nn.Sequential(*layers)
+        self.value = nn.Linear(sizes[-2], 1)
+        self.advantage = nn.Linear(sizes[-2], sizes[-1])
+
+    def forward(self, x):
+        h = self.trunk(x)
+        a = self.advantage(h)
+        return self.value(h) + a - a.mean(dim=1, keepdim=True)
+
+
+def build_module(sizes, activation, head):
+    """The plain PyTorch module for a qnet Q-network of these sizes and head."""
+    if head == "plain":
+        return build_sequential(sizes, activation)
+    if head == "dueling":
+        if activation not in ACTIVATIONS:
+            raise CheckFailed(f"unknown activation {activation!r}, expected one of {sorted(ACTIVATIONS)}")
+        return DuelingQNetwork(sizes, activation)
+    raise CheckFailed(f"unknown head {head!r}, expected plain or dueling")
+
+
+def play_gymnasium(module, episodes):
+    """Mean return of greedy episodes of the module in Gymnasium's CartPole-v1."""
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    returns = []
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        done, total = False, 0.0
+        while not done:
+            with torch.no_grad():
+                action = int(module(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)).argmax(1))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return sum(returns) / len(returns)
 
 
 def check_close(name, got, expected):
@@ -76,15 +132,16 @@ def check(model_pt, model_safetensors, expected_json):
         raise CheckFailed(f"torch.jit.load({model_pt!r}) failed: {e}") from e
     module.eval()
 
-    reference = build_sequential(sizes, expected["activation"])
+    head = expected.get("head", "plain")
+    reference = build_module(sizes, expected["activation"], head)
     want_keys = list(reference.state_dict().keys())
     got_keys = list(module.state_dict().keys())
     if sorted(got_keys) != sorted(want_keys):
         raise CheckFailed(f"{model_pt}: state_dict keys {got_keys}, expected {want_keys}")
 
-    from_pt = build_sequential(sizes, expected["activation"])
+    from_pt = build_module(sizes, expected["activation"], head)
     from_pt.load_state_dict(module.state_dict())
-    from_st = build_sequential(sizes, expected["activation"])
+    from_st = build_module(sizes, expected["activation"], head)
     from_st.load_state_dict(load_file(model_safetensors))
 
     with safe_open(model_safetensors, framework="pt") as f:
@@ -93,11 +150,19 @@ def check(model_pt, model_safetensors, expected_json):
         raise CheckFailed(f"{model_safetensors} has no __metadata__")
     if meta_st != meta_pt:
         raise CheckFailed(f"metadata differs: {METADATA_FILE} in {model_pt} has {meta_pt}, {model_safetensors} has {meta_st}")
+    if meta_pt.get("head", head) != head:
+        raise CheckFailed(f"{model_pt}: metadata says head {meta_pt.get('head')!r}, expected {head!r}")
 
     with torch.no_grad():
         check_close(f"torch.jit.load({model_pt})", module(states), q_expected)
-        check_close("nn.Sequential with the state_dict of model.pt", from_pt(states), q_expected)
-        check_close("nn.Sequential with model.safetensors", from_st(states), q_expected)
+        check_close(f"{type(from_pt).__name__} with the state_dict of model.pt", from_pt(states), q_expected)
+        check_close(f"{type(from_st).__name__} with model.safetensors", from_st(states), q_expected)
+    episodes = expected.get("gymnasium_episodes")
+    if episodes:
+        mean = play_gymnasium(module, episodes)
+        if mean < 475:
+            raise CheckFailed(f"{model_pt} averages {mean:.1f} over {episodes} Gymnasium CartPole-v1 episodes, below 475")
+        meta_pt = dict(meta_pt, gymnasium_mean_return=f"{mean:.1f}")
     return meta_pt
 
 
@@ -110,7 +175,8 @@ def main(argv):
     except (CheckFailed, OSError, KeyError, ValueError, RuntimeError) as e:
         print(f"check_interop: FAIL: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    print(f"check_interop: OK: TorchScript, state_dict and safetensors agree; metadata keys {sorted(meta)}")
+    played = f"; Gymnasium CartPole-v1 mean return {meta['gymnasium_mean_return']}" if "gymnasium_mean_return" in meta else ""
+    print(f"check_interop: OK: TorchScript, state_dict and safetensors agree; metadata keys {sorted(meta)}{played}")
     return 0
 
 

@@ -1,0 +1,41 @@
+//! Everything a hidden-layer nonlinearity means, in one place: its name in files, its
+//! forward and backward on tensors, and its TorchScript function.
+
+use tch::Tensor;
+
+use crate::config::Activation;
+
+impl Activation {
+    /// The name metadata and PyTorch code use (`relu`, `tanh`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+        }
+    }
+
+    /// The activation of `z`.
+    pub fn forward(self, z: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => z.relu(),
+            Activation::Tanh => z.tanh(),
+        }
+    }
+
+    /// dLoss/dz from dLoss/dy and the activation's output `y` (its derivative read off the
+    /// output: relu `y > 0`, tanh `1 - y^2`).
+    pub fn backward(self, grad_y: &Tensor, y: &Tensor) -> Tensor {
+        match self {
+            Activation::Relu => y.threshold_backward(grad_y, 0.0),
+            Activation::Tanh => Tensor::tanh_backward(grad_y, y),
+        }
+    }
+
+    /// The TorchScript function that computes it.
+    pub fn torchscript(self) -> &'static str {
+        match self {
+            Activation::Relu => "torch.relu",
+            Activation::Tanh => "torch.tanh",
+        }
+    }
+}
