@@ -3,8 +3,9 @@
 
     python examples/analyze.py [RUN_DIR]        # default: models/cartpole-dqn
 
-Loads RUN_DIR/model.pt (torch.jit.load) and RUN_DIR/model.safetensors into an nn.Sequential
-built from the embedded metadata, checks that they agree, prints the metadata, and plots
+Loads RUN_DIR/model.pt (torch.jit.load) and RUN_DIR/model.safetensors into the plain PyTorch
+module the embedded metadata describes (an nn.Sequential, or DuelingQNetwork below for a
+dueling head), checks that they agree, prints the metadata, and plots
 Q(left), Q(right), Q(right) - Q(left) and the greedy action over pole angle x pole angular
 velocity (cart position and velocity 0) into RUN_DIR/q_values.png when matplotlib is
 installed.
@@ -13,7 +14,7 @@ In a notebook:
 
     from analyze import load_run, q_grid, plot_q_values
     run = load_run("models/cartpole-dqn")
-    angles, velocities, q = q_grid(run.sequential)
+    angles, velocities, q = q_grid(run.module)
     plot_q_values(angles, velocities, q)
 """
 
@@ -41,7 +42,7 @@ class Run:
 
     metadata: dict  # string -> string, as embedded by qnet
     torchscript: torch.jit.ScriptModule  # model.pt
-    sequential: nn.Sequential  # model.safetensors loaded into a plain nn.Sequential
+    module: nn.Module  # model.safetensors loaded into a plain PyTorch module
 
 
 def build_sequential(sizes, activation):
@@ -52,6 +53,24 @@ def build_sequential(sizes, activation):
             layers.append(ACTIVATIONS[activation]())
         layers.append(nn.Linear(n_in, n_out))
     return nn.Sequential(*layers)
+
+
+class DuelingQNetwork(nn.Module):
+    """A dueling Q-network (Wang et al., 2016): Q = V + A - mean(A) on a shared trunk."""
+
+    def __init__(self, sizes, activation):
+        super().__init__()
+        layers = []
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+            layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        self.trunk = nn.Sequential(*layers)
+        self.value = nn.Linear(sizes[-2], 1)
+        self.advantage = nn.Linear(sizes[-2], sizes[-1])
+
+    def forward(self, x):
+        h = self.trunk(x)
+        a = self.advantage(h)
+        return self.value(h) + a - a.mean(dim=1, keepdim=True)
 
 
 def load_run(run_dir, atol=1e-6):
@@ -77,16 +96,22 @@ def load_run(run_dir, atol=1e-6):
     else:  # no metadata: Linear layer i is "<2i>.weight" of shape [out, in]
         shapes = [state[f"{2 * i}.weight"].shape for i in range(len(state) // 2)]
         sizes = [shapes[0][1]] + [s[0] for s in shapes]
-    sequential = build_sequential(sizes, activation)
-    sequential.load_state_dict(state)
-    sequential.eval()
+    head = meta.get("head", "plain")
+    if head == "dueling":
+        module = DuelingQNetwork(sizes, activation)
+    elif head == "plain":
+        module = build_sequential(sizes, activation)
+    else:
+        raise ValueError(f"{st_path}: unknown head {head!r}")
+    module.load_state_dict(state)
+    module.eval()
 
     probe = torch.randn(64, sizes[0])
     with torch.no_grad():
-        err = (torchscript(probe) - sequential(probe)).abs().max().item()
+        err = (torchscript(probe) - module(probe)).abs().max().item()
     if err > atol:
         raise ValueError(f"{pt_path} and {st_path} disagree: max |dQ| = {err:.3g}")
-    return Run(metadata=meta, torchscript=torchscript, sequential=sequential)
+    return Run(metadata=meta, torchscript=torchscript, module=module)
 
 
 def q_grid(model, n=101, angle_limit=ANGLE_LIMIT, velocity_limit=2.0):
@@ -163,7 +188,7 @@ def main(argv=None):
         return 1
     print("model.pt and model.safetensors agree.")
     print_metadata(run.metadata)
-    angles, velocities, q = q_grid(run.sequential)
+    angles, velocities, q = q_grid(run.module)
     greedy_right = (q.argmax(dim=-1) == 1).float().mean().item()
     print(f"over the grid: Q in [{q.min().item():.2f}, {q.max().item():.2f}], greedy action right in {greedy_right:.0%} of states")
     plot_q_values(angles, velocities, q, path=run_dir / "q_values.png")

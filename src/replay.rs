@@ -534,22 +534,31 @@ mod tests {
 
     #[test]
     fn device_storage_code_path_matches_host_storage() -> Result<()> {
-        // Exercised on the CPU through the Device variant's staging and index_copy_ path.
-        let mut host = uniform(5)?;
-        let mut staged = uniform(5)?;
-        staged.storage = Storage::Device {
-            rows: Tensor::zeros([5, ROW as i64], (Kind::Float, Device::Cpu)),
-            staged: Vec::new(),
-            staged_slots: Vec::new(),
-        };
-        push_numbered(&mut host, 13)?;
-        push_numbered(&mut staged, 13)?;
-        assert_eq!(host.snapshot()?, staged.snapshot()?);
-        let mut r1 = Pcg64::seed_from_u64(9);
-        let mut r2 = Pcg64::seed_from_u64(9);
-        let a = host.sample(16, &mut r1, 0.0)?;
-        let b = staged.sample(16, &mut r2, 0.0)?;
-        assert!(a.obs.equal(&b.obs) && a.rewards.equal(&b.rewards));
+        // Exercised on the CPU through the Device variant's staging and index_copy_ path,
+        // uniform and prioritized (priorities stay on the host either way).
+        for make in [uniform, prioritized] {
+            let mut host = make(5)?;
+            let mut staged = make(5)?;
+            staged.storage = Storage::Device {
+                rows: Tensor::zeros([5, ROW as i64], (Kind::Float, Device::Cpu)),
+                staged: Vec::new(),
+                staged_slots: Vec::new(),
+            };
+            push_numbered(&mut host, 13)?;
+            push_numbered(&mut staged, 13)?;
+            assert_eq!(host.snapshot()?, staged.snapshot()?);
+            let mut r1 = Pcg64::seed_from_u64(9);
+            let mut r2 = Pcg64::seed_from_u64(9);
+            for _ in 0..3 {
+                let a = host.sample(16, &mut r1, 0.5)?;
+                let b = staged.sample(16, &mut r2, 0.5)?;
+                assert!(a.obs.equal(&b.obs) && a.rewards.equal(&b.rewards));
+                let errors = a.rewards.shallow_clone();
+                host.update_priorities(&errors)?;
+                staged.update_priorities(&errors)?;
+            }
+            assert_eq!(host.snapshot()?, staged.snapshot()?);
+        }
         Ok(())
     }
 

@@ -280,7 +280,9 @@ fn bad_overrides_are_explained() {
         "{err}"
     );
     assert!(
-        err.contains("(known keys in 'agent': gamma, double_dqn, loss, target_update_every, tau, n_step)"),
+        err.contains(
+            "(known keys in 'agent': gamma, double_dqn, loss, target_update_every, tau, n_step)"
+        ),
         "{err}"
     );
     let err = error_of("", &["nope=1"]);

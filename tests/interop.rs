@@ -71,6 +71,54 @@ fn pytorch_reproduces_the_trained_network() {
     }
 }
 
+/// A dueling model trained until it solves opens in PyTorch as the plain module the README
+/// shows, reproduces the trainer's Q-values, and plays Gymnasium's own CartPole-v1.
+#[test]
+fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let output = run(&mut train_command(
+        &out,
+        &[
+            "device=cpu",
+            "seed=3",
+            "network.dueling=true",
+            "eval.stop_when_solved=true",
+        ],
+    ));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let s = summary(&out);
+    assert!(
+        s["final_eval_mean"].as_f64().is_some_and(|m| m >= 475.0),
+        "the dueling run did not solve: {s}"
+    );
+    let config = Config::load(&out.join("config.yaml"), &[]).expect("config");
+    let expected = serde_json::json!({
+        "hidden": config.network.hidden,
+        "activation": "relu",
+        "head": "dueling",
+        "states": STATES,
+        "q_values": rust_q_values(&out, "online"),
+        "gymnasium_episodes": 100,
+    });
+    let expected_path = dir.path().join("expected.json");
+    fs::write(&expected_path, expected.to_string()).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(out.join("model.pt"))
+        .arg(out.join("model.safetensors"))
+        .arg(&expected_path)
+        .output()
+        .expect("run python");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Gymnasium CartPole-v1 mean return"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn eval_reproduces_the_final_evaluation_and_render_writes_a_gif() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -385,7 +385,10 @@ mod tests {
             linear(c);
             c.optimizer.lr_end = 0.0;
         });
-        assert!(msg.contains("when optimizer.lr_schedule is linear"), "{msg}");
+        assert!(
+            msg.contains("when optimizer.lr_schedule is linear"),
+            "{msg}"
+        );
         assert!(violation("optimizer.lr_decay_steps", |c| {
             linear(c);
             c.optimizer.lr_decay_steps = 0;
@@ -393,7 +396,10 @@ mod tests {
         .contains(">= 1"));
         let per = |c: &mut Config| c.replay.prioritized = true;
         for (key, edit) in [
-            ("replay.alpha", (|c: &mut Config| c.replay.alpha = 1.5) as fn(&mut Config)),
+            (
+                "replay.alpha",
+                (|c: &mut Config| c.replay.alpha = 1.5) as fn(&mut Config),
+            ),
             ("replay.beta_start", |c| c.replay.beta_start = -0.1),
             ("replay.beta_end", |c| c.replay.beta_end = 2.0),
         ] {

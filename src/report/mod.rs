@@ -211,9 +211,19 @@ impl Run {
     }
 }
 
-/// The names of groups: the `key=value` settings that differ between them, or the
-/// experiment name when there is one group (or nothing differs).
+/// The names of groups: their experiment names when those tell them apart (an ablation
+/// names each variant with `--set experiment=...`); otherwise the `key=value` settings by
+/// which each group differs from the others (for a key where most groups agree, only the
+/// groups that differ name it); the experiment name for a lone group.
 fn group_names(keys: &[Config]) -> Result<Vec<String>> {
+    let experiments: Vec<&str> = keys.iter().map(|k| k.experiment.as_str()).collect();
+    let distinct = experiments
+        .iter()
+        .enumerate()
+        .all(|(i, e)| !experiments[..i].contains(e));
+    if distinct {
+        return Ok(experiments.into_iter().map(str::to_owned).collect());
+    }
     let mut differing: Vec<String> = Vec::new();
     for key in keys.iter().skip(1) {
         for k in keys[0].differing_keys(key)? {
@@ -222,31 +232,48 @@ fn group_names(keys: &[Config]) -> Result<Vec<String>> {
             }
         }
     }
-    keys.iter()
+    let trees = keys
+        .iter()
+        .map(serde_yaml::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let value_of = |tree: &serde_yaml::Value, dotted: &str| {
+        dotted
+            .split('.')
+            .try_fold(tree, |node, part| node.get(part))
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    // The value most groups share, per key, when a strict majority shares one.
+    let majority: Vec<Option<String>> = differing
+        .iter()
+        .map(|dotted| {
+            let values: Vec<String> = trees.iter().map(|t| value_of(t, dotted)).collect();
+            values
+                .iter()
+                .find(|v| 2 * values.iter().filter(|w| w == v).count() > values.len())
+                .cloned()
+        })
+        .collect();
+    Ok(trees
+        .iter()
         .enumerate()
-        .map(|(index, cfg)| {
-            if differing.is_empty() {
-                return Ok(if keys.len() == 1 {
-                    cfg.experiment.clone()
-                } else {
-                    format!("{}#{index}", cfg.experiment)
-                });
-            }
-            let tree = serde_yaml::to_value(cfg)?;
+        .map(|(index, tree)| {
             let pairs: Vec<String> = differing
                 .iter()
-                .map(|dotted| {
-                    let value = dotted
-                        .split('.')
-                        .try_fold(&tree, |node, part| node.get(part))
-                        .map(|v| serde_json::to_string(v).unwrap_or_default())
-                        .unwrap_or_default();
-                    format!("{dotted}={}", value.trim_matches('"'))
+                .zip(&majority)
+                .filter_map(|(dotted, common)| {
+                    let value = value_of(tree, dotted);
+                    (common.as_ref() != Some(&value))
+                        .then(|| format!("{dotted}={}", value.trim_matches('"')))
                 })
                 .collect();
-            Ok(pairs.join(" "))
+            match (pairs.is_empty(), keys.len()) {
+                (false, _) => pairs.join(" "),
+                (true, 1) => keys[index].experiment.clone(),
+                (true, _) => format!("{} (the common settings)", keys[index].experiment),
+            }
         })
-        .collect()
+        .collect())
 }
 
 impl Report {
@@ -436,7 +463,7 @@ mod tests {
         let mut b = Config::default();
         b.optimizer.lr = 3e-3;
         b.network.hidden = vec![128, 128];
-        let names = group_names(&[a.clone(), b])?;
+        let names = group_names(&[a.clone(), b.clone()])?;
         assert_eq!(
             names,
             [
@@ -444,7 +471,23 @@ mod tests {
                 "network.hidden=[128,128] optimizer.lr=0.003"
             ]
         );
-        assert_eq!(group_names(&[a])?, ["cartpole"]);
+        assert_eq!(group_names(&[a.clone()])?, ["cartpole"]);
+        // Where most groups agree, only the others name the key.
+        let mut c = Config::default();
+        c.agent.gamma = 0.9;
+        let names = group_names(&[a.clone(), b.clone(), c])?;
+        assert_eq!(
+            names,
+            [
+                "cartpole (the common settings)",
+                "network.hidden=[128,128] optimizer.lr=0.003",
+                "agent.gamma=0.9"
+            ]
+        );
+        // Distinct experiment names are the names.
+        let mut named = b;
+        named.experiment = "wide".to_owned();
+        assert_eq!(group_names(&[a, named])?, ["cartpole", "wide"]);
         Ok(())
     }
 }
