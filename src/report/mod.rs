@@ -471,7 +471,7 @@ mod tests {
                 "network.hidden=[128,128] optimizer.lr=0.003"
             ]
         );
-        assert_eq!(group_names(&[a.clone()])?, ["cartpole"]);
+        assert_eq!(group_names(std::slice::from_ref(&a))?, ["cartpole"]);
         // Where most groups agree, only the others name the key.
         let mut c = Config::default();
         c.agent.gamma = 0.9;
