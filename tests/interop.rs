@@ -41,6 +41,7 @@ fn pytorch_reproduces_the_trained_network() {
     let out = dir.path().join("run");
     let mut overrides = SHORT.to_vec();
     overrides.push("network.hidden=[32,32]");
+    overrides.push("network.dueling=false");
     let output = run(&mut train_command(&out, &overrides));
     assert!(output.status.success(), "{:?}", text(&output));
 
