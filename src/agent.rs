@@ -2,8 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use rand::{Rng, RngExt};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::checkpoint::host_values;
+use crate::checkpoint::training::{Checkpointed, Part};
 use crate::config::{Config, Loss, OptimizerKind};
 use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::optim::{Adam, AdamConfig};
@@ -85,11 +88,6 @@ impl Learner {
     /// True when every parameter of the online network is finite (one device sync).
     pub fn online_is_finite(&self) -> bool {
         tch::no_grad(|| self.online.flat().isfinite().all().int64_value(&[]) != 0)
-    }
-
-    /// The optimizer.
-    pub fn adam(&self) -> &Adam {
-        &self.adam
     }
 
     /// Greedy actions `[B]` (int64, on the network's device) for observations `[B, OBS_DIM]`.
@@ -226,40 +224,74 @@ impl Learner {
         self.stat_updates = 0;
         Some(stats)
     }
+}
 
-    /// The running update statistics not yet read: (loss sum, Q sum, updates), for checkpoints.
-    pub fn pending_stats(&self) -> (f32, f32, u64) {
-        (
-            self.loss_sum.double_value(&[]) as f32,
-            self.q_sum.double_value(&[]) as f32,
-            self.stat_updates,
-        )
+/// What a checkpoint keeps of a learner besides its arrays.
+#[derive(Debug, Serialize, Deserialize)]
+struct LearnerState {
+    /// Adam updates so far (its bias correction).
+    adam_steps: u64,
+    /// Updates summed in the pending statistics, not yet in a metrics row.
+    stat_updates: u64,
+}
+
+const ONLINE: &str = "online";
+const TARGET: &str = "target";
+const ADAM_M: &str = "adam.m";
+const ADAM_V: &str = "adam.v";
+/// The pending statistics: [loss sum, Q sum].
+const STATS: &str = "stats";
+
+impl Checkpointed for Learner {
+    fn save_part(&mut self) -> Result<Part> {
+        let mut part = Part::new(&LearnerState {
+            adam_steps: self.adam.steps(),
+            stat_updates: self.stat_updates,
+        })?;
+        let (m, v) = self.adam.moments();
+        let mut arrays = vec![
+            (ONLINE, host_values(self.online.flat())?),
+            (ADAM_M, host_values(m)?),
+            (ADAM_V, host_values(v)?),
+            (
+                STATS,
+                vec![
+                    self.loss_sum.double_value(&[]) as f32,
+                    self.q_sum.double_value(&[]) as f32,
+                ],
+            ),
+        ];
+        if let Some(target) = &self.target {
+            arrays.push((TARGET, host_values(target.flat())?));
+        }
+        part.f32s = arrays
+            .into_iter()
+            .map(|(name, values)| (name.to_owned(), values))
+            .collect();
+        Ok(part)
     }
 
-    /// Restores statistics saved with [`Learner::pending_stats`].
-    pub fn restore_stats(&mut self, loss_sum: f32, q_sum: f32, updates: u64) {
-        let _ = self.loss_sum.fill_(f64::from(loss_sum));
-        let _ = self.q_sum.fill_(f64::from(q_sum));
-        self.stat_updates = updates;
-    }
-
-    /// Restores parameters and optimizer state saved from an identically configured learner.
-    pub fn restore(
-        &mut self,
-        online: &Tensor,
-        target: Option<&Tensor>,
-        adam_m: &Tensor,
-        adam_v: &Tensor,
-        adam_steps: u64,
-    ) -> Result<()> {
-        self.online.load_flat(online)?;
-        match (&self.target, target) {
-            (Some(net), Some(flat)) => net.load_flat(flat)?,
+    fn load_part(&mut self, part: &Part) -> Result<()> {
+        let state: LearnerState = part.state()?;
+        let tensor = |name: &str| part.f32s(name).map(Tensor::from_slice);
+        self.online.load_flat(&tensor(ONLINE)?)?;
+        match (&self.target, part.f32s.get(TARGET)) {
+            (Some(net), Some(flat)) => net.load_flat(&Tensor::from_slice(flat))?,
             (None, None) => {}
             (Some(_), None) => bail!("the config has a target network but the checkpoint has none"),
             (None, Some(_)) => bail!("the checkpoint has a target network but the config has none"),
         }
-        self.adam.restore(adam_m, adam_v, adam_steps)
+        self.adam
+            .restore(&tensor(ADAM_M)?, &tensor(ADAM_V)?, state.adam_steps)?;
+        match part.f32s(STATS)? {
+            &[loss_sum, q_sum] => {
+                let _ = self.loss_sum.fill_(f64::from(loss_sum));
+                let _ = self.q_sum.fill_(f64::from(q_sum));
+            }
+            other => bail!("its 'stats' array has {} values, not 2", other.len()),
+        }
+        self.stat_updates = state.stat_updates;
+        Ok(())
     }
 }
 

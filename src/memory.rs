@@ -6,8 +6,6 @@
 //! keys to blame. The estimate counts what qnet allocates in proportion to config values
 //! (buffers, parameters and their copies, activations), not libtorch's fixed overhead.
 
-use std::ffi::{c_char, c_int, c_void};
-
 use anyhow::{bail, Result};
 use tch::Device;
 
@@ -229,7 +227,7 @@ impl Offer {
         Self {
             host_bytes: host_available(),
             device_bytes: match device {
-                Device::Cuda(index) => cuda_free(index),
+                Device::Cuda(index) => crate::cuda_runtime::free_memory(index),
                 _ => None,
             },
         }
@@ -269,35 +267,6 @@ fn host_available() -> Option<u64> {
     .iter()
     .find_map(|(limit, usage)| Some(read(limit)?.saturating_sub(read(usage)?)));
     Some(cgroup.map_or(available, |room| room.min(available)))
-}
-
-extern "C" {
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-}
-
-/// Free memory on CUDA device `index`, from the CUDA runtime libtorch loaded.
-fn cuda_free(index: usize) -> Option<u64> {
-    type SetDevice = unsafe extern "C" fn(c_int) -> c_int;
-    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
-    // SAFETY: RTLD_DEFAULT (null) searches the libraries already loaded; the names are
-    // NUL-terminated, and a null result (no CUDA runtime) is handled.
-    let (set_device, mem_get_info) = unsafe {
-        let set = dlsym(std::ptr::null_mut(), c"cudaSetDevice".as_ptr());
-        let info = dlsym(std::ptr::null_mut(), c"cudaMemGetInfo".as_ptr());
-        if set.is_null() || info.is_null() {
-            return None;
-        }
-        (
-            std::mem::transmute::<*mut c_void, SetDevice>(set),
-            std::mem::transmute::<*mut c_void, MemGetInfo>(info),
-        )
-    };
-    let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: the CUDA runtime's documented signatures; both report failure by status.
-    let ok = unsafe {
-        set_device(c_int::try_from(index).ok()?) == 0 && mem_get_info(&mut free, &mut total) == 0
-    };
-    ok.then_some(free as u64)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_bytes_atomic;
 use crate::eval::EvalResult;
+use crate::provenance::Provenance;
 
 /// File name of the per-row records inside a run directory.
 pub const METRICS_CSV: &str = "metrics.csv";
@@ -269,6 +270,10 @@ pub struct Summary {
     pub device: String,
     /// qnet's version.
     pub qnet_version: String,
+    /// The build, libtorch, machine, command and start time of the session that wrote this
+    /// (absent from summaries of older qnet versions).
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
 }
 
 impl Summary {

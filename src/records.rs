@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::training::Part;
 use crate::metrics::{Row, CSV_HEADER, METRICS_CSV};
 use crate::tensorboard;
 
@@ -23,7 +24,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the record files stood when a checkpoint was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordPositions {
+struct RecordPositions {
     /// Bytes of metrics.csv.
     pub csv_bytes: u64,
     /// File name of the TensorBoard event file, inside the run directory.
@@ -75,9 +76,10 @@ impl Records {
         Ok(records)
     }
 
-    /// Reopens the records of `dir` as a checkpoint saw them, cutting off whatever was
-    /// written after it.
-    pub fn reopen(dir: &Path, at: &RecordPositions) -> Result<Self> {
+    /// Reopens the records of `dir` as a checkpoint's part (from [`Records::save_part`]) saw
+    /// them, cutting off whatever was written after it.
+    pub fn reopen(dir: &Path, part: &Part) -> Result<Self> {
+        let at: RecordPositions = part.state()?;
         remove_other_event_files(dir, &at.events_file)?;
         let csv = open(&dir.join(METRICS_CSV), false)?;
         let events = open(&dir.join(&at.events_file), false)?;
@@ -89,7 +91,7 @@ impl Records {
             events,
             csv_pending: String::new(),
             events_pending: Vec::new(),
-            positions: at.clone(),
+            positions: at,
             last_flush: Instant::now(),
         })
     }
@@ -133,9 +135,15 @@ impl Records {
         Ok(())
     }
 
-    /// Writes the queued rows and makes both files durable; returns where they stand, for
-    /// the checkpoint about to be written.
-    pub fn sync(&mut self) -> Result<RecordPositions> {
+    /// Writes the queued rows and makes both files durable; the checkpoint part says where
+    /// they stand, so a resume cuts them back to it.
+    pub fn save_part(&mut self) -> Result<Part> {
+        self.sync()?;
+        Part::new(&self.positions)
+    }
+
+    /// Writes the queued rows and makes both files durable.
+    pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
         for (file, name) in [
             (&self.csv, METRICS_CSV),
@@ -144,7 +152,7 @@ impl Records {
             file.sync_data()
                 .with_context(|| format!("cannot fsync {}", self.dir.join(name).display()))?;
         }
-        Ok(self.positions.clone())
+        Ok(())
     }
 }
 
@@ -226,7 +234,8 @@ mod tests {
         let csv = dir.path().join(METRICS_CSV);
         assert_eq!(fs::read_to_string(&csv)?, format!("{CSV_HEADER}\n"));
         records.flush()?;
-        let seen = records.sync()?;
+        let part = records.save_part()?;
+        let seen: RecordPositions = part.state()?;
         let after_first = fs::read_to_string(&csv)?;
         assert_eq!(after_first.lines().count(), 2);
         records.push(&episode(20));
@@ -249,7 +258,7 @@ mod tests {
         assert!(fs::metadata(&events)?.len() > seen.events_bytes);
         drop(records);
 
-        let mut records = Records::reopen(dir.path(), &seen)?;
+        let mut records = Records::reopen(dir.path(), &part)?;
         assert_eq!(fs::read_to_string(&csv)?, after_first);
         assert_eq!(fs::metadata(&events)?.len(), seen.events_bytes);
         records.push(&episode(30));
@@ -265,9 +274,12 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let mut records = Records::create(dir.path())?;
         records.push(&episode(10));
-        let mut seen = records.sync()?;
+        let mut seen: RecordPositions = records.save_part()?.state()?;
         seen.csv_bytes += 100;
-        let err = format!("{:#}", Records::reopen(dir.path(), &seen).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Records::reopen(dir.path(), &Part::new(&seen)?).unwrap_err()
+        );
         assert!(
             err.contains("metrics.csv") && err.contains("checkpoint saw"),
             "{err}"

@@ -14,8 +14,10 @@
 
 use anyhow::{bail, Context, Result};
 use rand::RngExt;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use crate::checkpoint::training::{Checkpointed, Part};
 use crate::env::OBS_DIM;
 use crate::sum_tree::SumTree;
 
@@ -104,16 +106,19 @@ struct Priorities {
     max: f64,
 }
 
-/// What a checkpoint keeps of a replay buffer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReplaySnapshot {
-    /// The stored rows in slot order (`len * ROW` floats).
-    pub rows: Vec<f32>,
+/// What a checkpoint keeps of a replay buffer besides its arrays.
+#[derive(Debug, Serialize, Deserialize)]
+struct ReplayState {
     /// The next slot to write.
-    pub next: usize,
-    /// Prioritized replay: each slot's priority and the largest so far.
-    pub priorities: Option<(Vec<f64>, f64)>,
+    next: usize,
+    /// Prioritized replay's largest priority so far.
+    max_priority: Option<f64>,
 }
+
+/// The stored rows in slot order (`len * ROW` floats).
+const ROWS: &str = "rows";
+/// Prioritized replay: each slot's priority.
+const PRIORITIES: &str = "priorities";
 
 /// `len` zeros, or an error (never an abort) when `len` overflowed or cannot be allocated.
 fn zeroed(len: Option<usize>, what: &str) -> Result<Vec<f32>> {
@@ -332,38 +337,38 @@ impl ReplayBuffer {
         }
         Ok(())
     }
+}
 
-    /// What a checkpoint keeps: the rows, the next slot, the priorities.
-    pub fn snapshot(&mut self) -> Result<ReplaySnapshot> {
+impl Checkpointed for ReplayBuffer {
+    fn save_part(&mut self) -> Result<Part> {
         self.flush()?;
-        let mut out = zeroed(Some(self.len * ROW), "a copy of the replay buffer")?;
+        let mut rows = zeroed(Some(self.len * ROW), "a copy of the replay buffer")?;
         match &self.storage {
-            Storage::Host(rows) => out.copy_from_slice(&rows[..self.len * ROW]),
-            Storage::Device { rows, .. } => {
-                let host = rows
+            Storage::Host(storage) => rows.copy_from_slice(&storage[..self.len * ROW]),
+            Storage::Device { rows: storage, .. } => {
+                let host = storage
                     .f_narrow(0, 0, self.len as i64)?
                     .f_to_device(Device::Cpu)?;
-                host.f_copy_data(&mut out, self.len * ROW)?;
+                host.f_copy_data(&mut rows, self.len * ROW)?;
             }
         }
-        Ok(ReplaySnapshot {
-            rows: out,
+        let mut part = Part::new(&ReplayState {
             next: self.next,
-            priorities: self
-                .priorities
-                .as_ref()
-                .map(|p| (p.tree.leaves().to_vec(), p.max)),
-        })
+            max_priority: self.priorities.as_ref().map(|p| p.max),
+        })?;
+        part.f32s.insert(ROWS.to_owned(), rows);
+        if let Some(p) = &self.priorities {
+            part.f64s
+                .insert(PRIORITIES.to_owned(), p.tree.leaves().to_vec());
+        }
+        Ok(part)
     }
 
-    /// Refills the buffer from a [`ReplayBuffer::snapshot`] of a buffer like this one.
-    pub fn restore(&mut self, snapshot: &ReplaySnapshot) -> Result<()> {
-        let ReplaySnapshot {
-            rows,
-            next,
-            priorities,
-        } = snapshot;
-        let (next, len) = (*next, rows.len() / ROW);
+    /// Refills the buffer from the part of a buffer like this one.
+    fn load_part(&mut self, part: &Part) -> Result<()> {
+        let state: ReplayState = part.state()?;
+        let rows = part.f32s(ROWS)?;
+        let (next, len) = (state.next, rows.len() / ROW);
         let consistent = rows.len() % ROW == 0
             && len <= self.capacity
             && next < self.capacity
@@ -376,12 +381,16 @@ impl ReplayBuffer {
                 self.capacity
             );
         }
-        match (&mut self.priorities, priorities) {
-            (Some(p), Some((leaves, max))) if leaves.len() == self.capacity => {
+        match (
+            &mut self.priorities,
+            part.f64s.get(PRIORITIES),
+            state.max_priority,
+        ) {
+            (Some(p), Some(leaves), Some(max)) if leaves.len() == self.capacity => {
                 p.tree = SumTree::from_leaves(leaves).context("restoring replay priorities")?;
-                p.max = *max;
+                p.max = max;
             }
-            (None, None) => {}
+            (None, None, None) => {}
             _ => bail!(
                 "the checkpoint's replay priorities do not match replay.prioritized and \
                  replay.capacity"
@@ -398,8 +407,8 @@ impl ReplayBuffer {
                 staged_slots.clear();
                 if len > 0 {
                     let values = Tensor::from_slice(rows)
-                        .view([len as i64, ROW as i64])
-                        .to_device(storage.device());
+                        .f_view([len as i64, ROW as i64])?
+                        .f_to_device(storage.device())?;
                     storage.narrow(0, 0, len as i64).f_copy_(&values)?;
                 }
             }
@@ -466,10 +475,14 @@ mod tests {
         let mut buffer = uniform(4)?;
         push_numbered(&mut buffer, 6)?;
         assert_eq!(buffer.len(), 4);
-        let snapshot = buffer.snapshot()?;
-        let rewards: Vec<f32> = snapshot.rows.chunks_exact(ROW).map(|r| r[REWARD]).collect();
+        let part = buffer.save_part()?;
+        let rewards: Vec<f32> = part
+            .f32s(ROWS)?
+            .chunks_exact(ROW)
+            .map(|r| r[REWARD])
+            .collect();
         assert_eq!(rewards, [4.0, 5.0, 2.0, 3.0]);
-        assert_eq!(snapshot.next, 2);
+        assert_eq!(part.state::<ReplayState>()?.next, 2);
         Ok(())
     }
 
@@ -508,27 +521,27 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_restore_round_trips_and_samples_identically() -> Result<()> {
+    fn its_checkpoint_part_round_trips_and_samples_identically() -> Result<()> {
         for make in [uniform, prioritized] {
             let mut a = make(7)?;
             push_numbered(&mut a, 12)?;
             let mut b = make(7)?;
-            b.restore(&a.snapshot()?)?;
-            assert_eq!(a.snapshot()?, b.snapshot()?);
+            b.load_part(&a.save_part()?)?;
+            assert_eq!(a.save_part()?, b.save_part()?);
             push_numbered(&mut a, 3)?;
             push_numbered(&mut b, 3)?;
-            assert_eq!(a.snapshot()?, b.snapshot()?);
+            assert_eq!(a.save_part()?, b.save_part()?);
             let batch_a = a.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
             let batch_b = b.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
             assert!(batch_a.obs.equal(&batch_b.obs));
-            // A snapshot that cannot come from a buffer of this size is refused.
+            // A part that cannot come from a buffer of this size is refused.
             let mut small = make(3)?;
-            assert!(small.restore(&a.snapshot()?).is_err());
+            assert!(small.load_part(&a.save_part()?).is_err());
         }
         // Priorities and no priorities do not mix.
         let mut with = prioritized(7)?;
         push_numbered(&mut with, 2)?;
-        assert!(uniform(7)?.restore(&with.snapshot()?).is_err());
+        assert!(uniform(7)?.load_part(&with.save_part()?).is_err());
         Ok(())
     }
 
@@ -546,7 +559,7 @@ mod tests {
             };
             push_numbered(&mut host, 13)?;
             push_numbered(&mut staged, 13)?;
-            assert_eq!(host.snapshot()?, staged.snapshot()?);
+            assert_eq!(host.save_part()?, staged.save_part()?);
             let mut r1 = Pcg64::seed_from_u64(9);
             let mut r2 = Pcg64::seed_from_u64(9);
             for _ in 0..3 {
@@ -557,7 +570,7 @@ mod tests {
                 host.update_priorities(&errors)?;
                 staged.update_priorities(&errors)?;
             }
-            assert_eq!(host.snapshot()?, staged.snapshot()?);
+            assert_eq!(host.save_part()?, staged.save_part()?);
         }
         Ok(())
     }

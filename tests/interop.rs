@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use qnet::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
+use qnet::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
 use qnet::config::Config;
 use qnet::qfunction;
 use tch::{Device, Kind, Tensor};
@@ -22,13 +22,17 @@ const STATES: [[f32; 4]; 6] = [
     [-0.02, 1.5, 0.1, -2.0],
 ];
 
-/// Q-values of the trainer's own network (rebuilt from the training checkpoint's `array`:
-/// `online` for model.*, `best` for model_best.*).
-fn rust_q_values(run_dir: &Path, array: &str) -> Vec<Vec<f32>> {
+/// Q-values of the trainer's own network (rebuilt from the training checkpoint's `array` of
+/// `part`: the learner's `online` for model.*, the best model's `params` for model_best.*).
+fn rust_q_values(run_dir: &Path, (part, array): (&str, &str)) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
     let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
     let net = qfunction::build(&config.network, 4, 2, Device::Cpu).expect("network");
-    net.load_flat(&Tensor::from_slice(&checkpoint.arrays[array]))
+    let weights = checkpoint
+        .part(part)
+        .and_then(|p| p.f32s(array))
+        .expect("weights in the checkpoint");
+    net.load_flat(&Tensor::from_slice(weights))
         .expect("weights");
     let flat: Vec<f32> = STATES.iter().flatten().copied().collect();
     let q = tch::no_grad(|| net.forward(&Tensor::from_slice(&flat).view([6, 4])));
@@ -46,7 +50,10 @@ fn pytorch_reproduces_the_trained_network() {
     assert!(output.status.success(), "{:?}", text(&output));
 
     // The final and the best model: the same formats, the same guarantees.
-    for (stem, array) in [("model", "online"), ("model_best", "best")] {
+    for (stem, array) in [
+        ("model", (part::LEARNER, "online")),
+        ("model_best", (part::BEST, "params")),
+    ] {
         let expected = serde_json::json!({
             "hidden": [32, 32],
             "activation": "relu",
@@ -99,7 +106,7 @@ fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
         "activation": "relu",
         "head": "dueling",
         "states": STATES,
-        "q_values": rust_q_values(&out, "online"),
+        "q_values": rust_q_values(&out, (part::LEARNER, "online")),
         "gymnasium_episodes": 100,
     });
     let expected_path = dir.path().join("expected.json");

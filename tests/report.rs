@@ -50,6 +50,7 @@ fn fake_run(dir: &Path, lr: f64, seed: u64, final_return: f64) {
         seed,
         device: "cpu".to_owned(),
         qnet_version: env!("CARGO_PKG_VERSION").to_owned(),
+        provenance: None,
     };
     summary.write(dir).expect("summary");
     let mut csv = format!("{CSV_HEADER}\n");

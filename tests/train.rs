@@ -39,6 +39,36 @@ fn a_short_run_writes_every_record() {
     assert_eq!(s["device"], "cpu");
     assert_eq!(s["final_eval_episodes"], 10);
     assert_eq!(s["qnet_version"], env!("CARGO_PKG_VERSION"));
+    // Provenance: what built and ran it, where, from what command, when.
+    let p = &s["provenance"];
+    let commit = p["git_commit"].as_str().expect("built from a git checkout");
+    assert!(
+        commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{p}"
+    );
+    let version = p["libtorch_version"].as_str().expect("libtorch version");
+    assert!(version.starts_with("2.1"), "{p}");
+    let libtorch = p["libtorch_path"].as_str().expect("libtorch path");
+    assert_eq!(
+        fs::canonicalize(libtorch).ok(),
+        fs::canonicalize(env!("QNET_LIBTORCH_LIB")).ok(),
+        "{p}"
+    );
+    assert!(p["gpu"].is_null(), "{p}");
+    assert!(p["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{p}");
+    assert_eq!(
+        p["threads"], 1,
+        "a 64-64 network runs libtorch on one thread: {p}"
+    );
+    assert!(p["hostname"].as_str().is_some_and(|h| !h.is_empty()), "{p}");
+    let command = p["command"].as_str().expect("command");
+    assert!(
+        command.contains(" train --config configs/cartpole.yaml --quiet --out ")
+            && command.contains("--set eval.every=1000"),
+        "{p}"
+    );
+    let started = p["started_at"].as_str().expect("start time");
+    assert!(started.len() == 20 && started.ends_with('Z'), "{p}");
     for key in [
         "gradient_updates",
         "train_seconds",
@@ -249,7 +279,11 @@ fn a_diverging_run_stops_and_keeps_its_last_good_model() {
     let checkpoint =
         qnet::checkpoint::training::TrainingCheckpoint::load(&out.join("checkpoint.safetensors"))
             .expect("checkpoint");
-    assert!(checkpoint.arrays["online"].iter().all(|w| w.is_finite()));
+    let online = checkpoint
+        .part(qnet::checkpoint::training::part::LEARNER)
+        .and_then(|p| p.f32s("online"))
+        .expect("the learner's weights");
+    assert!(online.iter().all(|w| w.is_finite()));
     let output = run(qnet()
         .args(["eval", "--episodes", "3", "--checkpoint"])
         .arg(&out));

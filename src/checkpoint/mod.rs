@@ -7,13 +7,29 @@ pub mod training;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use tch::Tensor;
+use anyhow::{Context, Result};
+use tch::{Device, Kind, Tensor};
 
 use crate::atomic::remove_if_exists;
 use crate::config::Config;
 use crate::export;
 use crate::qfunction::NetworkSpec;
+
+/// A tensor's values as f32 on the host, for a checkpoint part.
+pub fn host_values(tensor: &Tensor) -> Result<Vec<f32>> {
+    let host = tensor
+        .f_to_device(Device::Cpu)?
+        .f_to_kind(Kind::Float)?
+        .f_contiguous()?;
+    let n = host.numel();
+    let mut values = Vec::new();
+    values
+        .try_reserve_exact(n)
+        .with_context(|| format!("cannot allocate a host copy of {n} values"))?;
+    values.resize(n, 0.0);
+    host.f_copy_data(&mut values, n)?;
+    Ok(values)
+}
 
 /// Which pair of model files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

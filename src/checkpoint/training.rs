@@ -1,8 +1,10 @@
-//! The resumable training checkpoint: one safetensors file holding every array (network
-//! and target weights, Adam moments and replay rows as f32 tensors, replay priorities as
-//! f64 tensors, whose sums must restore bit for bit), and the loop's state
-//! (counters, RNG and env states, metrics) as JSON in its metadata. One file, written
-//! atomically, so a kill at any instant leaves the previous checkpoint intact.
+//! The resumable training checkpoint: one safetensors file in which each component of a run
+//! (the learner, the replay buffer, the loop with its envs and RNGs, the records, the best
+//! model) keeps a part of its own. A part is named arrays, stored as `<part>/<array>` (f32,
+//! or f64 where sums must restore bit for bit), and a small state as JSON in the file's
+//! metadata under `state/<part>`. Components hand their parts over and take them back
+//! through [`Checkpointed`]; this module knows the layout, not what the parts mean. One file,
+//! written atomically, so a kill at any instant leaves the previous checkpoint intact.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,30 +13,107 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::atomic::write_atomic;
 
 /// File name of the training checkpoint inside a run directory.
 pub const FILE_NAME: &str = "checkpoint.safetensors";
 const FORMAT_KEY: &str = "format";
-const FORMAT: &str = "qnet-training-checkpoint-v1";
-const STATE_KEY: &str = "state";
+const FORMAT: &str = "qnet-training-checkpoint-v2";
 const CONFIG_KEY: &str = "config";
+/// Metadata keys of the parts' states begin with this.
+const STATE_PREFIX: &str = "state/";
 
-/// Everything a checkpoint holds, opaque to this module.
+/// The names of a training checkpoint's parts, one per component of a run.
+pub mod part {
+    /// Online and target networks, Adam's moments and steps, pending update statistics.
+    pub const LEARNER: &str = "learner";
+    /// The replay rows, the next slot, the priorities.
+    pub const REPLAY: &str = "replay";
+    /// The loop's counters, RNGs, envs and n-step windows.
+    pub const LOOP: &str = "loop";
+    /// How far metrics.csv and the event file had been written.
+    pub const RECORDS: &str = "records";
+    /// The best periodic evaluation and its parameters.
+    pub const BEST: &str = "best";
+}
+
+/// One component's share of a checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The component's small state (counters, RNG states, positions), as JSON.
+    pub state: String,
+    /// Named flat f32 arrays.
+    pub f32s: BTreeMap<String, Vec<f32>>,
+    /// Named flat f64 arrays.
+    pub f64s: BTreeMap<String, Vec<f64>>,
+}
+
+impl Part {
+    /// A part holding `state` as JSON, with no arrays yet.
+    pub fn new(state: &impl Serialize) -> Result<Self> {
+        Ok(Self {
+            state: serde_json::to_string(state).context("encoding a checkpoint part's state")?,
+            f32s: BTreeMap::new(),
+            f64s: BTreeMap::new(),
+        })
+    }
+
+    /// The state, decoded.
+    pub fn state<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.state).context("decoding its state")
+    }
+
+    /// The f32 array `name`.
+    pub fn f32s(&self, name: &str) -> Result<&[f32]> {
+        self.f32s
+            .get(name)
+            .map(Vec::as_slice)
+            .with_context(|| format!("it has no '{name}' array"))
+    }
+}
+
+/// A component of a training run that hands its state to a checkpoint and takes it back.
+pub trait Checkpointed {
+    /// Its state now (flushing whatever it buffers first).
+    fn save_part(&mut self) -> Result<Part>;
+    /// Takes back a part that a like-configured component saved.
+    fn load_part(&mut self, part: &Part) -> Result<()>;
+}
+
+/// Everything a checkpoint holds: the run's config and one part per component.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingCheckpoint {
     /// The resolved config the run was started with, as YAML.
     pub config_yaml: String,
-    /// The training loop's state, as JSON.
-    pub state_json: String,
-    /// Named flat f32 arrays.
-    pub arrays: BTreeMap<String, Vec<f32>>,
-    /// Named flat f64 arrays.
-    pub arrays_f64: BTreeMap<String, Vec<f64>>,
+    /// The components' parts, by name ([`part`]).
+    pub parts: BTreeMap<String, Part>,
 }
 
 impl TrainingCheckpoint {
+    /// Part `name`.
+    pub fn part(&self, name: &str) -> Result<&Part> {
+        self.parts
+            .get(name)
+            .with_context(|| format!("the checkpoint has no '{name}' part"))
+    }
+
+    /// Hands part `name` back to `component`.
+    pub fn restore(&self, name: &str, component: &mut impl Checkpointed) -> Result<()> {
+        component
+            .load_part(self.part(name)?)
+            .with_context(|| format!("restoring the checkpoint's '{name}' part"))
+    }
+
+    /// The state of part `name`, decoded.
+    pub fn state<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        self.part(name)?
+            .state()
+            .with_context(|| format!("reading the checkpoint's '{name}' part"))
+    }
+
     /// Writes the checkpoint to `path`, atomically, streaming each array to the file (no
     /// copy of the replay buffer is made on the way).
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -43,13 +122,13 @@ impl TrainingCheckpoint {
             let mut out = BufWriter::new(file);
             out.write_all(&(header.len() as u64).to_le_bytes())?;
             out.write_all(&header)?;
-            for values in self.arrays.values() {
-                for value in values {
+            for part in self.parts.values() {
+                for value in part.f32s.values().flatten() {
                     out.write_all(&value.to_le_bytes())?;
                 }
             }
-            for values in self.arrays_f64.values() {
-                for value in values {
+            for part in self.parts.values() {
+                for value in part.f64s.values().flatten() {
                     out.write_all(&value.to_le_bytes())?;
                 }
             }
@@ -59,38 +138,43 @@ impl TrainingCheckpoint {
     }
 
     /// The safetensors JSON header (keys sorted, so equal checkpoints are equal bytes),
-    /// padded with spaces to a multiple of 8 bytes as the format asks.
+    /// padded with spaces to a multiple of 8 bytes as the format asks. Arrays appear in the
+    /// order [`TrainingCheckpoint::save`] writes them: every part's f32 arrays, then its f64s.
     fn header(&self) -> Result<Vec<u8>> {
         let mut header = serde_json::Map::new();
         let mut offset = 0usize;
-        let sizes = self
-            .arrays
-            .iter()
-            .map(|(name, v)| (name, "F32", v.len(), 4))
-            .chain(
-                self.arrays_f64
-                    .iter()
-                    .map(|(name, v)| (name, "F64", v.len(), 8)),
-            );
-        for (name, dtype, len, width) in sizes {
-            if header.contains_key(name) {
-                bail!("the checkpoint has two arrays named '{name}'");
+        let f32s = self.parts.iter().flat_map(|(part, p)| {
+            p.f32s
+                .iter()
+                .map(move |(name, v)| (part, name, "F32", v.len(), 4))
+        });
+        let f64s = self.parts.iter().flat_map(|(part, p)| {
+            p.f64s
+                .iter()
+                .map(move |(name, v)| (part, name, "F64", v.len(), 8))
+        });
+        for (part, name, dtype, len, width) in f32s.chain(f64s) {
+            if part.contains('/') {
+                bail!("a checkpoint part's name may not contain '/': '{part}'");
+            }
+            let key = format!("{part}/{name}");
+            if header.contains_key(&key) {
+                bail!("the checkpoint has two arrays named '{key}'");
             }
             let end = offset + width * len;
             header.insert(
-                name.clone(),
+                key,
                 serde_json::json!({"dtype": dtype, "shape": [len], "data_offsets": [offset, end]}),
             );
             offset = end;
         }
-        header.insert(
-            "__metadata__".to_owned(),
-            serde_json::json!({
-                FORMAT_KEY: FORMAT,
-                STATE_KEY: self.state_json,
-                CONFIG_KEY: self.config_yaml,
-            }),
-        );
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(FORMAT_KEY.to_owned(), FORMAT.into());
+        metadata.insert(CONFIG_KEY.to_owned(), self.config_yaml.clone().into());
+        for (part, p) in &self.parts {
+            metadata.insert(format!("{STATE_PREFIX}{part}"), p.state.clone().into());
+        }
+        header.insert("__metadata__".to_owned(), metadata.into());
         let mut text = serde_json::to_vec(&header).context("encoding the checkpoint header")?;
         text.resize(text.len().div_ceil(8) * 8, b' ');
         Ok(text)
@@ -101,7 +185,7 @@ impl TrainingCheckpoint {
         let bytes = fs::read(path).with_context(|| {
             format!(
                 "reading the training checkpoint {}: a run directory gets one every \
-                 checkpoint.every env steps, on Ctrl-C and at the end",
+                 checkpoint.every_seconds of training, on Ctrl-C and at the end",
                 path.display()
             )
         })?;
@@ -116,18 +200,39 @@ impl TrainingCheckpoint {
     fn decode(bytes: &[u8]) -> Result<Self> {
         let (_, header) = SafeTensors::read_metadata(bytes)?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        if metadata.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
-            bail!("its metadata does not say format {FORMAT}");
+        match metadata.get(FORMAT_KEY).map(String::as_str) {
+            Some(FORMAT) => {}
+            Some(other) => bail!(
+                "it is format {other}, which this qnet ({}) does not read (it reads \
+                 {FORMAT}); finish the run with the qnet that started it, or start it again",
+                env!("CARGO_PKG_VERSION")
+            ),
+            None => bail!("its metadata does not say format {FORMAT}"),
         }
-        let field = |key: &str| {
-            metadata
-                .get(key)
-                .cloned()
-                .with_context(|| format!("its metadata has no '{key}'"))
-        };
+        let config_yaml = metadata
+            .get(CONFIG_KEY)
+            .cloned()
+            .with_context(|| format!("its metadata has no '{CONFIG_KEY}'"))?;
+        let mut parts: BTreeMap<String, Part> = metadata
+            .iter()
+            .filter_map(|(key, state)| {
+                let name = key.strip_prefix(STATE_PREFIX)?;
+                let part = Part {
+                    state: state.clone(),
+                    f32s: BTreeMap::new(),
+                    f64s: BTreeMap::new(),
+                };
+                Some((name.to_owned(), part))
+            })
+            .collect();
         let tensors = SafeTensors::deserialize(bytes)?;
-        let (mut arrays, mut arrays_f64) = (BTreeMap::new(), BTreeMap::new());
-        for (name, view) in tensors.tensors() {
+        for (key, view) in tensors.tensors() {
+            let Some((part, name)) = key.split_once('/') else {
+                bail!("tensor '{key}' is not named <part>/<array>");
+            };
+            let Some(part) = parts.get_mut(part) else {
+                bail!("tensor '{key}' belongs to no part with a state");
+            };
             match view.dtype() {
                 Dtype::F32 => {
                     let values = view
@@ -135,7 +240,7 @@ impl TrainingCheckpoint {
                         .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                         .collect();
-                    arrays.insert(name, values);
+                    part.f32s.insert(name.to_owned(), values);
                 }
                 Dtype::F64 => {
                     let values = view
@@ -145,17 +250,12 @@ impl TrainingCheckpoint {
                             f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
                         })
                         .collect();
-                    arrays_f64.insert(name, values);
+                    part.f64s.insert(name.to_owned(), values);
                 }
-                other => bail!("tensor '{name}' is {other:?}, not F32 or F64"),
+                other => bail!("tensor '{key}' is {other:?}, not F32 or F64"),
             }
         }
-        Ok(Self {
-            config_yaml: field(CONFIG_KEY)?,
-            state_json: field(STATE_KEY)?,
-            arrays,
-            arrays_f64,
-        })
+        Ok(Self { config_yaml, parts })
     }
 }
 
@@ -164,14 +264,31 @@ mod tests {
     use super::*;
 
     fn sample() -> TrainingCheckpoint {
+        let learner = Part {
+            state: "{\"adam_steps\":12}".into(),
+            f32s: BTreeMap::from([
+                ("online".into(), vec![1.5, -2.0, f32::MIN_POSITIVE]),
+                ("adam.m".into(), vec![]),
+            ]),
+            f64s: BTreeMap::new(),
+        };
+        let replay = Part {
+            state: "{\"next\":3}".into(),
+            f32s: BTreeMap::from([("rows".into(), vec![0.25; 7])]),
+            f64s: BTreeMap::from([("priorities".into(), vec![0.1, 1e-300, 3.0])]),
+        };
+        let records = Part {
+            state: "{\"csv_bytes\":120}".into(),
+            f32s: BTreeMap::new(),
+            f64s: BTreeMap::new(),
+        };
         TrainingCheckpoint {
             config_yaml: "seed: 3\n".into(),
-            state_json: "{\"env_steps\":12}".into(),
-            arrays: BTreeMap::from([
-                ("online".into(), vec![1.5, -2.0, f32::MIN_POSITIVE]),
-                ("replay".into(), vec![]),
+            parts: BTreeMap::from([
+                (part::LEARNER.into(), learner),
+                (part::REPLAY.into(), replay),
+                (part::RECORDS.into(), records),
             ]),
-            arrays_f64: BTreeMap::from([("priorities".into(), vec![0.1, 1e-300, 3.0])]),
         }
     }
 
@@ -180,7 +297,37 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join(FILE_NAME);
         sample().save(&path)?;
-        assert_eq!(TrainingCheckpoint::load(&path)?, sample());
+        let loaded = TrainingCheckpoint::load(&path)?;
+        assert_eq!(loaded, sample());
+        // PyTorch's reader sees each component's arrays under its part's name.
+        let bytes = fs::read(&path)?;
+        let tensors = SafeTensors::deserialize(&bytes)?;
+        let mut names = tensors.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "learner/adam.m",
+                "learner/online",
+                "replay/priorities",
+                "replay/rows"
+            ]
+        );
+        let state: serde_json::Value = loaded.state(part::REPLAY)?;
+        assert_eq!(state["next"], 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_part_or_array_is_named() -> Result<()> {
+        let checkpoint = sample();
+        let err = format!("{:#}", checkpoint.part(part::BEST).unwrap_err());
+        assert!(err.contains("no 'best' part"), "{err}");
+        let err = format!(
+            "{:#}",
+            checkpoint.part(part::LEARNER)?.f32s("target").unwrap_err()
+        );
+        assert!(err.contains("no 'target' array"), "{err}");
         Ok(())
     }
 
@@ -197,6 +344,16 @@ mod tests {
         assert!(err.contains("truncated or corrupt"), "{err}");
         fs::write(&path, "not a checkpoint")?;
         assert!(TrainingCheckpoint::load(&path).is_err());
+        // A checkpoint of an older layout says so.
+        let at = bytes
+            .windows(FORMAT.len())
+            .position(|w| w == FORMAT.as_bytes())
+            .context("the format in the header")?;
+        let mut old = bytes.clone();
+        old[at + FORMAT.len() - 1] = b'1';
+        fs::write(&path, old)?;
+        let err = format!("{:#}", TrainingCheckpoint::load(&path).unwrap_err());
+        assert!(err.contains("format qnet-training-checkpoint-v1"), "{err}");
         Ok(())
     }
 }

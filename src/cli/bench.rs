@@ -165,6 +165,7 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
         Start::Fresh,
         &mut progress,
         &never,
+        crate::provenance::this_command(),
     )
     .and_then(|mut trainer| trainer.throughput(args.seconds));
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;

@@ -13,6 +13,7 @@ use crate::config::{Config, Procedure};
 use crate::device::Placement;
 use crate::metrics::{RunStatus, Summary};
 use crate::progress::Progress;
+use crate::provenance;
 use crate::trainer::{work_left, Outcome, Start, Trainer};
 
 /// Exit code after an interrupt (128 + SIGINT, as shells report it).
@@ -30,6 +31,7 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
                 say!("{line}");
                 Ok(())
             },
+            provenance::this_command(),
         )?;
         return report(outcome, dir);
     }
@@ -41,20 +43,34 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     say!("run directory: {}", dir.display());
-    report(start_run(cfg, placement, &dir, args.quiet, &stop)?, &dir)
+    let command = provenance::this_command();
+    report(
+        start_run(cfg, placement, &dir, args.quiet, &stop, command)?,
+        &dir,
+    )
 }
 
-/// Trains `cfg` from step 0 in the (existing) directory `dir`.
+/// Trains `cfg` from step 0 in the (existing) directory `dir`, for `command`.
 pub(super) fn start_run(
     cfg: Config,
     placement: Placement,
     dir: &Path,
     quiet: bool,
     stop: &AtomicBool,
+    command: String,
 ) -> Result<Outcome> {
     write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
-    Trainer::new(cfg, placement, dir, Start::Fresh, &mut progress, stop)?.run()
+    Trainer::new(
+        cfg,
+        placement,
+        dir,
+        Start::Fresh,
+        &mut progress,
+        stop,
+        command,
+    )?
+    .run()
 }
 
 /// Keys a resumed run may change: they decide how long it trains and how often it
@@ -81,13 +97,14 @@ fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
 
 /// Continues the run in `dir` from its checkpoint (from step 0 if it has none yet), with its
 /// own config.yaml and the `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`); `note`
-/// receives the line that says what is being resumed.
+/// receives the line that says what is being resumed; `command` is this session's.
 pub(super) fn resume_run(
     dir: &Path,
     overrides: &[String],
     quiet: bool,
     stop: &AtomicBool,
     note: &mut dyn FnMut(&str) -> Result<()>,
+    command: String,
 ) -> Result<Outcome> {
     let config_path = dir.join("config.yaml");
     if !config_path.exists() {
@@ -145,7 +162,7 @@ pub(super) fn resume_run(
         }
     };
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
-    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop)
+    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop, command)
         .with_context(|| format!("resuming {}", dir.display()))?;
     trainer.run()
 }

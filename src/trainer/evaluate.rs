@@ -1,15 +1,101 @@
 //! Greedy evaluations during and after training: the periodic ones (which keep the best
 //! model) and the final one (which completes the run).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::{Outcome, Trainer};
 use crate::agent::Learner;
-use crate::checkpoint::{save_model, ModelFiles};
+use crate::checkpoint::training::{Checkpointed, Part};
+use crate::checkpoint::{host_values, save_model, ModelFiles};
 use crate::device;
 use crate::eval::{self, EvalResult, Policy};
 use crate::metrics::{Row, RunStatus, Summary};
+
+/// The periodic evaluation with the highest mean so far: what `model_best.*` hold.
+#[derive(Debug)]
+pub(super) struct BestModel {
+    /// None before the first periodic evaluation.
+    pub(super) best: Option<Best>,
+    /// Where the online network lives.
+    device: Device,
+}
+
+/// The best evaluation and the online parameters at it.
+#[derive(Debug)]
+pub(super) struct Best {
+    /// Its mean return.
+    pub(super) mean: f64,
+    /// Its env step.
+    pub(super) step: u64,
+    /// A copy of the online network's flat parameters then.
+    pub(super) params: Tensor,
+}
+
+/// What a checkpoint keeps of the best model besides its parameters.
+#[derive(Debug, Serialize, Deserialize)]
+struct BestState {
+    mean: f64,
+    step: u64,
+}
+
+/// The best model's parameters, in its checkpoint part.
+const PARAMS: &str = "params";
+
+impl BestModel {
+    /// No evaluation yet, for a network on `device`.
+    pub(super) fn new(device: Device) -> Self {
+        Self { best: None, device }
+    }
+
+    /// Keeps `params` if `mean` beats the best so far (the first evaluation always does);
+    /// returns whether it did.
+    fn offer(&mut self, mean: f64, step: u64, params: &Tensor) -> Result<bool> {
+        if self.best.as_ref().is_some_and(|best| mean <= best.mean) {
+            return Ok(false);
+        }
+        let mut copy = params
+            .f_zeros_like()
+            .context("copying the best model's parameters")?;
+        copy.f_copy_(params)?;
+        self.best = Some(Best {
+            mean,
+            step,
+            params: copy,
+        });
+        Ok(true)
+    }
+}
+
+impl Checkpointed for BestModel {
+    fn save_part(&mut self) -> Result<Part> {
+        let state = self.best.as_ref().map(|best| BestState {
+            mean: best.mean,
+            step: best.step,
+        });
+        let mut part = Part::new(&state)?;
+        if let Some(best) = &self.best {
+            part.f32s
+                .insert(PARAMS.to_owned(), host_values(&best.params)?);
+        }
+        Ok(part)
+    }
+
+    fn load_part(&mut self, part: &Part) -> Result<()> {
+        self.best = match part.state::<Option<BestState>>()? {
+            Some(BestState { mean, step }) => Some(Best {
+                mean,
+                step,
+                params: Tensor::from_slice(part.f32s(PARAMS)?)
+                    .f_to_device(self.device)
+                    .context("copying the best model's parameters")?,
+            }),
+            None => None,
+        };
+        Ok(())
+    }
+}
 
 impl Trainer<'_> {
     /// A periodic evaluation is due (and the schedule moves on to the next one).
@@ -43,14 +129,11 @@ impl Trainer<'_> {
             result: result.clone(),
             wall_seconds: seconds,
         });
-        let improved = match self.state.best_eval_mean {
-            Some(best) => result.mean > best,
-            None => true,
-        };
-        if improved {
-            self.state.best_eval_mean = Some(result.mean);
-            self.state.best_eval_step = Some(self.state.env_steps);
-            self.best = Some(self.learner.online().flat().copy());
+        if self.best.offer(
+            result.mean,
+            self.state.env_steps,
+            self.learner.online().flat(),
+        )? {
             self.write_best_model()?;
         }
         self.records.flush()?;
@@ -62,16 +145,16 @@ impl Trainer<'_> {
     /// Writes `model_best.*` from [`Trainer::best`], or removes them when there is none yet
     /// (a fresh start, or a checkpoint from before the first evaluation).
     pub(super) fn write_best_model(&self) -> Result<()> {
-        match (&self.best, self.state.best_eval_step) {
-            (Some(flat), Some(step)) => save_model(
+        match &self.best.best {
+            Some(best) => save_model(
                 &self.run_dir,
                 ModelFiles::Best,
                 &self.cfg,
                 self.learner.online().spec(),
-                flat,
-                step,
+                &best.params,
+                best.step,
             ),
-            _ => ModelFiles::Best.remove(&self.run_dir),
+            None => ModelFiles::Best.remove(&self.run_dir),
         }
     }
 
@@ -118,13 +201,14 @@ impl Trainer<'_> {
             final_eval_solved: result.map(EvalResult::solved),
             solved_at_step: self.state.solved_at_step,
             solved_at_seconds: self.state.solved_at_seconds,
-            best_eval_mean: self.state.best_eval_mean,
-            best_eval_step: self.state.best_eval_step,
+            best_eval_mean: self.best.best.as_ref().map(|best| best.mean),
+            best_eval_step: self.best.best.as_ref().map(|best| best.step),
             diverged_at_step: divergence.map(|d| d.env_step),
             divergence: divergence.map(|d| d.what.clone()),
             seed: self.cfg.seed,
             device: device::name(self.device),
             qnet_version: env!("CARGO_PKG_VERSION").to_owned(),
+            provenance: Some(self.provenance.clone()),
         }
     }
 }

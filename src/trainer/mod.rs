@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
-use tch::{Device, Tensor};
+use tch::Device;
+
+use evaluate::BestModel;
 
 use crate::agent::Learner;
 use crate::checkpoint::training::TrainingCheckpoint;
@@ -28,6 +30,7 @@ use crate::env::OBS_DIM;
 use crate::metrics::{Row, Summary};
 use crate::nstep::Step;
 use crate::progress::{Progress, Status};
+use crate::provenance::Provenance;
 use crate::records::Records;
 use crate::replay::{Prioritization, ReplayBuffer, ROW};
 use crate::rng::{stream_seed, Stream};
@@ -92,8 +95,10 @@ pub struct Trainer<'a> {
     replay: ReplayBuffer,
     state: LoopState,
     records: Records,
-    /// The online parameters at the best periodic evaluation (what `model_best.*` holds).
-    best: Option<Tensor>,
+    /// The best periodic evaluation (what `model_best.*` holds).
+    best: BestModel,
+    /// Where and how this session runs, for summary.json.
+    provenance: Provenance,
     run_dir: PathBuf,
     progress: &'a mut Progress,
     stop: &'a AtomicBool,
@@ -106,7 +111,8 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// A run of `cfg` on `device` in `run_dir`, from step 0 or from a checkpoint.
+    /// A run of `cfg` on `device` in `run_dir`, from step 0 or from a checkpoint, by a
+    /// session of `command` (recorded in summary.json).
     pub fn new(
         cfg: Config,
         placement: Placement,
@@ -114,8 +120,10 @@ impl<'a> Trainer<'a> {
         start: Start<'_>,
         progress: &'a mut Progress,
         stop: &'a AtomicBool,
+        command: String,
     ) -> Result<Self> {
         let device = placement.train;
+        let provenance = Provenance::capture(command, device);
         let learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;
         let capacity = match cfg.train.procedure {
             Procedure::Dqn => cfg.replay.capacity,
@@ -138,7 +146,8 @@ impl<'a> Trainer<'a> {
             learner,
             replay,
             records,
-            best: None,
+            best: BestModel::new(device),
+            provenance,
             run_dir: run_dir.to_path_buf(),
             progress,
             stop,

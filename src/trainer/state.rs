@@ -1,16 +1,17 @@
-//! What the loop carries between steps, and its round trip through a checkpoint.
+//! What the loop carries between steps, and the round trip of a run through a checkpoint:
+//! each component (learner, replay, records, best model, this loop state with its envs)
+//! hands over its own part and takes it back.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
 
 use super::Trainer;
 use crate::atomic::write_bytes_atomic;
-use crate::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
+use crate::checkpoint::training::{part, Checkpointed, Part, TrainingCheckpoint, FILE_NAME};
 use crate::checkpoint::ModelFiles;
 use crate::config::{Config, Procedure};
 use crate::env::BatchedCartPole;
@@ -18,11 +19,10 @@ use crate::eval::EvalResult;
 use crate::metrics::Curves;
 use crate::nstep::NStepWindows;
 use crate::plot::{learning_curve_svg, LEARNING_CURVE};
-use crate::records::{RecordPositions, Records};
-use crate::replay::ReplaySnapshot;
+use crate::records::Records;
 use crate::rng::{stream_rng, stream_seed, Stream};
 
-/// The training loop's state apart from tensors: counters, RNGs, envs, records.
+/// The training loop's own state: counters, RNGs, envs, n-step windows, progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoopState {
     /// Env steps taken, summed over envs.
@@ -61,24 +61,10 @@ pub struct LoopState {
     pub solved_at_seconds: Option<f64>,
     /// Training seconds so far, over all sessions.
     pub train_seconds: f64,
-    /// Highest mean of a periodic evaluation so far.
-    pub best_eval_mean: Option<f64>,
-    /// Env step of that evaluation.
-    pub best_eval_step: Option<u64>,
     /// Training stopped at a solved evaluation (`eval.stop_when_solved`).
     pub stopped_solved: bool,
-    /// How far metrics.csv and the event file had been written.
-    pub records: Option<RecordPositions>,
-    /// Adam updates so far.
-    pub adam_steps: u64,
-    /// Next replay slot to write.
-    pub replay_next: usize,
-    /// Prioritized replay's largest priority so far.
-    pub replay_max_priority: Option<f64>,
     /// The n-step windows of the training envs.
     pub nstep: NStepWindows,
-    /// Updates whose loss and Q are summed in the `stats` array, not yet in a metrics row.
-    pub pending_stat_updates: u64,
 }
 
 impl LoopState {
@@ -110,15 +96,8 @@ impl LoopState {
             solved_at_step: None,
             solved_at_seconds: None,
             train_seconds: 0.0,
-            best_eval_mean: None,
-            best_eval_step: None,
             stopped_solved: false,
-            records: None,
-            adam_steps: 0,
-            replay_next: 0,
-            replay_max_priority: None,
             nstep: NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n),
-            pending_stat_updates: 0,
         }
     }
 
@@ -137,29 +116,15 @@ impl LoopState {
     }
 }
 
-const ONLINE: &str = "online";
-const TARGET: &str = "target";
-const ADAM_M: &str = "adam.m";
-const ADAM_V: &str = "adam.v";
-const REPLAY: &str = "replay";
-const STATS: &str = "stats";
-const BEST: &str = "best";
-const PRIORITIES: &str = "replay.priorities";
+impl Checkpointed for LoopState {
+    fn save_part(&mut self) -> Result<Part> {
+        Part::new(self)
+    }
 
-fn to_vec(tensor: &Tensor) -> Result<Vec<f32>> {
-    let host = tensor
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
-    let n = host.numel();
-    let mut values = vec![0.0f32; n];
-    host.f_copy_data(&mut values, n)?;
-    Ok(values)
-}
-
-/// The loop state a checkpoint holds.
-fn decode_state(checkpoint: &TrainingCheckpoint) -> Result<LoopState> {
-    serde_json::from_str(&checkpoint.state_json).context("decoding the checkpoint's loop state")
+    fn load_part(&mut self, part: &Part) -> Result<()> {
+        *self = part.state()?;
+        Ok(())
+    }
 }
 
 /// True while `cfg`'s budget is not spent at `state` and no solved evaluation has ended
@@ -174,15 +139,13 @@ pub(super) fn work_left_in(cfg: &Config, state: &LoopState) -> bool {
 
 /// Whether a run resumed from `checkpoint` with `cfg` would train at all.
 pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
-    Ok(work_left_in(cfg, &decode_state(checkpoint)?))
+    Ok(work_left_in(cfg, &checkpoint.state(part::LOOP)?))
 }
 
-/// The run's records as `checkpoint` saw them (new ones if it saw none).
+/// The run's records as `checkpoint` saw them.
 pub(super) fn reopen_records(run_dir: &Path, checkpoint: &TrainingCheckpoint) -> Result<Records> {
-    match decode_state(checkpoint)?.records {
-        Some(at) => Records::reopen(run_dir, &at),
-        None => Records::create(run_dir),
-    }
+    Records::reopen(run_dir, checkpoint.part(part::RECORDS)?)
+        .context("reopening the records the checkpoint saw")
 }
 
 impl Trainer<'_> {
@@ -191,39 +154,19 @@ impl Trainer<'_> {
     /// are not on disk). Callers check that the parameters are finite first.
     pub(super) fn save_checkpoint(&mut self) -> Result<()> {
         self.state.train_seconds = self.seconds();
-        self.state.records = Some(self.records.sync()?);
-        self.state.adam_steps = self.learner.adam().steps();
-        let replay = self.replay.snapshot()?;
-        self.state.replay_next = replay.next;
-        let mut arrays_f64 = BTreeMap::new();
-        self.state.replay_max_priority = match replay.priorities {
-            Some((leaves, max)) => {
-                arrays_f64.insert(PRIORITIES.to_owned(), leaves);
-                Some(max)
-            }
-            None => None,
-        };
-        let (loss_sum, q_sum, pending) = self.learner.pending_stats();
-        self.state.pending_stat_updates = pending;
-        let (m, v) = self.learner.adam().moments();
-        let mut arrays = BTreeMap::from([
-            (ONLINE.to_owned(), to_vec(self.learner.online().flat())?),
-            (ADAM_M.to_owned(), to_vec(m)?),
-            (ADAM_V.to_owned(), to_vec(v)?),
-            (REPLAY.to_owned(), replay.rows),
-            (STATS.to_owned(), vec![loss_sum, q_sum]),
-        ]);
-        if let Some(target) = self.learner.target() {
-            arrays.insert(TARGET.to_owned(), to_vec(target.flat())?);
-        }
-        if let Some(best) = &self.best {
-            arrays.insert(BEST.to_owned(), to_vec(best)?);
+        let mut saved = BTreeMap::from([(part::RECORDS.to_owned(), self.records.save_part()?)]);
+        let components: [(&str, &mut dyn Checkpointed); 4] = [
+            (part::LEARNER, &mut self.learner),
+            (part::REPLAY, &mut self.replay),
+            (part::BEST, &mut self.best),
+            (part::LOOP, &mut self.state),
+        ];
+        for (name, component) in components {
+            saved.insert(name.to_owned(), component.save_part()?);
         }
         let checkpoint = TrainingCheckpoint {
             config_yaml: self.cfg.to_yaml()?,
-            state_json: serde_json::to_string(&self.state)?,
-            arrays,
-            arrays_f64,
+            parts: saved,
         };
         checkpoint.save(&self.run_dir.join(FILE_NAME))?;
         let online = self.learner.online();
@@ -252,55 +195,10 @@ impl Trainer<'_> {
     /// Puts a fresh trainer into the state a checkpoint recorded; model_best.* are rewritten
     /// from it, so they match the state training continues from.
     pub(super) fn restore(&mut self, checkpoint: &TrainingCheckpoint) -> Result<()> {
-        let mut state = decode_state(checkpoint)?;
-        let array = |name: &str| {
-            checkpoint
-                .arrays
-                .get(name)
-                .with_context(|| format!("the checkpoint has no '{name}' array"))
-        };
-        let tensor = |name: &str| array(name).map(|values| Tensor::from_slice(values));
-        let target = checkpoint
-            .arrays
-            .get(TARGET)
-            .map(|values| Tensor::from_slice(values));
-        self.learner.restore(
-            &tensor(ONLINE)?,
-            target.as_ref(),
-            &tensor(ADAM_M)?,
-            &tensor(ADAM_V)?,
-            state.adam_steps,
-        )?;
-        let priorities = match (
-            checkpoint.arrays_f64.get(PRIORITIES),
-            state.replay_max_priority,
-        ) {
-            (Some(leaves), Some(max)) => Some((leaves.clone(), max)),
-            _ => None,
-        };
-        self.replay.restore(&ReplaySnapshot {
-            rows: array(REPLAY)?.clone(),
-            next: state.replay_next,
-            priorities,
-        })?;
-        match array(STATS)?.as_slice() {
-            &[loss_sum, q_sum] => {
-                self.learner
-                    .restore_stats(loss_sum, q_sum, state.pending_stat_updates)
-            }
-            other => bail!(
-                "the checkpoint's 'stats' array has {} values, not 2",
-                other.len()
-            ),
-        }
-        self.best = match checkpoint.arrays.get(BEST) {
-            Some(values) => Some(
-                Tensor::from_slice(values)
-                    .f_to_device(self.device)
-                    .context("copying the best model's parameters")?,
-            ),
-            None => None,
-        };
+        checkpoint.restore(part::LEARNER, &mut self.learner)?;
+        checkpoint.restore(part::REPLAY, &mut self.replay)?;
+        checkpoint.restore(part::BEST, &mut self.best)?;
+        let mut state: LoopState = checkpoint.state(part::LOOP)?;
         // Evaluation and checkpoint cadences may have changed with the resumed config.
         let saved: Config =
             Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;

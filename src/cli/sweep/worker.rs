@@ -93,7 +93,7 @@ fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutco
                 .dir
                 .join(crate::checkpoint::training::FILE_NAME)
                 .exists();
-            let outcome = resume_run(&job.dir, &[], true, stop, &mut |_| Ok(()))?;
+            let outcome = resume_run(&job.dir, &[], true, stop, &mut |_| Ok(()), job.command())?;
             (outcome, fresh)
         }
         RunState::New => {
@@ -101,7 +101,10 @@ fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutco
             let placement = Placement::of(&cfg)?;
             std::fs::create_dir_all(&job.dir)
                 .with_context(|| format!("creating the run directory {}", job.dir.display()))?;
-            (start_run(cfg, placement, &job.dir, true, stop)?, true)
+            (
+                start_run(cfg, placement, &job.dir, true, stop, job.command())?,
+                true,
+            )
         }
     };
     Ok(match outcome {

@@ -1,0 +1,92 @@
+//! The few CUDA runtime calls qnet makes itself (free memory, a device's name), looked up in
+//! the CUDA runtime that libtorch loaded, so nothing links against CUDA here and a CPU-only
+//! libtorch simply has none to offer.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+extern "C" {
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+}
+
+/// The already loaded function `name`, if a loaded library has it.
+fn lookup(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: RTLD_DEFAULT (null) searches the libraries already loaded; `name` is
+    // NUL-terminated.
+    let function = unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) };
+    (!function.is_null()).then_some(function)
+}
+
+/// Makes CUDA device `index` current for this thread.
+fn set_device(index: usize) -> Option<()> {
+    type SetDevice = unsafe extern "C" fn(c_int) -> c_int;
+    let function = lookup(c"cudaSetDevice")?;
+    // SAFETY: cudaSetDevice's documented signature; it reports failure by status.
+    let status = unsafe {
+        let set = std::mem::transmute::<*mut c_void, SetDevice>(function);
+        set(c_int::try_from(index).ok()?)
+    };
+    (status == 0).then_some(())
+}
+
+/// Free memory on CUDA device `index`, in bytes.
+pub fn free_memory(index: usize) -> Option<u64> {
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
+    let function = lookup(c"cudaMemGetInfo")?;
+    set_device(index)?;
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: cudaMemGetInfo's documented signature; it reports failure by status.
+    let status = unsafe {
+        let mem_get_info = std::mem::transmute::<*mut c_void, MemGetInfo>(function);
+        mem_get_info(&mut free, &mut total)
+    };
+    (status == 0).then_some(free as u64)
+}
+
+/// The name of CUDA device `index` (e.g. "NVIDIA H200"), from cudaGetDeviceProperties.
+pub fn device_name(index: usize) -> Option<String> {
+    type GetProperties = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
+    // CUDA 12 and later export the current layout of the properties as `_v2`.
+    let function =
+        lookup(c"cudaGetDeviceProperties_v2").or_else(|| lookup(c"cudaGetDeviceProperties"))?;
+    // `cudaDeviceProp` opens with `char name[256]` in every CUDA release, while the rest of
+    // its layout (about 1 KiB) changes between releases: it is written into a buffer many
+    // times that size, aligned for its 8-byte fields, and only the name is read.
+    let mut properties = vec![0u64; 2048];
+    // SAFETY: the documented signature, a buffer larger than any release's struct; failure
+    // is reported by status.
+    let status = unsafe {
+        let get = std::mem::transmute::<*mut c_void, GetProperties>(function);
+        get(properties.as_mut_ptr().cast(), c_int::try_from(index).ok()?)
+    };
+    if status != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = properties[..32]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
+    let name = CStr::from_bytes_until_nul(&bytes)
+        .ok()?
+        .to_str()
+        .ok()?
+        .trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_usable_gpu_nothing_is_reported() {
+        // On a machine with a GPU these answer; on this project's CPU machines (a CUDA build
+        // of libtorch, no device) the runtime refuses, and on a CPU-only libtorch it is absent.
+        if tch::Cuda::device_count() == 0 {
+            assert_eq!(free_memory(0), None);
+            assert_eq!(device_name(0), None);
+        } else {
+            assert!(free_memory(0).is_some_and(|bytes| bytes > 0));
+            assert!(device_name(0).is_some());
+        }
+    }
+}
