@@ -189,11 +189,14 @@ impl TrainingCheckpoint {
                 path.display()
             )
         })?;
-        Self::decode(&bytes).with_context(|| {
-            format!(
+        Self::decode(&bytes).with_context(|| match format_of(&bytes) {
+            Some(format) if format != FORMAT => {
+                format!("{} was written by another version of qnet", path.display())
+            }
+            _ => format!(
                 "{} is not a readable qnet training checkpoint (truncated or corrupt?)",
                 path.display()
-            )
+            ),
         })
     }
 
@@ -257,6 +260,12 @@ impl TrainingCheckpoint {
         }
         Ok(Self { config_yaml, parts })
     }
+}
+
+/// The format a checkpoint's metadata names, if its header can be read at all.
+fn format_of(bytes: &[u8]) -> Option<String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
+    header.metadata().as_ref()?.get(FORMAT_KEY).cloned()
 }
 
 #[cfg(test)]
@@ -353,7 +362,11 @@ mod tests {
         old[at + FORMAT.len() - 1] = b'1';
         fs::write(&path, old)?;
         let err = format!("{:#}", TrainingCheckpoint::load(&path).unwrap_err());
-        assert!(err.contains("format qnet-training-checkpoint-v1"), "{err}");
+        assert!(
+            err.contains("written by another version of qnet")
+                && err.contains("format qnet-training-checkpoint-v1"),
+            "{err}"
+        );
         Ok(())
     }
 }
