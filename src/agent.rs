@@ -249,25 +249,18 @@ impl Checkpointed for Learner {
             stat_updates: self.stat_updates,
         })?;
         let (m, v) = self.adam.moments();
-        let mut arrays = vec![
-            (ONLINE, host_values(self.online.flat())?),
-            (ADAM_M, host_values(m)?),
-            (ADAM_V, host_values(v)?),
-            (
-                STATS,
-                vec![
-                    self.loss_sum.double_value(&[]) as f32,
-                    self.q_sum.double_value(&[]) as f32,
-                ],
-            ),
+        let stats = vec![
+            self.loss_sum.double_value(&[]) as f32,
+            self.q_sum.double_value(&[]) as f32,
         ];
+        let arrays = &mut part.f32s;
+        arrays.insert(ONLINE.to_owned(), host_values(self.online.flat())?);
+        arrays.insert(ADAM_M.to_owned(), host_values(m)?);
+        arrays.insert(ADAM_V.to_owned(), host_values(v)?);
+        arrays.insert(STATS.to_owned(), stats);
         if let Some(target) = &self.target {
-            arrays.push((TARGET, host_values(target.flat())?));
+            arrays.insert(TARGET.to_owned(), host_values(target.flat())?);
         }
-        part.f32s = arrays
-            .into_iter()
-            .map(|(name, values)| (name.to_owned(), values))
-            .collect();
         Ok(part)
     }
 

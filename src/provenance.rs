@@ -66,7 +66,7 @@ pub fn this_command() -> String {
 }
 
 /// `words` as one line a POSIX shell splits back into them.
-fn shell_words(words: impl IntoIterator<Item = String>) -> String {
+pub fn shell_words(words: impl IntoIterator<Item = String>) -> String {
     let quote = |word: String| {
         let plain = !word.is_empty()
             && word

@@ -26,11 +26,11 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct RecordPositions {
     /// Bytes of metrics.csv.
-    pub csv_bytes: u64,
+    csv_bytes: u64,
     /// File name of the TensorBoard event file, inside the run directory.
-    pub events_file: String,
+    events_file: String,
     /// Bytes of the event file.
-    pub events_bytes: u64,
+    events_bytes: u64,
 }
 
 /// The open record files of a run.

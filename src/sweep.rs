@@ -100,12 +100,19 @@ impl Job {
 
     /// The `qnet train` command that runs this job on its own.
     pub fn command(&self) -> String {
-        format!(
-            "qnet train --config {} --seed {} --out {} --quiet",
-            self.config.display(),
-            self.seed,
-            self.dir.display()
-        )
+        let words = [
+            "qnet".to_owned(),
+            "train".to_owned(),
+            "--config".to_owned(),
+            self.config.display().to_string(),
+            "--seed".to_owned(),
+            self.seed.to_string(),
+            "--out".to_owned(),
+            self.dir.display().to_string(),
+            "--quiet".to_owned(),
+        ];
+        // Quoted where a path needs it, so that a line of jobs.txt runs as it stands.
+        crate::provenance::shell_words(words)
     }
 }
 

@@ -198,10 +198,11 @@ impl Trainer<'_> {
         checkpoint.restore(part::LEARNER, &mut self.learner)?;
         checkpoint.restore(part::REPLAY, &mut self.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
-        let mut state: LoopState = checkpoint.state(part::LOOP)?;
+        checkpoint.restore(part::LOOP, &mut self.state)?;
         // Evaluation and checkpoint cadences may have changed with the resumed config.
         let saved: Config =
             Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
+        let state = &mut self.state;
         if saved.eval.every != self.cfg.eval.every {
             state.next_eval_at = next_multiple(state.env_steps, self.cfg.eval.every);
         }
@@ -209,7 +210,6 @@ impl Trainer<'_> {
             state.next_checkpoint_at = next_multiple(state.env_steps, self.cfg.checkpoint.every);
         }
         self.checkpointed_at = Some(state.env_steps);
-        self.state = state;
         self.write_best_model()
     }
 }
