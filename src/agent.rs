@@ -1,5 +1,7 @@
 //! The DQN learner: online and target Q-networks, the TD update and the optimizer.
 
+mod host;
+
 use anyhow::{bail, Context, Result};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
@@ -7,10 +9,10 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::checkpoint::host_values;
 use crate::checkpoint::training::{Checkpointed, Part};
-use crate::config::{Config, Loss, OptimizerKind};
+use crate::config::{Config, Implementation, Loss, OptimizerKind};
 use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::optim::{Adam, AdamConfig};
-use crate::qfunction::{self, QFunction};
+use crate::qfunction::{self, HostNet, QFunction, Rows};
 use crate::replay::Batch;
 
 /// Online network, optional target network, Adam, and running update statistics.
@@ -26,6 +28,8 @@ pub struct Learner {
     loss_sum: Tensor,
     q_sum: Tensor,
     stat_updates: u64,
+    /// The host kernel, for the fast network on the CPU when libtorch has a BLAS.
+    host: Option<host::HostUpdate>,
 }
 
 /// Mean TD loss and mean Q(s, a) over the updates since the last read.
@@ -61,6 +65,10 @@ impl Learner {
             )?,
         };
         let zero = || Tensor::zeros([], (Kind::Float, device));
+        let host = match cfg.network.implementation {
+            Implementation::Fast => HostNet::new(online.spec(), device).map(host::HostUpdate::new),
+            Implementation::Reference => None,
+        };
         Ok(Self {
             online,
             target,
@@ -72,7 +80,18 @@ impl Learner {
             loss_sum: zero(),
             q_sum: zero(),
             stat_updates: 0,
+            host,
         })
+    }
+
+    /// What computes the updates: `host kernel` (BLAS on the flat buffers) or `libtorch
+    /// ops` (the network's `implementation` on its device).
+    pub fn kernel(&self) -> &'static str {
+        if self.host.is_some() {
+            "host kernel"
+        } else {
+            "libtorch ops"
+        }
     }
 
     /// The network being trained.
@@ -91,8 +110,13 @@ impl Learner {
     }
 
     /// Greedy actions `[B]` (int64, on the network's device) for observations `[B, OBS_DIM]`.
-    pub fn greedy(&self, obs: &Tensor) -> Tensor {
-        tch::no_grad(|| self.online.forward(obs).argmax(1, false))
+    pub fn greedy(&self, obs: &Tensor) -> Result<Tensor> {
+        if let Some(host) = &self.host {
+            // SAFETY: nothing writes `obs` during the call.
+            let actions = host.greedy(self.online.as_ref(), unsafe { Rows::of(obs)? })?;
+            return Ok(Tensor::from_slice(&actions));
+        }
+        Ok(tch::no_grad(|| self.online.forward(obs).argmax(1, false)))
     }
 
     /// Epsilon-greedy actions for the flat observations of `actions.len()` envs.
@@ -118,11 +142,16 @@ impl Learner {
         }
         if any_greedy {
             let n = actions.len();
-            let obs = Tensor::from_slice(obs)
-                .view([n as i64, OBS_DIM as i64])
-                .to_device(self.online.device());
-            let greedy = Vec::<i64>::try_from(self.greedy(&obs).to_device(Device::Cpu))
-                .context("reading greedy actions")?;
+            let greedy = match &self.host {
+                Some(host) => host.greedy(self.online.as_ref(), Rows::dense(obs, OBS_DIM))?,
+                None => {
+                    let obs = Tensor::from_slice(obs)
+                        .view([n as i64, OBS_DIM as i64])
+                        .to_device(self.online.device());
+                    Vec::<i64>::try_from(self.greedy(&obs)?.to_device(Device::Cpu))
+                        .context("reading greedy actions")?
+                }
+            };
             for (action, greedy) in actions.iter_mut().zip(greedy) {
                 if *action < 0 {
                     *action = greedy;
@@ -136,6 +165,9 @@ impl Learner {
     /// errors `[B]` (detached, on the device), which prioritized replay turns into
     /// priorities.
     pub fn update(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
+        if self.host.is_some() {
+            return self.update_on_host(batch, lr);
+        }
         // The TD target, as the paper writes it:
         // y = r + gamma^k * (1 - terminated) * Q_target(s', a'), where a' is the target net's
         // argmax, or the online net's for Double DQN, and k the transition's number of steps
@@ -192,6 +224,33 @@ impl Learner {
         });
         self.stat_updates += 1;
         Ok(error)
+    }
+
+    /// [`Learner::update`] on the host kernel: the gradient from [`host::HostUpdate`], then
+    /// the same clipping and Adam step.
+    fn update_on_host(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
+        let Some(host) = self.host.as_mut() else {
+            bail!("the learner has no host kernel");
+        };
+        let measured = host.gradient(
+            self.online.as_ref(),
+            self.target.as_deref(),
+            batch,
+            self.double_dqn,
+            self.loss,
+        )?;
+        self.adam.step(
+            self.online.flat(),
+            self.online.flat_grad(),
+            self.max_grad_norm,
+            lr,
+        )?;
+        tch::no_grad(|| {
+            let _ = self.loss_sum.g_add_scalar_(measured.loss);
+            let _ = self.q_sum.g_add_scalar_(measured.mean_q);
+        });
+        self.stat_updates += 1;
+        Ok(Tensor::from_slice(host.errors()))
     }
 
     /// Moves the target network toward the online one: a copy for `tau == 1`, else
@@ -430,7 +489,8 @@ mod tests {
     }
 
     /// Several whole updates (forward, loss, backward, clipping, Adam) through the fast path
-    /// and through the reference give the same networks, for each head.
+    /// (the host kernel where there is one) and through the reference give the same
+    /// networks, for each head.
     #[test]
     fn fast_and_reference_learners_take_the_same_updates() -> Result<()> {
         for dueling in [false, true] {
@@ -472,6 +532,148 @@ mod tests {
         Ok(())
     }
 
+    /// Whether this libtorch gives the host kernel its BLAS; when it does not, the tests of
+    /// the kernel say they skipped, and QNET_REQUIRE_HOST_KERNEL=1 (set by .ci/run, whose
+    /// PyPI libtorch has MKL) makes that a failure.
+    fn host_kernel_available() -> bool {
+        let spec = qfunction::NetworkSpec::new(&Config::default().network, 4, 2);
+        let found = spec.is_ok_and(|spec| HostNet::new(&spec, Device::Cpu).is_some());
+        if !found {
+            assert!(
+                std::env::var("QNET_REQUIRE_HOST_KERNEL").map_or(true, |v| v != "1"),
+                "QNET_REQUIRE_HOST_KERNEL=1 but libtorch has no BLAS sgemm_ for the host kernel"
+            );
+            eprintln!(
+                "skipped: libtorch has no BLAS sgemm_, so the host kernel is not used here \
+                 (QNET_REQUIRE_HOST_KERNEL=1 makes this a failure)"
+            );
+        }
+        found
+    }
+
+    /// The host kernel takes the updates the libtorch ops take (parameters, TD errors and
+    /// statistics after several whole updates, and greedy actions), for every head,
+    /// activation, loss, target choice, and with and without importance weights.
+    #[test]
+    fn the_host_kernel_takes_the_updates_the_ops_take() -> Result<()> {
+        use crate::config::Activation;
+        if !host_kernel_available() {
+            return Ok(());
+        }
+        let cases = [
+            (true, Activation::Relu, Loss::Mse, true, 50, vec![16, 8]),
+            (true, Activation::Tanh, Loss::Huber, false, 50, vec![16, 8]),
+            (false, Activation::Relu, Loss::Huber, true, 0, vec![16, 8]),
+            (false, Activation::Tanh, Loss::Mse, false, 50, vec![12]),
+            (true, Activation::Relu, Loss::Huber, true, 0, vec![64, 64]),
+        ];
+        for (dueling, activation, loss, double_dqn, target_every, hidden) in cases {
+            let what = format!(
+                "dueling {dueling}, {activation:?}, {loss:?}, double {double_dqn}, \
+                 target every {target_every}, hidden {hidden:?}"
+            );
+            let mut cfg = Config::default();
+            cfg.network.dueling = dueling;
+            cfg.network.activation = activation;
+            cfg.network.hidden = hidden;
+            cfg.agent.loss = loss;
+            cfg.agent.double_dqn = double_dqn;
+            cfg.agent.target_update_every = target_every;
+            cfg.optimizer.max_grad_norm = Some(1.0);
+            let mut host = Learner::new(&cfg, Device::Cpu, 5)?;
+            let mut ops = Learner::new(&cfg, Device::Cpu, 5)?;
+            ops.host = None;
+            assert_eq!(
+                (host.kernel(), ops.kernel()),
+                ("host kernel", "libtorch ops")
+            );
+            ops.online().load_flat(host.online().flat())?;
+            ops.update_target();
+            host.update_target();
+            for step in 0..8 {
+                tch::manual_seed(200 + step);
+                let b = random_batch(48, step % 2 == 1);
+                let host_errors = host.update(&b, 1e-2)?;
+                let ops_errors = ops.update(&b, 1e-2)?;
+                if step == 3 {
+                    host.update_target();
+                    ops.update_target();
+                }
+                let diff = (host.online().flat() - ops.online().flat())
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(
+                    diff < 2e-5,
+                    "{what}, update {step}: parameters differ by {diff}"
+                );
+                assert!(
+                    host_errors.allclose(&ops_errors, 1e-4, 1e-5, false),
+                    "{what}, update {step}: TD errors differ"
+                );
+            }
+            let (h, o) = (host.take_stats(), ops.take_stats());
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+            assert!(
+                h.zip(o)
+                    .is_some_and(|(h, o)| close(h.loss, o.loss) && close(h.mean_q, o.mean_q)),
+                "{what}: statistics differ: {h:?} against {o:?}"
+            );
+            let obs = Tensor::randn([64, 4], (Kind::Float, Device::Cpu));
+            assert!(
+                host.greedy(&obs)?.equal(&ops.greedy(&obs)?),
+                "{what}: greedy actions differ"
+            );
+            // Acting reads the same network through the kernel.
+            let mut rng = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(1);
+            let flat: Vec<f32> = Vec::try_from(obs.flatten(0, -1))?;
+            let mut acted = vec![0i64; 64];
+            host.act(&flat, 0.0, &mut rng, &mut acted)?;
+            assert_eq!(
+                Tensor::from_slice(&acted),
+                ops.greedy(&obs)?,
+                "{what}: acting"
+            );
+        }
+        Ok(())
+    }
+
+    /// A strided minibatch (columns of replay rows, as sampling makes it) reads the same in
+    /// the kernel as a contiguous one.
+    #[test]
+    fn the_host_kernel_reads_minibatches_of_replay_rows() -> Result<()> {
+        if !host_kernel_available() {
+            return Ok(());
+        }
+        let mut host = learner(1e-2)?;
+        let mut ops = learner(1e-2)?;
+        ops.host = None;
+        ops.online().load_flat(host.online().flat())?;
+        ops.update_target();
+        tch::manual_seed(9);
+        let rows = Tensor::randn([40, crate::replay::ROW as i64], (Kind::Float, Device::Cpu));
+        rows.narrow(1, 8, 1)
+            .copy_(&Tensor::randint(2, [40, 1], (Kind::Float, Device::Cpu)));
+        let strided = Batch::from_rows(&rows);
+        let dense = Batch {
+            obs: strided.obs.contiguous(),
+            next_obs: strided.next_obs.contiguous(),
+            actions: strided.actions.shallow_clone(),
+            rewards: strided.rewards.contiguous(),
+            bootstrap: strided.bootstrap.contiguous(),
+            weights: None,
+        };
+        let from_rows = host.update(&strided, 1e-2)?;
+        let from_dense = ops.update(&dense, 1e-2)?;
+        assert!(from_rows.allclose(&from_dense, 1e-4, 1e-5, false));
+        let diff = (host.online().flat() - ops.online().flat())
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-5, "parameters differ by {diff}");
+        Ok(())
+    }
+
     #[test]
     fn target_network_moves_only_when_updated() -> Result<()> {
         let mut learner = learner(1e-2)?;
@@ -500,7 +702,7 @@ mod tests {
         let learner = learner(1e-3)?;
         let obs = [0.01f32, 0.2, -0.03, 0.1].repeat(1000);
         let greedy =
-            Vec::<i64>::try_from(learner.greedy(&Tensor::from_slice(&obs[..4]).view([1, 4])))?[0];
+            Vec::<i64>::try_from(learner.greedy(&Tensor::from_slice(&obs[..4]).view([1, 4]))?)?[0];
         let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
         let mut actions = vec![0i64; 1000];
         learner.act(&obs, 0.0, &mut rng, &mut actions)?;

@@ -1,20 +1,10 @@
 //! The few CUDA runtime calls qnet makes itself (free memory, a device's name), looked up in
-//! the CUDA runtime that libtorch loaded, so nothing links against CUDA here and a CPU-only
-//! libtorch simply has none to offer.
+//! the CUDA runtime that libtorch loaded ([`crate::symbols`]), so nothing links against CUDA
+//! here and a CPU-only libtorch simply has none to offer.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 
-extern "C" {
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-}
-
-/// The already loaded function `name`, if a loaded library has it.
-fn lookup(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: RTLD_DEFAULT (null) searches the libraries already loaded; `name` is
-    // NUL-terminated.
-    let function = unsafe { dlsym(std::ptr::null_mut(), name.as_ptr()) };
-    (!function.is_null()).then_some(function)
-}
+use crate::symbols::lookup;
 
 /// Makes CUDA device `index` current for this thread.
 fn set_device(index: usize) -> Option<()> {

@@ -27,6 +27,7 @@ pub mod slurm;
 pub mod stats;
 pub mod sum_tree;
 pub mod sweep;
+pub mod symbols;
 pub mod tensorboard;
 pub mod trainer;
 pub mod utc;

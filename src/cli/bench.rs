@@ -172,11 +172,13 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     let Throughput {
         env_steps_per_second: env_rate,
         updates_per_second: update_rate,
+        kernel,
     } = measured?;
     let (device, replay_device) = (placement.train, placement.replay);
     let n = cfg.env.n_envs;
     say!(
-        "{}: network {:?}, batch {}, {} envs, replay on {}, device {}, {} libtorch threads",
+        "{}: network {:?}, batch {}, {} envs, replay on {}, device {}, {} libtorch threads, \
+         updates by the {kernel}",
         args.config.config.display(),
         cfg.network.hidden,
         cfg.replay.batch_size,

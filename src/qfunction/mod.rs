@@ -3,7 +3,8 @@
 //! - [`ReferenceQ`]: built as tch expects (`nn::seq`, `nn::Linear`), gradients by
 //!   libtorch's autograd. Any new head works here first.
 //! - [`FastQ`]: the hand-derived backward pass, for the heads it covers (plain and
-//!   dueling); tests hold it to the reference.
+//!   dueling); tests hold it to the reference. On the CPU the learner runs the same
+//!   arithmetic on [`HostNet`], the host kernel, which skips libtorch's per-op dispatch.
 //!
 //! Both keep every parameter in one flat buffer (the variables are views of it), so the
 //! optimizer, gradient clipping, target copies and checkpoints are one op each, and both
@@ -11,6 +12,7 @@
 
 mod activation;
 mod fast;
+mod host;
 mod reference;
 mod spec;
 
@@ -22,6 +24,7 @@ use tch::{Device, Tensor};
 use crate::config::{Implementation, NetworkConfig};
 
 pub use fast::FastQ;
+pub use host::{argmax_rows, host_i64s, host_slice, host_slice_mut, HostNet, Pass, Rows};
 pub use reference::ReferenceQ;
 pub use spec::{Head, Layer, ModuleDef, NetworkSpec};
 

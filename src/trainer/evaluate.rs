@@ -218,7 +218,7 @@ struct GreedyPolicy<'a>(&'a Learner);
 
 impl Policy for GreedyPolicy<'_> {
     fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-        Ok(self.0.greedy(obs))
+        self.0.greedy(obs)
     }
 
     fn device(&self) -> Device {

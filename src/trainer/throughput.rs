@@ -17,6 +17,8 @@ pub struct Throughput {
     pub env_steps_per_second: f64,
     /// Gradient updates per second (sample, update, priorities).
     pub updates_per_second: f64,
+    /// What computed them ([`crate::agent::Learner::kernel`]).
+    pub kernel: &'static str,
 }
 
 /// Waits for queued CUDA work so timings include it.
@@ -65,6 +67,7 @@ impl Trainer<'_> {
         Ok(Throughput {
             env_steps_per_second,
             updates_per_second,
+            kernel: self.learner.kernel(),
         })
     }
 }

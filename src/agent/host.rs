@@ -1,0 +1,147 @@
+//! The TD update on the host kernel ([`HostNet`]): the same arithmetic as
+//! [`super::Learner::update`]'s ops, done on the flat buffers in place, in a few BLAS calls.
+
+use anyhow::{bail, Result};
+
+use crate::config::Loss;
+use crate::qfunction::{
+    argmax_rows, host_i64s, host_slice, host_slice_mut, HostNet, Pass, QFunction, Rows,
+};
+use crate::replay::Batch;
+
+/// What one update measured: its mean loss and mean Q(s, a); its TD errors stay in
+/// [`HostUpdate::errors`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Measured {
+    pub loss: f64,
+    pub mean_q: f64,
+}
+
+/// The host kernel with the buffers of one update.
+#[derive(Debug)]
+pub(super) struct HostUpdate {
+    net: HostNet,
+    /// The bootstrap network's pass over s', the online network's over s' (Double DQN), and
+    /// the online network's over s.
+    next: Pass,
+    next_online: Pass,
+    current: Pass,
+    grad_q: Vec<f32>,
+    errors: Vec<f32>,
+}
+
+impl HostUpdate {
+    pub fn new(net: HostNet) -> Self {
+        Self {
+            net,
+            next: Pass::default(),
+            next_online: Pass::default(),
+            current: Pass::default(),
+            grad_q: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The TD errors `Q(s, a) - y` of the last update.
+    pub fn errors(&self) -> &[f32] {
+        &self.errors
+    }
+
+    /// Greedy actions of `online` for observations `obs` (`[B, obs_dim]` row-major).
+    pub fn greedy(&self, online: &dyn QFunction, obs: Rows) -> Result<Vec<i64>> {
+        let mut pass = Pass::default();
+        // SAFETY: nothing writes the parameters during this call.
+        let params = unsafe { host_slice(online.flat()) }?;
+        self.net.forward(params, obs, &mut pass);
+        Ok(argmax_rows(pass.q(), self.net.n_actions())
+            .map(|a| a as i64)
+            .collect())
+    }
+
+    /// Writes the gradient of the TD loss of `batch` into `online`'s gradient buffer, as
+    /// the ops path computes it: y = r + bootstrap * Q_target(s', a'), a' the target's
+    /// argmax or (Double DQN) the online network's; loss the (weighted) batch mean of the
+    /// squared or Huber error.
+    pub fn gradient(
+        &mut self,
+        online: &dyn QFunction,
+        target: Option<&dyn QFunction>,
+        batch: &Batch,
+        double_dqn: bool,
+        loss: Loss,
+    ) -> Result<Measured> {
+        // SAFETY: the batch's tensors, the parameters and the gradient buffer are distinct
+        // tensors; only the gradient buffer is written, through the one slice made of it.
+        let (obs, next_obs, rewards, bootstrap, weights, params, grad) = unsafe {
+            (
+                Rows::of(&batch.obs)?,
+                Rows::of(&batch.next_obs)?,
+                Rows::of(&batch.rewards)?,
+                Rows::of(&batch.bootstrap)?,
+                batch.weights.as_ref().map(|w| Rows::of(w)).transpose()?,
+                host_slice(online.flat())?,
+                host_slice_mut(online.flat_grad())?,
+            )
+        };
+        let n = self.net.n_actions();
+        // SAFETY: nothing writes the actions during this call.
+        let actions = unsafe { host_i64s(&batch.actions)? };
+        if let Some(bad) = actions.iter().find(|&&a| !(0..n as i64).contains(&a)) {
+            bail!("the minibatch has action {bad}, outside 0..{n}");
+        }
+        if actions.len() != obs.len() {
+            bail!(
+                "the minibatch has {} actions for {} observations",
+                actions.len(),
+                obs.len()
+            );
+        }
+        let bootstrap_params = match target {
+            // SAFETY: the target network's buffer is not written during this call.
+            Some(target) => unsafe { host_slice(target.flat())? },
+            None => params,
+        };
+        self.net.forward(bootstrap_params, next_obs, &mut self.next);
+        if double_dqn {
+            self.net.forward(params, next_obs, &mut self.next_online);
+        }
+        self.net.forward(params, obs, &mut self.current);
+        let chooser = if double_dqn {
+            &self.next_online
+        } else {
+            &self.next
+        };
+        let next_q = self.next.q().chunks_exact(n);
+        let choices = argmax_rows(chooser.q(), n);
+        let batch_size = obs.len();
+        let scale = 1.0 / batch_size as f32;
+        self.errors.clear();
+        self.grad_q.clear();
+        self.grad_q.resize(batch_size * n, 0.0);
+        let (mut loss_sum, mut q_sum) = (0.0f64, 0.0f64);
+        let rows = self.current.q().chunks_exact(n).zip(next_q).zip(choices);
+        for (i, ((q_row, next_row), choice)) in rows.enumerate() {
+            let next_value = next_row[choice];
+            let y = rewards.at(i, 0) + bootstrap.at(i, 0) * next_value;
+            let action = actions[i] as usize;
+            let q = q_row[action];
+            let error = q - y;
+            let w = weights.map_or(1.0, |w| w.at(i, 0));
+            let (l, g) = match loss {
+                Loss::Mse => (error * error, 2.0 * error),
+                Loss::Huber if error.abs() < 1.0 => (0.5 * error * error, error),
+                Loss::Huber => (error.abs() - 0.5, error.signum()),
+            };
+            loss_sum += f64::from(w * l);
+            q_sum += f64::from(q);
+            self.grad_q[i * n + action] = w * g * scale;
+            self.errors.push(error);
+        }
+        self.net
+            .backward(params, obs, &mut self.current, &self.grad_q, grad);
+        Ok(Measured {
+            loss: loss_sum / batch_size as f64,
+            mean_q: q_sum / batch_size as f64,
+        })
+    }
+}

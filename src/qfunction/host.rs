@@ -1,0 +1,537 @@
+//! The host kernel: the fast path's arithmetic for a network on the CPU, done in place on
+//! its flat buffer with the BLAS libtorch itself multiplies with (`sgemm_`, MKL in PyTorch's
+//! x86 builds, found among the loaded libraries) and plain loops for the rest.
+//!
+//! A CartPole network is so small that an update through libtorch's ops costs mostly their
+//! dispatch (some 90 ops; about 470 of 650 us here, the matrix products the rest): this runs
+//! the same arithmetic as a few BLAS calls on buffers it reuses. Where libtorch brings no
+//! `sgemm_`, or the network is on a GPU, the learner keeps to the ops; tests hold this
+//! kernel to them.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::spec::{Head, Layer, NetworkSpec};
+use crate::config::Activation;
+
+/// Fortran BLAS `sgemm_` (column-major, arguments by reference, 32-bit sizes).
+type SgemmFn = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const c_int,
+    *const c_int,
+    *const c_int,
+    *const f32,
+    *const f32,
+    *const c_int,
+    *const f32,
+    *const c_int,
+    *const f32,
+    *mut f32,
+    *const c_int,
+);
+
+/// A row-major matrix read in place: `rows` rows of `cols` values, `ld` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    ld: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Contiguous rows of `cols` values.
+    pub fn dense(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            rows: data.len() / cols.max(1),
+            cols,
+            ld: cols,
+        }
+    }
+
+    /// The elements of a CPU float tensor `[rows, cols]` whose rows may be strided (a
+    /// column slice of replay rows) or `[rows]` (a column, any stride), read in place.
+    ///
+    /// # Safety
+    /// Nothing may write to `t`'s storage while the result lives.
+    pub unsafe fn of(t: &'a Tensor) -> Result<Self> {
+        if t.device() != Device::Cpu || t.kind() != Kind::Float {
+            bail!("the host kernel reads CPU float tensors");
+        }
+        let (size, stride) = (t.size(), t.stride());
+        let (rows, cols, ld) = match (size.as_slice(), stride.as_slice()) {
+            (&[rows, cols], &[ld, 1]) => (rows, cols, ld),
+            (&[rows], &[ld]) => (rows, 1, ld),
+            _ => bail!("the host kernel reads matrices with contiguous rows"),
+        };
+        let (rows, cols) = (to_usize(rows)?, to_usize(cols)?);
+        let ld = to_usize(ld)?.max(cols);
+        let len = if rows == 0 { 0 } else { (rows - 1) * ld + cols };
+        // SAFETY: a CPU float tensor of this size and stride spans `len` floats from its
+        // data pointer; the caller keeps it unwritten while the slice lives.
+        let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) };
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            ld,
+        })
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Element `(row, col)`.
+    pub fn at(&self, row: usize, col: usize) -> f32 {
+        self.data[row * self.ld + col]
+    }
+}
+
+fn to_usize(n: i64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| anyhow::anyhow!("negative tensor size {n}"))
+}
+
+fn to_int(n: usize) -> c_int {
+    // Sizes here are layer widths and batch sizes, which the config bounds far below this.
+    c_int::try_from(n).unwrap_or(c_int::MAX)
+}
+
+/// The elements of a contiguous CPU int64 tensor, in place.
+///
+/// # Safety
+/// Nothing may write to `t`'s storage while the result lives.
+pub unsafe fn host_i64s(t: &Tensor) -> Result<&[i64]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Int64 || !t.is_contiguous() {
+        bail!("the host kernel reads contiguous CPU int64 tensors");
+    }
+    // SAFETY: a contiguous CPU int64 tensor holds `numel` values from its data pointer; the
+    // caller keeps them unwritten.
+    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const i64, t.numel()) })
+}
+
+/// The elements of a contiguous CPU float tensor, in place and writable.
+///
+/// # Safety
+/// No other slice of `t`'s storage may be alive while the result lives.
+// The storage belongs to libtorch and is shared by every handle of the tensor, so writing it
+// through a shared handle is what its in-place ops do too; the contract above is the rule.
+#[allow(clippy::mut_from_ref)]
+pub unsafe fn host_slice_mut(t: &Tensor) -> Result<&mut [f32]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+        bail!("the host kernel writes contiguous CPU float tensors");
+    }
+    let len = t.numel();
+    // SAFETY: a contiguous CPU float tensor holds `numel` floats from its data pointer; the
+    // caller guarantees no other slice of them.
+    Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, len) })
+}
+
+/// The elements of a contiguous CPU float tensor, in place.
+///
+/// # Safety
+/// Nothing may write to `t`'s storage while the result lives.
+pub unsafe fn host_slice(t: &Tensor) -> Result<&[f32]> {
+    // SAFETY: forwarded to the caller.
+    unsafe { host_slice_mut(t).map(|s| &*s) }
+}
+
+/// Row-major matrix products through `sgemm_` (a row-major `[r, c]` matrix is the
+/// column-major `[c, r]` one, so each product is written transposed).
+#[derive(Clone, Copy)]
+struct Gemm(SgemmFn);
+
+impl std::fmt::Debug for Gemm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sgemm_")
+    }
+}
+
+impl Gemm {
+    fn find() -> Option<Self> {
+        let function = crate::symbols::lookup(c"sgemm_")?;
+        // SAFETY: `sgemm_` is the reference BLAS routine with this signature in every BLAS
+        // (MKL's LP64 interface, which PyTorch's builds use, and OpenBLAS alike).
+        Some(Self(unsafe {
+            std::mem::transmute::<*mut c_void, SgemmFn>(function)
+        }))
+    }
+
+    /// `C = alpha op(A) op(B) + beta C`, column-major, as BLAS defines it.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &self,
+        trans: (u8, u8),
+        (m, n, k): (usize, usize, usize),
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        // What BLAS reads and writes: the caller's slices must cover it.
+        let covers = |len: usize, transposed: bool, (rows, cols): (usize, usize), ld: usize| {
+            let (rows, cols) = if transposed {
+                (cols, rows)
+            } else {
+                (rows, cols)
+            };
+            cols == 0 || rows == 0 || (ld >= rows && len >= (cols - 1) * ld + rows)
+        };
+        assert!(covers(a.len(), trans.0 != b'N', (m, k), lda));
+        assert!(covers(b.len(), trans.1 != b'N', (k, n), ldb));
+        assert!(covers(c.len(), false, (m, n), ldc));
+        let (ta, tb) = (trans.0 as c_char, trans.1 as c_char);
+        let (m, n, k) = (to_int(m), to_int(n), to_int(k));
+        let (lda, ldb, ldc) = (to_int(lda), to_int(ldb), to_int(ldc));
+        let alpha = 1.0f32;
+        // SAFETY: the sizes and leading dimensions describe matrices inside the slices
+        // (checked above); BLAS touches nothing else.
+        unsafe {
+            (self.0)(
+                &ta,
+                &tb,
+                &m,
+                &n,
+                &k,
+                &alpha,
+                a.as_ptr(),
+                &lda,
+                b.as_ptr(),
+                &ldb,
+                &beta,
+                c.as_mut_ptr(),
+                &ldc,
+            );
+        }
+    }
+
+    /// `y = x W^T + bias` for `x` `[B, in]`, `W` `[out, in]`, into `y` `[B, out]`.
+    fn linear(&self, x: Rows, weight: &[f32], bias: &[f32], y: &mut [f32]) {
+        let (batch, fan_in, fan_out) = (x.rows, x.cols, bias.len());
+        for row in y.chunks_exact_mut(fan_out) {
+            row.copy_from_slice(bias);
+        }
+        self.call(
+            (b'T', b'N'),
+            (fan_out, batch, fan_in),
+            weight,
+            fan_in,
+            x.data,
+            x.ld,
+            1.0,
+            y,
+            fan_out,
+        );
+    }
+
+    /// `dW = dz^T x` for `dz` `[B, out]`, `x` `[B, in]`, into `dW` `[out, in]`.
+    fn grad_weight(&self, dz: Rows, x: Rows, grad_weight: &mut [f32]) {
+        self.call(
+            (b'N', b'T'),
+            (x.cols, dz.cols, x.rows),
+            x.data,
+            x.ld,
+            dz.data,
+            dz.ld,
+            0.0,
+            grad_weight,
+            x.cols,
+        );
+    }
+
+    /// `dx (+)= dz W` for `dz` `[B, out]`, `W` `[out, in]`, into `dx` `[B, in]` (`beta` 0
+    /// overwrites it, 1 adds to it).
+    fn grad_input(&self, dz: Rows, weight: &[f32], fan_in: usize, beta: f32, dx: &mut [f32]) {
+        self.call(
+            (b'N', b'N'),
+            (fan_in, dz.rows, dz.cols),
+            weight,
+            fan_in,
+            dz.data,
+            dz.ld,
+            beta,
+            dx,
+            fan_in,
+        );
+    }
+}
+
+/// `db = sum over rows of dz` for `dz` `[B, out]`.
+fn grad_bias(dz: &[f32], grad_bias: &mut [f32]) {
+    grad_bias.fill(0.0);
+    for row in dz.chunks_exact(grad_bias.len()) {
+        for (g, d) in grad_bias.iter_mut().zip(row) {
+            *g += d;
+        }
+    }
+}
+
+/// A layer's place in the flat buffer as index ranges.
+#[derive(Debug, Clone)]
+struct Slot {
+    fan_in: usize,
+    fan_out: usize,
+    weight: std::ops::Range<usize>,
+    bias: std::ops::Range<usize>,
+}
+
+impl Slot {
+    fn new(layer: &Layer) -> Result<Self> {
+        let (offset, fan_in, fan_out) = (
+            to_usize(layer.offset)?,
+            to_usize(layer.fan_in)?,
+            to_usize(layer.fan_out)?,
+        );
+        let weight_end = offset + fan_in * fan_out;
+        Ok(Self {
+            fan_in,
+            fan_out,
+            weight: offset..weight_end,
+            bias: weight_end..weight_end + fan_out,
+        })
+    }
+}
+
+/// One forward pass's activations (kept for the backward pass) and the backward pass's
+/// scratch; its buffers are reused from one pass to the next.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Each trunk layer's output, after the activation, `[B, width]`.
+    hidden: Vec<Vec<f32>>,
+    /// Dueling: `V` `[B]` and `A` `[B, n_actions]`.
+    value: Vec<f32>,
+    advantage: Vec<f32>,
+    /// Q-values `[B, n_actions]`.
+    q: Vec<f32>,
+    // Backward scratch: dLoss/d(trunk output), dLoss/dz, and the dueling streams'.
+    grad_hidden: Vec<f32>,
+    grad_z: Vec<f32>,
+    grad_value: Vec<f32>,
+    grad_advantage: Vec<f32>,
+}
+
+impl Pass {
+    /// The Q-values of the last forward pass, `[B, n_actions]` row-major.
+    pub fn q(&self) -> &[f32] {
+        &self.q
+    }
+}
+
+/// A network's forward and backward passes on host memory.
+#[derive(Debug)]
+pub struct HostNet {
+    trunk: Vec<Slot>,
+    head: Vec<Slot>,
+    kind: Head,
+    activation: Activation,
+    n_actions: usize,
+    gemm: Gemm,
+}
+
+impl HostNet {
+    /// The kernel for `spec`, when its parameters live on `device` = CPU and libtorch has
+    /// brought a BLAS `sgemm_`; `None` otherwise (the ops path then serves).
+    pub fn new(spec: &NetworkSpec, device: Device) -> Option<Self> {
+        if device != Device::Cpu {
+            return None;
+        }
+        let gemm = Gemm::find()?;
+        let (trunk, head) = spec.layers();
+        let slots = |layers: &[Layer]| layers.iter().map(Slot::new).collect::<Result<Vec<_>>>();
+        Some(Self {
+            trunk: slots(&trunk).ok()?,
+            head: slots(&head).ok()?,
+            kind: spec.head,
+            activation: spec.activation,
+            n_actions: to_usize(spec.n_actions).ok()?,
+            gemm,
+        })
+    }
+
+    /// Number of Q-values per observation.
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+
+    /// The Q-values of `x` under parameters `params`, into `pass` (with what the backward
+    /// pass needs).
+    pub fn forward(&self, params: &[f32], x: Rows, pass: &mut Pass) {
+        let batch = x.rows;
+        pass.hidden.resize_with(self.trunk.len(), Vec::new);
+        for (index, slot) in self.trunk.iter().enumerate() {
+            let (before, rest) = pass.hidden.split_at_mut(index);
+            let input = match before.last() {
+                Some(previous) => Rows::dense(previous, self.trunk[index - 1].fan_out),
+                None => x,
+            };
+            let out = &mut rest[0];
+            out.resize(batch * slot.fan_out, 0.0);
+            self.gemm.linear(
+                input,
+                &params[slot.weight.clone()],
+                &params[slot.bias.clone()],
+                out,
+            );
+            match self.activation {
+                Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
+            }
+        }
+        let h = self.trunk_output(&pass.hidden, x);
+        let actions = self.n_actions;
+        pass.q.resize(batch * actions, 0.0);
+        match (self.kind, self.head.as_slice()) {
+            (Head::Dueling, [value, advantage]) => {
+                pass.value.resize(batch, 0.0);
+                pass.advantage.resize(batch * actions, 0.0);
+                let p = params;
+                self.gemm.linear(
+                    h,
+                    &p[value.weight.clone()],
+                    &p[value.bias.clone()],
+                    &mut pass.value,
+                );
+                self.gemm.linear(
+                    h,
+                    &p[advantage.weight.clone()],
+                    &p[advantage.bias.clone()],
+                    &mut pass.advantage,
+                );
+                let rows = pass.advantage.chunks_exact(actions).zip(&pass.value);
+                for (q, (a, v)) in pass.q.chunks_exact_mut(actions).zip(rows) {
+                    let mean = a.iter().sum::<f32>() / actions as f32;
+                    for (q, a) in q.iter_mut().zip(a) {
+                        *q = (v + a) - mean;
+                    }
+                }
+            }
+            (_, layers) => {
+                let slot = &layers[0];
+                let (w, b) = (&params[slot.weight.clone()], &params[slot.bias.clone()]);
+                self.gemm.linear(h, w, b, &mut pass.q);
+            }
+        }
+    }
+
+    /// The trunk's output of the pass (`x` itself for a network without hidden layers).
+    fn trunk_output<'a>(&self, hidden: &'a [Vec<f32>], x: Rows<'a>) -> Rows<'a> {
+        match (hidden.last(), self.trunk.last()) {
+            (Some(h), Some(slot)) => Rows::dense(h, slot.fan_out),
+            _ => x,
+        }
+    }
+
+    /// Back-propagates dLoss/dQ `grad_q` `[B, n_actions]` through the forward pass of `x`
+    /// recorded in `pass`, writing dLoss/dparameters over `grad` (the flat layout).
+    pub fn backward(
+        &self,
+        params: &[f32],
+        x: Rows,
+        pass: &mut Pass,
+        grad_q: &[f32],
+        grad: &mut [f32],
+    ) {
+        let batch = x.rows;
+        let actions = self.n_actions;
+        let mut grad_hidden = std::mem::take(&mut pass.grad_hidden);
+        let mut grad_z = std::mem::take(&mut pass.grad_z);
+        {
+            let h = self.trunk_output(&pass.hidden, x);
+            grad_hidden.resize(batch * h.cols, 0.0);
+            let dq = Rows::dense(grad_q, actions);
+            match (self.kind, self.head.as_slice()) {
+                // Q = V + A - mean(A): dV = sum_a dQ, dA = dQ - mean_a(dQ).
+                (Head::Dueling, [value, advantage]) => {
+                    let (dv, da) = (&mut pass.grad_value, &mut pass.grad_advantage);
+                    dv.clear();
+                    da.clear();
+                    for row in grad_q.chunks_exact(actions) {
+                        let sum = row.iter().sum::<f32>();
+                        dv.push(sum);
+                        let mean = sum / actions as f32;
+                        da.extend(row.iter().map(|g| g - mean));
+                    }
+                    let (dv, da) = (Rows::dense(dv, 1), Rows::dense(da, actions));
+                    for (slot, dz) in [(value, dv), (advantage, da)] {
+                        self.gemm.grad_weight(dz, h, &mut grad[slot.weight.clone()]);
+                        grad_bias(dz.data, &mut grad[slot.bias.clone()]);
+                    }
+                    let wv = &params[value.weight.clone()];
+                    let wa = &params[advantage.weight.clone()];
+                    self.gemm.grad_input(dv, wv, h.cols, 0.0, &mut grad_hidden);
+                    self.gemm.grad_input(da, wa, h.cols, 1.0, &mut grad_hidden);
+                }
+                (_, layers) => {
+                    let slot = &layers[0];
+                    self.gemm.grad_weight(dq, h, &mut grad[slot.weight.clone()]);
+                    grad_bias(grad_q, &mut grad[slot.bias.clone()]);
+                    let w = &params[slot.weight.clone()];
+                    self.gemm.grad_input(dq, w, h.cols, 0.0, &mut grad_hidden);
+                }
+            }
+        }
+        for (index, slot) in self.trunk.iter().enumerate().rev() {
+            // dz = dy * act'(z), read off the activation's output y.
+            let y = &pass.hidden[index];
+            grad_z.clear();
+            match self.activation {
+                Activation::Relu => {
+                    grad_z.extend(
+                        grad_hidden
+                            .iter()
+                            .zip(y)
+                            .map(|(g, &y)| if y > 0.0 { *g } else { 0.0 }),
+                    )
+                }
+                Activation::Tanh => {
+                    grad_z.extend(grad_hidden.iter().zip(y).map(|(g, &y)| g * (1.0 - y * y)))
+                }
+            }
+            let input = match index {
+                0 => x,
+                _ => Rows::dense(&pass.hidden[index - 1], slot.fan_in),
+            };
+            let dz = Rows::dense(&grad_z, slot.fan_out);
+            self.gemm
+                .grad_weight(dz, input, &mut grad[slot.weight.clone()]);
+            grad_bias(&grad_z, &mut grad[slot.bias.clone()]);
+            if index > 0 {
+                grad_hidden.resize(batch * slot.fan_in, 0.0);
+                let w = &params[slot.weight.clone()];
+                self.gemm
+                    .grad_input(dz, w, slot.fan_in, 0.0, &mut grad_hidden);
+            }
+        }
+        pass.grad_hidden = grad_hidden;
+        pass.grad_z = grad_z;
+    }
+}
+
+/// The index of each row's largest value (the first of equal ones, as `argmax`).
+pub fn argmax_rows(values: &[f32], cols: usize) -> impl Iterator<Item = usize> + '_ {
+    values.chunks_exact(cols).map(|row| {
+        let mut best = 0;
+        for (index, &v) in row.iter().enumerate().skip(1) {
+            if v > row[best] {
+                best = index;
+            }
+        }
+        best
+    })
+}
