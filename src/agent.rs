@@ -12,7 +12,7 @@ use crate::checkpoint::training::{Checkpointed, Part};
 use crate::config::{Config, Implementation, Loss, OptimizerKind};
 use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::optim::{Adam, AdamConfig};
-use crate::qfunction::{self, HostNet, QFunction, Rows};
+use crate::qfunction::{self, host_slice_mut, HostNet, QFunction, Rows};
 use crate::replay::Batch;
 
 /// Online network, optional target network, Adam, and running update statistics.
@@ -25,8 +25,11 @@ pub struct Learner {
     loss: Loss,
     tau: f64,
     max_grad_norm: Option<f64>,
+    /// Sums of the loss and of mean Q(s, a) since the last read: on the device for the ops
+    /// path (no synchronisation per update), on the host for the host kernel.
     loss_sum: Tensor,
     q_sum: Tensor,
+    host_sums: [f32; 2],
     stat_updates: u64,
     /// The host kernel, for the fast network on the CPU when libtorch has a BLAS.
     host: Option<host::HostUpdate>,
@@ -79,6 +82,7 @@ impl Learner {
             max_grad_norm: cfg.optimizer.max_grad_norm,
             loss_sum: zero(),
             q_sum: zero(),
+            host_sums: [0.0; 2],
             stat_updates: 0,
             host,
         })
@@ -227,7 +231,7 @@ impl Learner {
     }
 
     /// [`Learner::update`] on the host kernel: the gradient from [`host::HostUpdate`], then
-    /// the same clipping and Adam step.
+    /// the same clipping and Adam step, on the host buffers.
     fn update_on_host(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
         let Some(host) = self.host.as_mut() else {
             bail!("the learner has no host kernel");
@@ -239,16 +243,17 @@ impl Learner {
             self.double_dqn,
             self.loss,
         )?;
-        self.adam.step(
-            self.online.flat(),
-            self.online.flat_grad(),
-            self.max_grad_norm,
-            lr,
-        )?;
-        tch::no_grad(|| {
-            let _ = self.loss_sum.g_add_scalar_(measured.loss);
-            let _ = self.q_sum.g_add_scalar_(measured.mean_q);
-        });
+        // SAFETY: the parameters and their gradients are distinct buffers, sliced once each.
+        let (params, grad) = unsafe {
+            (
+                host_slice_mut(self.online.flat())?,
+                host_slice_mut(self.online.flat_grad())?,
+            )
+        };
+        self.adam
+            .step_on_host(params, grad, self.max_grad_norm, lr)?;
+        self.host_sums[0] += measured.loss as f32;
+        self.host_sums[1] += measured.mean_q as f32;
         self.stat_updates += 1;
         Ok(Tensor::from_slice(host.errors()))
     }
@@ -268,18 +273,30 @@ impl Learner {
         }
     }
 
+    /// The pending sums of the loss and of mean Q(s, a) (one of the two places holds them,
+    /// the other is zero).
+    fn stat_sums(&self) -> [f32; 2] {
+        let device = |t: &Tensor| t.double_value(&[]) as f32;
+        [
+            device(&self.loss_sum) + self.host_sums[0],
+            device(&self.q_sum) + self.host_sums[1],
+        ]
+    }
+
     /// Mean loss and Q(s, a) since the last call; `None` when no update ran since.
     pub fn take_stats(&mut self) -> Option<UpdateStats> {
         if self.stat_updates == 0 {
             return None;
         }
         let n = self.stat_updates as f64;
+        let [loss_sum, q_sum] = self.stat_sums();
         let stats = UpdateStats {
-            loss: self.loss_sum.double_value(&[]) / n,
-            mean_q: self.q_sum.double_value(&[]) / n,
+            loss: f64::from(loss_sum) / n,
+            mean_q: f64::from(q_sum) / n,
         };
         let _ = self.loss_sum.zero_();
         let _ = self.q_sum.zero_();
+        self.host_sums = [0.0; 2];
         self.stat_updates = 0;
         Some(stats)
     }
@@ -308,10 +325,7 @@ impl Checkpointed for Learner {
             stat_updates: self.stat_updates,
         })?;
         let (m, v) = self.adam.moments();
-        let stats = vec![
-            self.loss_sum.double_value(&[]) as f32,
-            self.q_sum.double_value(&[]) as f32,
-        ];
+        let stats = self.stat_sums().to_vec();
         let arrays = &mut part.f32s;
         arrays.insert(ONLINE.to_owned(), host_values(self.online.flat())?);
         arrays.insert(ADAM_M.to_owned(), host_values(m)?);
@@ -336,9 +350,15 @@ impl Checkpointed for Learner {
         self.adam
             .restore(&tensor(ADAM_M)?, &tensor(ADAM_V)?, state.adam_steps)?;
         match part.f32s(STATS)? {
+            &[loss_sum, q_sum] if self.host.is_some() => {
+                self.host_sums = [loss_sum, q_sum];
+                let _ = self.loss_sum.zero_();
+                let _ = self.q_sum.zero_();
+            }
             &[loss_sum, q_sum] => {
                 let _ = self.loss_sum.fill_(f64::from(loss_sum));
                 let _ = self.q_sum.fill_(f64::from(q_sum));
+                self.host_sums = [0.0; 2];
             }
             other => bail!("its 'stats' array has {} values, not 2", other.len()),
         }

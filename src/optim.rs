@@ -138,6 +138,61 @@ impl Adam {
         Ok(())
     }
 
+    /// [`Adam::step`] on host buffers in place (for the host kernel): the same clipping and
+    /// the same arithmetic as libtorch's fused kernel, without a libtorch op.
+    pub fn step_on_host(
+        &mut self,
+        params: &mut [f32],
+        grad: &mut [f32],
+        max_grad_norm: Option<f64>,
+        lr: f64,
+    ) -> Result<()> {
+        // SAFETY: the moments are this optimizer's own buffers, sliced once each here.
+        let (m, v) = unsafe {
+            (
+                crate::qfunction::host_slice_mut(&self.m)?,
+                crate::qfunction::host_slice_mut(&self.v)?,
+            )
+        };
+        if m.len() != params.len() || grad.len() != params.len() {
+            bail!(
+                "Adam has {} moments for {} parameters and {} gradients",
+                m.len(),
+                params.len(),
+                grad.len()
+            );
+        }
+        if let Some(max_norm) = max_grad_norm {
+            let norm = grad
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt();
+            let coef = max_norm / (norm + 1e-6);
+            if coef < 1.0 {
+                let coef = coef as f32;
+                grad.iter_mut().for_each(|g| *g *= coef);
+            }
+        }
+        let AdamConfig { beta1, beta2, eps } = self.config;
+        let step = (self.step + 1) as f64;
+        let step_size = (lr / (1.0 - beta1.powf(step))) as f32;
+        let correction2_sqrt = (1.0 - beta2.powf(step)).sqrt() as f32;
+        let (one_minus_beta1, beta2, one_minus_beta2, eps) = (
+            (1.0 - beta1) as f32,
+            beta2 as f32,
+            (1.0 - beta2) as f32,
+            eps as f32,
+        );
+        for (((p, &g), m), v) in params.iter_mut().zip(grad.iter()).zip(m).zip(v) {
+            *m += one_minus_beta1 * (g - *m);
+            *v = beta2 * *v + one_minus_beta2 * g * g;
+            *p -= step_size * *m / (v.sqrt() / correction2_sqrt + eps);
+        }
+        self.step += 1;
+        Ok(())
+    }
+
     /// Updates taken so far.
     pub fn steps(&self) -> u64 {
         self.step
@@ -252,6 +307,48 @@ mod tests {
             assert!(diff < 1e-5, "step {step}: outputs differ by {diff}");
         }
         assert_eq!(adam.steps(), 50);
+        Ok(())
+    }
+
+    /// The host kernel's Adam (clipping included) takes the fused kernel's steps.
+    #[test]
+    fn the_host_step_matches_the_fused_kernel() -> Result<()> {
+        let config = AdamConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        tch::manual_seed(4);
+        let fused_params = Tensor::randn([300], (Kind::Float, Device::Cpu));
+        let host_params = fused_params.copy();
+        let mut fused = Adam::new(config, &fused_params)?;
+        let mut host = Adam::new(config, &host_params)?;
+        for step in 0..30 {
+            // Large gradients on even steps, so that clipping to norm 1 acts on those only.
+            let scale = if step % 2 == 0 { 5.0 } else { 0.01 };
+            let grad = Tensor::randn([300], (Kind::Float, Device::Cpu)) * scale;
+            let host_grad = grad.copy();
+            fused.step(&fused_params, &grad, Some(1.0), 3e-3)?;
+            // SAFETY: distinct tensors, one slice each.
+            let (p, g) = unsafe {
+                (
+                    crate::qfunction::host_slice_mut(&host_params)?,
+                    crate::qfunction::host_slice_mut(&host_grad)?,
+                )
+            };
+            host.step_on_host(p, g, Some(1.0), 3e-3)?;
+            assert!(
+                grad.allclose(&host_grad, 1e-5, 1e-7, false),
+                "step {step}: clipping"
+            );
+            let diff = (&fused_params - &host_params).abs().max().double_value(&[]);
+            assert!(diff < 1e-6, "step {step}: parameters differ by {diff}");
+            let (fm, fv) = fused.moments();
+            let (hm, hv) = host.moments();
+            assert!(fm.allclose(hm, 1e-5, 1e-8, false) && fv.allclose(hv, 1e-5, 1e-10, false));
+        }
+        assert!(fused_params.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        assert_eq!(host.steps(), 30);
         Ok(())
     }
 
