@@ -2,7 +2,7 @@
 
 mod host;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -11,6 +11,7 @@ use crate::checkpoint::host_values;
 use crate::checkpoint::training::{Checkpointed, Part};
 use crate::config::{Config, Implementation, Loss, OptimizerKind};
 use crate::env::{N_ACTIONS, OBS_DIM};
+use crate::eval;
 use crate::optim::{Adam, AdamConfig};
 use crate::qfunction::{self, host_slice_mut, HostNet, QFunction, Rows};
 use crate::replay::Batch;
@@ -113,14 +114,23 @@ impl Learner {
         tch::no_grad(|| self.online.flat().isfinite().all().int64_value(&[]) != 0)
     }
 
-    /// Greedy actions `[B]` (int64, on the network's device) for observations `[B, OBS_DIM]`.
-    pub fn greedy(&self, obs: &Tensor) -> Result<Tensor> {
-        if let Some(host) = &self.host {
-            // SAFETY: nothing writes `obs` during the call.
-            let actions = host.greedy(self.online.as_ref(), unsafe { Rows::of(obs)? })?;
-            return Ok(Tensor::from_slice(&actions));
+    /// Greedy actions for the `actions.len()` observations `obs` (host memory, `OBS_DIM`
+    /// floats each), into `actions`: on the host kernel, or one batched forward pass on the
+    /// network's device.
+    pub fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+        if obs.len() != actions.len() * OBS_DIM {
+            bail!(
+                "{} observation values for {} actions of {OBS_DIM}-value observations",
+                obs.len(),
+                actions.len()
+            );
         }
-        Ok(tch::no_grad(|| self.online.forward(obs).argmax(1, false)))
+        match &self.host {
+            Some(host) => host.greedy(self.online.as_ref(), Rows::dense(obs, OBS_DIM), actions),
+            None => eval::greedy_through_tensors(obs, actions, self.online.device(), |obs| {
+                Ok(self.online.forward(obs))
+            }),
+        }
     }
 
     /// Epsilon-greedy actions for the flat observations of `actions.len()` envs.
@@ -145,17 +155,8 @@ impl Learner {
             };
         }
         if any_greedy {
-            let n = actions.len();
-            let greedy = match &self.host {
-                Some(host) => host.greedy(self.online.as_ref(), Rows::dense(obs, OBS_DIM))?,
-                None => {
-                    let obs = Tensor::from_slice(obs)
-                        .view([n as i64, OBS_DIM as i64])
-                        .to_device(self.online.device());
-                    Vec::<i64>::try_from(self.greedy(&obs)?.to_device(Device::Cpu))
-                        .context("reading greedy actions")?
-                }
-            };
+            let mut greedy = vec![0i64; actions.len()];
+            self.greedy_actions(obs, &mut greedy)?;
             for (action, greedy) in actions.iter_mut().zip(greedy) {
                 if *action < 0 {
                     *action = greedy;
@@ -640,20 +641,21 @@ mod tests {
                 "{what}: statistics differ: {h:?} against {o:?}"
             );
             let obs = Tensor::randn([64, 4], (Kind::Float, Device::Cpu));
-            assert!(
-                host.greedy(&obs)?.equal(&ops.greedy(&obs)?),
-                "{what}: greedy actions differ"
+            let flat: Vec<f32> = Vec::try_from(obs.flatten(0, -1))?;
+            let (mut from_host, mut from_ops) = (vec![0i64; 64], vec![0i64; 64]);
+            host.greedy_actions(&flat, &mut from_host)?;
+            ops.greedy_actions(&flat, &mut from_ops)?;
+            let argmax: Vec<i64> = Vec::try_from(ops.online().forward(&obs).argmax(1, false))?;
+            assert_eq!(from_host, from_ops, "{what}: greedy actions differ");
+            assert_eq!(
+                from_ops, argmax,
+                "{what}: greedy actions are not the argmax"
             );
             // Acting reads the same network through the kernel.
             let mut rng = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(1);
-            let flat: Vec<f32> = Vec::try_from(obs.flatten(0, -1))?;
             let mut acted = vec![0i64; 64];
             host.act(&flat, 0.0, &mut rng, &mut acted)?;
-            assert_eq!(
-                Tensor::from_slice(&acted),
-                ops.greedy(&obs)?,
-                "{what}: acting"
-            );
+            assert_eq!(acted, from_ops, "{what}: acting");
         }
         Ok(())
     }
@@ -721,8 +723,9 @@ mod tests {
         use rand::SeedableRng;
         let learner = learner(1e-3)?;
         let obs = [0.01f32, 0.2, -0.03, 0.1].repeat(1000);
-        let greedy =
-            Vec::<i64>::try_from(learner.greedy(&Tensor::from_slice(&obs[..4]).view([1, 4]))?)?[0];
+        let mut greedy = [0i64];
+        learner.greedy_actions(&obs[..4], &mut greedy)?;
+        let greedy = greedy[0];
         let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
         let mut actions = vec![0i64; 1000];
         learner.act(&obs, 0.0, &mut rng, &mut actions)?;

@@ -10,12 +10,31 @@ use crate::rng::{stream_seed, Stream};
 /// CartPole-v1's reward threshold: a policy averaging this much is "solved".
 pub const SOLVED_RETURN: f64 = 475.0;
 
-/// Anything that maps observations `[B, OBS_DIM]` to greedy actions `[B]`.
+/// Anything that maps observations to greedy actions.
 pub trait Policy {
-    /// Greedy actions, int64, any device.
-    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor>;
-    /// Where observations must be placed.
-    fn device(&self) -> Device;
+    /// Writes the greedy action for each of the `actions.len()` observations `obs` (host
+    /// memory, `OBS_DIM` floats each) into `actions`.
+    fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()>;
+}
+
+/// [`Policy::greedy_actions`] for a Q-network reached through tensors: `obs` goes to
+/// `device`, `q_values` maps `[B, OBS_DIM]` to `[B, n_actions]`, the argmax comes back.
+pub fn greedy_through_tensors(
+    obs: &[f32],
+    actions: &mut [i64],
+    device: Device,
+    q_values: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<()> {
+    let n = actions.len();
+    let obs = Tensor::from_slice(obs)
+        .f_view([n as i64, OBS_DIM as i64])?
+        .f_to_device(device)?;
+    let greedy = tch::no_grad(|| q_values(&obs))?
+        .f_argmax(1, false)?
+        .f_to_device(Device::Cpu)?;
+    greedy
+        .f_copy_data(actions, n)
+        .context("reading the policy's actions")
 }
 
 /// Returns of a greedy evaluation.
@@ -79,13 +98,7 @@ pub fn evaluate(
     let mut remaining = episodes;
     let mut actions = vec![0i64; episodes];
     while remaining > 0 {
-        let obs = Tensor::from_slice(envs.obs())
-            .view([episodes as i64, OBS_DIM as i64])
-            .to_device(policy.device());
-        let greedy = policy.greedy_actions(&obs)?.to_device(Device::Cpu);
-        greedy
-            .f_copy_data(&mut actions, episodes)
-            .context("reading the policy's actions")?;
+        policy.greedy_actions(envs.obs(), &mut actions)?;
         envs.step(&actions)?;
         for i in 0..episodes {
             if running[i] {
@@ -103,18 +116,16 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
 
     /// Pushes toward the side the pole leans to: a classic controller that balances.
     struct Lean;
 
     impl Policy for Lean {
-        fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-            let lean = obs.select(1, 2) + obs.select(1, 3) * 0.5;
-            Ok(lean.gt(0.0).to_kind(Kind::Int64))
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
+        fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+            for (action, o) in actions.iter_mut().zip(obs.chunks_exact(OBS_DIM)) {
+                *action = i64::from(o[2] + o[3] * 0.5 > 0.0);
+            }
+            Ok(())
         }
     }
 
@@ -122,11 +133,9 @@ mod tests {
     struct Left;
 
     impl Policy for Left {
-        fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-            Ok(Tensor::zeros([obs.size()[0]], (Kind::Int64, Device::Cpu)))
-        }
-        fn device(&self) -> Device {
-            Device::Cpu
+        fn greedy_actions(&self, _obs: &[f32], actions: &mut [i64]) -> Result<()> {
+            actions.fill(0);
+            Ok(())
         }
     }
 

@@ -47,15 +47,23 @@ impl HostUpdate {
         &self.errors
     }
 
-    /// Greedy actions of `online` for observations `obs` (`[B, obs_dim]` row-major).
-    pub fn greedy(&self, online: &dyn QFunction, obs: Rows) -> Result<Vec<i64>> {
+    /// Greedy actions of `online` for observations `obs` (`[B, obs_dim]` row-major), into
+    /// `actions` (`B` of them).
+    pub fn greedy(&self, online: &dyn QFunction, obs: Rows, actions: &mut [i64]) -> Result<()> {
+        if obs.len() != actions.len() {
+            bail!("{} observations for {} actions", obs.len(), actions.len());
+        }
         let mut pass = Pass::default();
         // SAFETY: nothing writes the parameters during this call.
         let params = unsafe { host_slice(online.flat()) }?;
         self.net.forward(params, obs, &mut pass);
-        Ok(argmax_rows(pass.q(), self.net.n_actions())
-            .map(|a| a as i64)
-            .collect())
+        for (action, best) in actions
+            .iter_mut()
+            .zip(argmax_rows(pass.q(), self.net.n_actions()))
+        {
+            *action = best as i64;
+        }
+        Ok(())
     }
 
     /// Writes the gradient of the TD loss of `batch` into `online`'s gradient buffer, as

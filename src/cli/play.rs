@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use super::{EvalArgs, RenderArgs};
 use crate::atomic::write_bytes_atomic;
@@ -12,7 +12,7 @@ use crate::config::DeviceSpec;
 use crate::device;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};
 use crate::env::{env_seed, CartPole, N_ACTIONS, OBS_DIM};
-use crate::eval::{evaluate, final_eval_seed, Policy};
+use crate::eval::{evaluate, final_eval_seed, greedy_through_tensors, Policy};
 use crate::export::{load_torchscript, QModel};
 use crate::video::GifWriter;
 
@@ -68,12 +68,8 @@ fn model_path(checkpoint: Option<&Path>, best: bool) -> Result<PathBuf> {
 struct Greedy(QModel);
 
 impl Policy for Greedy {
-    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-        Ok(self.0.q_values(obs)?.argmax(1, false))
-    }
-
-    fn device(&self) -> Device {
-        self.0.device()
+    fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+        greedy_through_tensors(obs, actions, self.0.device(), |obs| self.0.q_values(obs))
     }
 }
 
@@ -124,10 +120,9 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     let mut steps = 0;
     gif.push(&render_frame(&env.state(), steps, episode_return))?;
     loop {
-        let action = policy
-            .greedy_actions(&Tensor::from_slice(&obs).view([1, OBS_DIM as i64]))?
-            .int64_value(&[0]);
-        let step = env.step(action)?;
+        let mut action = [0i64];
+        policy.greedy_actions(&obs, &mut action)?;
+        let step = env.step(action[0])?;
         steps += 1;
         episode_return += f64::from(step.reward);
         obs = step.obs;

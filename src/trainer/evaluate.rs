@@ -217,11 +217,7 @@ impl Trainer<'_> {
 struct GreedyPolicy<'a>(&'a Learner);
 
 impl Policy for GreedyPolicy<'_> {
-    fn greedy_actions(&self, obs: &Tensor) -> Result<Tensor> {
-        self.0.greedy(obs)
-    }
-
-    fn device(&self) -> Device {
-        self.0.online().device()
+    fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+        self.0.greedy_actions(obs, actions)
     }
 }
