@@ -50,8 +50,8 @@ impl HostUpdate {
     /// Greedy actions of `online` for observations `obs` (`[B, obs_dim]` row-major), into
     /// `actions` (`B` of them).
     pub fn greedy(&self, online: &dyn QFunction, obs: Rows, actions: &mut [i64]) -> Result<()> {
-        if obs.len() != actions.len() {
-            bail!("{} observations for {} actions", obs.len(), actions.len());
+        if obs.rows() != actions.len() {
+            bail!("{} observations for {} actions", obs.rows(), actions.len());
         }
         let mut pass = Pass::default();
         // SAFETY: nothing writes the parameters during this call.
@@ -97,11 +97,18 @@ impl HostUpdate {
         if let Some(bad) = actions.iter().find(|&&a| !(0..n as i64).contains(&a)) {
             bail!("the minibatch has action {bad}, outside 0..{n}");
         }
-        if actions.len() != obs.len() {
+        let rows = [
+            actions.len(),
+            next_obs.rows(),
+            rewards.rows(),
+            bootstrap.rows(),
+            weights.map_or(obs.rows(), |w| w.rows()),
+        ];
+        if rows.iter().any(|&r| r != obs.rows()) {
             bail!(
-                "the minibatch has {} actions for {} observations",
-                actions.len(),
-                obs.len()
+                "the minibatch's parts disagree on its size: {} observations against {rows:?} \
+                 actions, next observations, rewards, bootstraps and weights",
+                obs.rows()
             );
         }
         let bootstrap_params = match target {
@@ -121,7 +128,7 @@ impl HostUpdate {
         };
         let next_q = self.next.q().chunks_exact(n);
         let choices = argmax_rows(chooser.q(), n);
-        let batch_size = obs.len();
+        let batch_size = obs.rows();
         let scale = 1.0 / batch_size as f32;
         self.errors.clear();
         self.grad_q.clear();

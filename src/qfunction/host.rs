@@ -83,13 +83,8 @@ impl<'a> Rows<'a> {
     }
 
     /// The number of rows.
-    pub fn len(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.rows
-    }
-
-    /// True when there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     /// Element `(row, col)`.
