@@ -3,8 +3,8 @@
 //! x86 builds, found among the loaded libraries) and plain loops for the rest.
 //!
 //! A CartPole network is so small that an update through libtorch's ops costs mostly their
-//! dispatch (some 90 ops; about 470 of 650 us here, the matrix products the rest): this runs
-//! the same arithmetic as a few BLAS calls on buffers it reuses. Where libtorch brings no
+//! dispatch (some 90 ops; under perf the matrix products were about a quarter of it): this
+//! runs the same arithmetic as a few BLAS calls on buffers it reuses. Where libtorch brings no
 //! `sgemm_`, or the network is on a GPU, the learner keeps to the ops; tests hold this
 //! kernel to them.
 
