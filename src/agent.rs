@@ -26,14 +26,71 @@ pub struct Learner {
     loss: Loss,
     tau: f64,
     max_grad_norm: Option<f64>,
-    /// Sums of the loss and of mean Q(s, a) since the last read: on the device for the ops
-    /// path (no synchronisation per update), on the host for the host kernel.
-    loss_sum: Tensor,
-    q_sum: Tensor,
-    host_sums: [f32; 2],
+    sums: StatSums,
     stat_updates: u64,
     /// The host kernel, for the fast network on the CPU when libtorch has a BLAS.
     host: Option<host::HostUpdate>,
+}
+
+/// Sums of the loss and of mean Q(s, a) since the last read, kept where the updates compute
+/// them.
+#[derive(Debug)]
+enum StatSums {
+    /// On the device, so that the ops path never waits for them.
+    Device { loss: Tensor, q: Tensor },
+    /// On the host, for the host kernel.
+    Host([f32; 2]),
+}
+
+impl StatSums {
+    /// Adds one update's loss and mean Q(s, a), computed on the device.
+    fn add_tensors(&mut self, loss: &Tensor, q: &Tensor) {
+        match self {
+            StatSums::Device { loss: l, q: s } => tch::no_grad(|| {
+                let _ = l.g_add_(loss);
+                let _ = s.g_add_(q);
+            }),
+            StatSums::Host(sums) => {
+                sums[0] += loss.double_value(&[]) as f32;
+                sums[1] += q.double_value(&[]) as f32;
+            }
+        }
+    }
+
+    /// Adds one update's loss and mean Q(s, a), computed on the host.
+    fn add(&mut self, loss: f64, q: f64) {
+        match self {
+            StatSums::Device { loss: l, q: s } => {
+                let _ = l.g_add_scalar_(loss);
+                let _ = s.g_add_scalar_(q);
+            }
+            StatSums::Host(sums) => {
+                sums[0] += loss as f32;
+                sums[1] += q as f32;
+            }
+        }
+    }
+
+    /// The sums.
+    fn read(&self) -> [f32; 2] {
+        match self {
+            StatSums::Device { loss, q } => {
+                [loss.double_value(&[]) as f32, q.double_value(&[]) as f32]
+            }
+            StatSums::Host(sums) => *sums,
+        }
+    }
+
+    /// Sets the sums (to zero after a read, or to what a checkpoint held).
+    fn set(&mut self, values: [f32; 2]) {
+        match self {
+            StatSums::Device { loss, q } => {
+                let _ = loss.fill_(f64::from(values[0]));
+                let _ = q.fill_(f64::from(values[1]));
+            }
+            StatSums::Host(sums) => *sums = values,
+        }
+    }
 }
 
 /// Mean TD loss and mean Q(s, a) over the updates since the last read.
@@ -68,10 +125,19 @@ impl Learner {
                 online.flat(),
             )?,
         };
-        let zero = || Tensor::zeros([], (Kind::Float, device));
         let host = match cfg.network.implementation {
             Implementation::Fast => HostNet::new(online.spec(), device).map(host::HostUpdate::new),
             Implementation::Reference => None,
+        };
+        let sums = match host {
+            Some(_) => StatSums::Host([0.0; 2]),
+            None => {
+                let zero = || Tensor::zeros([], (Kind::Float, device));
+                StatSums::Device {
+                    loss: zero(),
+                    q: zero(),
+                }
+            }
         };
         Ok(Self {
             online,
@@ -81,9 +147,7 @@ impl Learner {
             loss: cfg.agent.loss,
             tau: cfg.agent.tau,
             max_grad_norm: cfg.optimizer.max_grad_norm,
-            loss_sum: zero(),
-            q_sum: zero(),
-            host_sums: [0.0; 2],
+            sums,
             stat_updates: 0,
             host,
         })
@@ -170,8 +234,29 @@ impl Learner {
     /// errors `[B]` (detached, on the device), which prioritized replay turns into
     /// priorities.
     pub fn update(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
-        if self.host.is_some() {
-            return self.update_on_host(batch, lr);
+        if let Some(host) = self.host.as_mut() {
+            // The same update on the host kernel: its gradient, then the same clipping and
+            // Adam step, on the host buffers.
+            let measured = host.gradient(
+                self.online.as_ref(),
+                self.target.as_deref(),
+                batch,
+                self.double_dqn,
+                self.loss,
+            )?;
+            // SAFETY: the parameters and their gradients are distinct buffers, sliced once
+            // each.
+            let (params, grad) = unsafe {
+                (
+                    host_slice_mut(self.online.flat())?,
+                    host_slice_mut(self.online.flat_grad())?,
+                )
+            };
+            self.adam
+                .step_on_host(params, grad, self.max_grad_norm, lr)?;
+            self.sums.add(measured.loss, measured.mean_q);
+            self.stat_updates += 1;
+            return Ok(Tensor::from_slice(host.errors()));
         }
         // The TD target, as the paper writes it:
         // y = r + gamma^k * (1 - terminated) * Q_target(s', a'), where a' is the target net's
@@ -223,40 +308,9 @@ impl Learner {
             self.max_grad_norm,
             lr,
         )?;
-        tch::no_grad(|| {
-            let _ = self.loss_sum.g_add_(&loss);
-            let _ = self.q_sum.g_add_(&q.mean(Kind::Float));
-        });
+        self.sums.add_tensors(&loss, &q.mean(Kind::Float));
         self.stat_updates += 1;
         Ok(error)
-    }
-
-    /// [`Learner::update`] on the host kernel: the gradient from [`host::HostUpdate`], then
-    /// the same clipping and Adam step, on the host buffers.
-    fn update_on_host(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
-        let Some(host) = self.host.as_mut() else {
-            bail!("the learner has no host kernel");
-        };
-        let measured = host.gradient(
-            self.online.as_ref(),
-            self.target.as_deref(),
-            batch,
-            self.double_dqn,
-            self.loss,
-        )?;
-        // SAFETY: the parameters and their gradients are distinct buffers, sliced once each.
-        let (params, grad) = unsafe {
-            (
-                host_slice_mut(self.online.flat())?,
-                host_slice_mut(self.online.flat_grad())?,
-            )
-        };
-        self.adam
-            .step_on_host(params, grad, self.max_grad_norm, lr)?;
-        self.host_sums[0] += measured.loss as f32;
-        self.host_sums[1] += measured.mean_q as f32;
-        self.stat_updates += 1;
-        Ok(Tensor::from_slice(host.errors()))
     }
 
     /// Moves the target network toward the online one: a copy for `tau == 1`, else
@@ -274,30 +328,18 @@ impl Learner {
         }
     }
 
-    /// The pending sums of the loss and of mean Q(s, a) (one of the two places holds them,
-    /// the other is zero).
-    fn stat_sums(&self) -> [f32; 2] {
-        let device = |t: &Tensor| t.double_value(&[]) as f32;
-        [
-            device(&self.loss_sum) + self.host_sums[0],
-            device(&self.q_sum) + self.host_sums[1],
-        ]
-    }
-
     /// Mean loss and Q(s, a) since the last call; `None` when no update ran since.
     pub fn take_stats(&mut self) -> Option<UpdateStats> {
         if self.stat_updates == 0 {
             return None;
         }
         let n = self.stat_updates as f64;
-        let [loss_sum, q_sum] = self.stat_sums();
+        let [loss_sum, q_sum] = self.sums.read();
         let stats = UpdateStats {
             loss: f64::from(loss_sum) / n,
             mean_q: f64::from(q_sum) / n,
         };
-        let _ = self.loss_sum.zero_();
-        let _ = self.q_sum.zero_();
-        self.host_sums = [0.0; 2];
+        self.sums.set([0.0; 2]);
         self.stat_updates = 0;
         Some(stats)
     }
@@ -326,7 +368,7 @@ impl Checkpointed for Learner {
             stat_updates: self.stat_updates,
         })?;
         let (m, v) = self.adam.moments();
-        let stats = self.stat_sums().to_vec();
+        let stats = self.sums.read().to_vec();
         let arrays = &mut part.f32s;
         arrays.insert(ONLINE.to_owned(), host_values(self.online.flat())?);
         arrays.insert(ADAM_M.to_owned(), host_values(m)?);
@@ -351,16 +393,7 @@ impl Checkpointed for Learner {
         self.adam
             .restore(&tensor(ADAM_M)?, &tensor(ADAM_V)?, state.adam_steps)?;
         match part.f32s(STATS)? {
-            &[loss_sum, q_sum] if self.host.is_some() => {
-                self.host_sums = [loss_sum, q_sum];
-                let _ = self.loss_sum.zero_();
-                let _ = self.q_sum.zero_();
-            }
-            &[loss_sum, q_sum] => {
-                let _ = self.loss_sum.fill_(f64::from(loss_sum));
-                let _ = self.q_sum.fill_(f64::from(q_sum));
-                self.host_sums = [0.0; 2];
-            }
+            &[loss_sum, q_sum] => self.sums.set([loss_sum, q_sum]),
             other => bail!("its 'stats' array has {} values, not 2", other.len()),
         }
         self.stat_updates = state.stat_updates;

@@ -1,6 +1,8 @@
 //! The TD update on the host kernel ([`HostNet`]): the same arithmetic as
 //! [`super::Learner::update`]'s ops, done on the flat buffers in place, in a few BLAS calls.
 
+use std::cell::RefCell;
+
 use anyhow::{bail, Result};
 
 use crate::config::Loss;
@@ -28,6 +30,8 @@ pub(super) struct HostUpdate {
     current: Pass,
     grad_q: Vec<f32>,
     errors: Vec<f32>,
+    /// The pass acting and evaluation reuse (acting borrows the learner immutably).
+    acting: RefCell<Pass>,
 }
 
 impl HostUpdate {
@@ -39,6 +43,7 @@ impl HostUpdate {
             current: Pass::default(),
             grad_q: Vec::new(),
             errors: Vec::new(),
+            acting: RefCell::new(Pass::default()),
         }
     }
 
@@ -48,12 +53,9 @@ impl HostUpdate {
     }
 
     /// Greedy actions of `online` for observations `obs` (`[B, obs_dim]` row-major), into
-    /// `actions` (`B` of them).
+    /// `actions` (`B` of them; the caller checks).
     pub fn greedy(&self, online: &dyn QFunction, obs: Rows, actions: &mut [i64]) -> Result<()> {
-        if obs.rows() != actions.len() {
-            bail!("{} observations for {} actions", obs.rows(), actions.len());
-        }
-        let mut pass = Pass::default();
+        let mut pass = self.acting.borrow_mut();
         // SAFETY: nothing writes the parameters during this call.
         let params = unsafe { host_slice(online.flat()) }?;
         self.net.forward(params, obs, &mut pass);

@@ -383,10 +383,7 @@ impl HostNet {
                 &params[slot.bias.clone()],
                 out,
             );
-            match self.activation {
-                Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-                Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
-            }
+            self.activation.forward_in_place(out);
         }
         let h = self.trunk_output(&pass.hidden, x);
         let actions = self.n_actions;
@@ -484,20 +481,7 @@ impl HostNet {
         for (index, slot) in self.trunk.iter().enumerate().rev() {
             // dz = dy * act'(z), read off the activation's output y.
             let y = &pass.hidden[index];
-            grad_z.clear();
-            match self.activation {
-                Activation::Relu => {
-                    grad_z.extend(
-                        grad_hidden
-                            .iter()
-                            .zip(y)
-                            .map(|(g, &y)| if y > 0.0 { *g } else { 0.0 }),
-                    )
-                }
-                Activation::Tanh => {
-                    grad_z.extend(grad_hidden.iter().zip(y).map(|(g, &y)| g * (1.0 - y * y)))
-                }
-            }
+            self.activation.backward_into(&grad_hidden, y, &mut grad_z);
             let input = match index {
                 0 => x,
                 _ => Rows::dense(&pass.hidden[index - 1], slot.fan_in),
