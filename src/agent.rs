@@ -684,6 +684,12 @@ mod tests {
                 from_ops, argmax,
                 "{what}: greedy actions are not the argmax"
             );
+            // A few rows at a time, as acting asks (the kernel's loops, not BLAS).
+            for rows in [1, 3] {
+                let mut few = vec![0i64; rows];
+                host.greedy_actions(&flat[..rows * 4], &mut few)?;
+                assert_eq!(few, argmax[..rows], "{what}: greedy actions of {rows} rows");
+            }
             // Acting reads the same network through the kernel.
             let mut rng = <rand_pcg::Pcg64 as rand::SeedableRng>::seed_from_u64(1);
             let mut acted = vec![0i64; 64];

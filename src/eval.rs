@@ -84,7 +84,9 @@ pub fn periodic_eval_seed(seed: u64) -> u64 {
 }
 
 /// Plays `episodes` greedy episodes at once, env `i` seeded from `env_seed`, and
-/// scores the first episode of each.
+/// scores the first episode of each. The policy sees only the envs whose first episode is
+/// still running (the others' actions are never scored), so a batch shrinks as its episodes
+/// end.
 pub fn evaluate(
     policy: &dyn Policy,
     episodes: usize,
@@ -94,21 +96,25 @@ pub fn evaluate(
     let mut envs = BatchedCartPole::new(episodes, env_seed, max_episode_steps);
     envs.reset_all();
     let mut returns = vec![0.0f64; episodes];
-    let mut running = vec![true; episodes];
-    let mut remaining = episodes;
+    // The envs still in their first episode, and their observations and actions.
+    let mut running: Vec<usize> = (0..episodes).collect();
+    let mut obs = Vec::with_capacity(episodes * OBS_DIM);
+    let mut chosen = vec![0i64; episodes];
     let mut actions = vec![0i64; episodes];
-    while remaining > 0 {
-        policy.greedy_actions(envs.obs(), &mut actions)?;
-        envs.step(&actions)?;
-        for i in 0..episodes {
-            if running[i] {
-                returns[i] += f64::from(envs.rewards()[i]);
-                if envs.terminated()[i] || envs.truncated()[i] {
-                    running[i] = false;
-                    remaining -= 1;
-                }
-            }
+    while !running.is_empty() {
+        obs.clear();
+        for &i in &running {
+            obs.extend_from_slice(&envs.obs()[i * OBS_DIM..(i + 1) * OBS_DIM]);
         }
+        policy.greedy_actions(&obs, &mut chosen[..running.len()])?;
+        for (&i, &action) in running.iter().zip(&chosen) {
+            actions[i] = action;
+        }
+        envs.step(&actions)?;
+        running.retain(|&i| {
+            returns[i] += f64::from(envs.rewards()[i]);
+            !(envs.terminated()[i] || envs.truncated()[i])
+        });
     }
     Ok(EvalResult::from_returns(&returns))
 }
@@ -157,6 +163,56 @@ mod tests {
     fn the_time_limit_caps_returns() -> Result<()> {
         let capped = evaluate(&Lean, 5, 2, 50)?;
         assert_eq!((capped.min, capped.max, capped.std), (50.0, 50.0, 0.0));
+        Ok(())
+    }
+
+    /// Leans on a threshold that tilts with the cart's position, so episodes end at many
+    /// different lengths; counts the rows it is asked about.
+    struct Wobbly(std::cell::RefCell<Vec<usize>>);
+
+    impl Policy for Wobbly {
+        fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+            self.0.borrow_mut().push(actions.len());
+            for (action, o) in actions.iter_mut().zip(obs.chunks_exact(OBS_DIM)) {
+                *action = i64::from(o[2] + o[3] * 0.5 > 0.3 * o[0]);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_batch_shrinks_as_episodes_end_and_scores_what_the_whole_batch_scores() -> Result<()> {
+        let (episodes, seed) = (30, 5);
+        let policy = Wobbly(Default::default());
+        let result = evaluate(&policy, episodes, seed, 500)?;
+        // The same episodes played with the whole batch at every step.
+        let mut envs = BatchedCartPole::new(episodes, seed, 500);
+        envs.reset_all();
+        let (mut returns, mut running) = (vec![0.0; episodes], vec![true; episodes]);
+        let mut actions = vec![0i64; episodes];
+        while running.iter().any(|&r| r) {
+            Wobbly(Default::default()).greedy_actions(envs.obs(), &mut actions)?;
+            envs.step(&actions)?;
+            for i in 0..episodes {
+                if running[i] {
+                    returns[i] += f64::from(envs.rewards()[i]);
+                    running[i] = !(envs.terminated()[i] || envs.truncated()[i]);
+                }
+            }
+        }
+        assert_eq!(result, EvalResult::from_returns(&returns));
+        assert!(
+            result.min < result.max,
+            "episodes of one length: {result:?}"
+        );
+        let sizes = policy.0.into_inner();
+        assert_eq!(sizes[0], episodes);
+        assert!(sizes.windows(2).all(|w| w[1] <= w[0]), "{sizes:?}");
+        assert_eq!(sizes.len() as f64, result.max);
+        assert_eq!(
+            sizes.iter().sum::<usize>() as f64,
+            returns.iter().sum::<f64>()
+        );
         Ok(())
     }
 

@@ -8,30 +8,12 @@
 //! `sgemm_`, or the network is on a GPU, the learner keeps to the ops; tests hold this
 //! kernel to them.
 
-use std::ffi::{c_char, c_int, c_void};
-
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
+use super::products::{grad_bias, Gemm};
 use super::spec::{Head, Layer, NetworkSpec};
 use crate::config::Activation;
-
-/// Fortran BLAS `sgemm_` (column-major, arguments by reference, 32-bit sizes).
-type SgemmFn = unsafe extern "C" fn(
-    *const c_char,
-    *const c_char,
-    *const c_int,
-    *const c_int,
-    *const c_int,
-    *const f32,
-    *const f32,
-    *const c_int,
-    *const f32,
-    *const c_int,
-    *const f32,
-    *mut f32,
-    *const c_int,
-);
 
 /// A row-major matrix read in place: `rows` rows of `cols` values, `ld` apart.
 #[derive(Debug, Clone, Copy)]
@@ -82,24 +64,45 @@ impl<'a> Rows<'a> {
         })
     }
 
+    /// `rows` rows of `cols` values, `ld` apart.
+    #[cfg(test)]
+    pub(super) fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            ld,
+        }
+    }
+
     /// The number of rows.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The number of columns.
+    pub(super) fn cols(&self) -> usize {
+        self.cols
     }
 
     /// Element `(row, col)`.
     pub fn at(&self, row: usize, col: usize) -> f32 {
         self.data[row * self.ld + col]
     }
+
+    /// Row `row`'s `cols` values.
+    pub(super) fn row(&self, row: usize) -> &'a [f32] {
+        &self.data[row * self.ld..][..self.cols]
+    }
+
+    /// The values and the distance between rows, as BLAS reads a matrix.
+    pub(super) fn raw(&self) -> (&'a [f32], usize) {
+        (self.data, self.ld)
+    }
 }
 
 fn to_usize(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| anyhow::anyhow!("negative tensor size {n}"))
-}
-
-fn to_int(n: usize) -> c_int {
-    // Sizes here are layer widths and batch sizes, which the config bounds far below this.
-    c_int::try_from(n).unwrap_or(c_int::MAX)
 }
 
 /// The elements of a contiguous CPU int64 tensor, in place.
@@ -139,142 +142,6 @@ pub unsafe fn host_slice_mut(t: &Tensor) -> Result<&mut [f32]> {
 pub unsafe fn host_slice(t: &Tensor) -> Result<&[f32]> {
     // SAFETY: forwarded to the caller.
     unsafe { host_slice_mut(t).map(|s| &*s) }
-}
-
-/// Row-major matrix products through `sgemm_` (a row-major `[r, c]` matrix is the
-/// column-major `[c, r]` one, so each product is written transposed).
-#[derive(Clone, Copy)]
-struct Gemm(SgemmFn);
-
-impl std::fmt::Debug for Gemm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("sgemm_")
-    }
-}
-
-impl Gemm {
-    fn find() -> Option<Self> {
-        let function = crate::symbols::lookup(c"sgemm_")?;
-        // SAFETY: `sgemm_` is the reference BLAS routine with this signature in every BLAS
-        // (MKL's LP64 interface, which PyTorch's builds use, and OpenBLAS alike).
-        Some(Self(unsafe {
-            std::mem::transmute::<*mut c_void, SgemmFn>(function)
-        }))
-    }
-
-    /// `C = alpha op(A) op(B) + beta C`, column-major, as BLAS defines it.
-    #[allow(clippy::too_many_arguments)]
-    fn call(
-        &self,
-        trans: (u8, u8),
-        (m, n, k): (usize, usize, usize),
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        ldb: usize,
-        beta: f32,
-        c: &mut [f32],
-        ldc: usize,
-    ) {
-        if m == 0 || n == 0 {
-            return;
-        }
-        // What BLAS reads and writes: the caller's slices must cover it.
-        let covers = |len: usize, transposed: bool, (rows, cols): (usize, usize), ld: usize| {
-            let (rows, cols) = if transposed {
-                (cols, rows)
-            } else {
-                (rows, cols)
-            };
-            cols == 0 || rows == 0 || (ld >= rows && len >= (cols - 1) * ld + rows)
-        };
-        assert!(covers(a.len(), trans.0 != b'N', (m, k), lda));
-        assert!(covers(b.len(), trans.1 != b'N', (k, n), ldb));
-        assert!(covers(c.len(), false, (m, n), ldc));
-        let (ta, tb) = (trans.0 as c_char, trans.1 as c_char);
-        let (m, n, k) = (to_int(m), to_int(n), to_int(k));
-        let (lda, ldb, ldc) = (to_int(lda), to_int(ldb), to_int(ldc));
-        let alpha = 1.0f32;
-        // SAFETY: the sizes and leading dimensions describe matrices inside the slices
-        // (checked above); BLAS touches nothing else.
-        unsafe {
-            (self.0)(
-                &ta,
-                &tb,
-                &m,
-                &n,
-                &k,
-                &alpha,
-                a.as_ptr(),
-                &lda,
-                b.as_ptr(),
-                &ldb,
-                &beta,
-                c.as_mut_ptr(),
-                &ldc,
-            );
-        }
-    }
-
-    /// `y = x W^T + bias` for `x` `[B, in]`, `W` `[out, in]`, into `y` `[B, out]`.
-    fn linear(&self, x: Rows, weight: &[f32], bias: &[f32], y: &mut [f32]) {
-        let (batch, fan_in, fan_out) = (x.rows, x.cols, bias.len());
-        for row in y.chunks_exact_mut(fan_out) {
-            row.copy_from_slice(bias);
-        }
-        self.call(
-            (b'T', b'N'),
-            (fan_out, batch, fan_in),
-            weight,
-            fan_in,
-            x.data,
-            x.ld,
-            1.0,
-            y,
-            fan_out,
-        );
-    }
-
-    /// `dW = dz^T x` for `dz` `[B, out]`, `x` `[B, in]`, into `dW` `[out, in]`.
-    fn grad_weight(&self, dz: Rows, x: Rows, grad_weight: &mut [f32]) {
-        self.call(
-            (b'N', b'T'),
-            (x.cols, dz.cols, x.rows),
-            x.data,
-            x.ld,
-            dz.data,
-            dz.ld,
-            0.0,
-            grad_weight,
-            x.cols,
-        );
-    }
-
-    /// `dx (+)= dz W` for `dz` `[B, out]`, `W` `[out, in]`, into `dx` `[B, in]` (`beta` 0
-    /// overwrites it, 1 adds to it).
-    fn grad_input(&self, dz: Rows, weight: &[f32], fan_in: usize, beta: f32, dx: &mut [f32]) {
-        self.call(
-            (b'N', b'N'),
-            (fan_in, dz.rows, dz.cols),
-            weight,
-            fan_in,
-            dz.data,
-            dz.ld,
-            beta,
-            dx,
-            fan_in,
-        );
-    }
-}
-
-/// `db = sum over rows of dz` for `dz` `[B, out]`.
-fn grad_bias(dz: &[f32], grad_bias: &mut [f32]) {
-    grad_bias.fill(0.0);
-    for row in dz.chunks_exact(grad_bias.len()) {
-        for (g, d) in grad_bias.iter_mut().zip(row) {
-            *g += d;
-        }
-    }
 }
 
 /// A layer's place in the flat buffer as index ranges.
@@ -319,6 +186,8 @@ pub struct Pass {
     grad_z: Vec<f32>,
     grad_value: Vec<f32>,
     grad_advantage: Vec<f32>,
+    /// The narrow products' transposes.
+    scratch: Vec<f32>,
 }
 
 impl Pass {
@@ -382,6 +251,7 @@ impl HostNet {
                 &params[slot.weight.clone()],
                 &params[slot.bias.clone()],
                 out,
+                &mut pass.scratch,
             );
             self.activation.forward_in_place(out);
         }
@@ -398,12 +268,14 @@ impl HostNet {
                     &p[value.weight.clone()],
                     &p[value.bias.clone()],
                     &mut pass.value,
+                    &mut pass.scratch,
                 );
                 self.gemm.linear(
                     h,
                     &p[advantage.weight.clone()],
                     &p[advantage.bias.clone()],
                     &mut pass.advantage,
+                    &mut pass.scratch,
                 );
                 let rows = pass.advantage.chunks_exact(actions).zip(&pass.value);
                 for (q, (a, v)) in pass.q.chunks_exact_mut(actions).zip(rows) {
@@ -416,7 +288,7 @@ impl HostNet {
             (_, layers) => {
                 let slot = &layers[0];
                 let (w, b) = (&params[slot.weight.clone()], &params[slot.bias.clone()]);
-                self.gemm.linear(h, w, b, &mut pass.q);
+                self.gemm.linear(h, w, b, &mut pass.q, &mut pass.scratch);
             }
         }
     }
@@ -461,7 +333,8 @@ impl HostNet {
                     }
                     let (dv, da) = (Rows::dense(dv, 1), Rows::dense(da, actions));
                     for (slot, dz) in [(value, dv), (advantage, da)] {
-                        self.gemm.grad_weight(dz, h, &mut grad[slot.weight.clone()]);
+                        let dw = &mut grad[slot.weight.clone()];
+                        self.gemm.grad_weight(dz, h, dw, &mut pass.scratch);
                         grad_bias(dz.data, &mut grad[slot.bias.clone()]);
                     }
                     let wv = &params[value.weight.clone()];
@@ -471,7 +344,8 @@ impl HostNet {
                 }
                 (_, layers) => {
                     let slot = &layers[0];
-                    self.gemm.grad_weight(dq, h, &mut grad[slot.weight.clone()]);
+                    let dw = &mut grad[slot.weight.clone()];
+                    self.gemm.grad_weight(dq, h, dw, &mut pass.scratch);
                     grad_bias(grad_q, &mut grad[slot.bias.clone()]);
                     let w = &params[slot.weight.clone()];
                     self.gemm.grad_input(dq, w, h.cols, 0.0, &mut grad_hidden);
@@ -487,8 +361,8 @@ impl HostNet {
                 _ => Rows::dense(&pass.hidden[index - 1], slot.fan_in),
             };
             let dz = Rows::dense(&grad_z, slot.fan_out);
-            self.gemm
-                .grad_weight(dz, input, &mut grad[slot.weight.clone()]);
+            let dw = &mut grad[slot.weight.clone()];
+            self.gemm.grad_weight(dz, input, dw, &mut pass.scratch);
             grad_bias(&grad_z, &mut grad[slot.bias.clone()]);
             if index > 0 {
                 grad_hidden.resize(batch * slot.fan_in, 0.0);

@@ -13,6 +13,7 @@
 mod activation;
 mod fast;
 mod host;
+mod products;
 mod reference;
 mod spec;
 
