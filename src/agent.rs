@@ -586,32 +586,13 @@ mod tests {
         Ok(())
     }
 
-    /// Whether this libtorch gives the host kernel its BLAS; when it does not, the tests of
-    /// the kernel say they skipped, and QNET_REQUIRE_HOST_KERNEL=1 (set by .ci/run, whose
-    /// PyPI libtorch has MKL) makes that a failure.
-    fn host_kernel_available() -> bool {
-        let spec = qfunction::NetworkSpec::new(&Config::default().network, 4, 2);
-        let found = spec.is_ok_and(|spec| HostNet::new(&spec, Device::Cpu).is_some());
-        if !found {
-            assert!(
-                std::env::var("QNET_REQUIRE_HOST_KERNEL").map_or(true, |v| v != "1"),
-                "QNET_REQUIRE_HOST_KERNEL=1 but libtorch has no BLAS sgemm_ for the host kernel"
-            );
-            eprintln!(
-                "skipped: libtorch has no BLAS sgemm_, so the host kernel is not used here \
-                 (QNET_REQUIRE_HOST_KERNEL=1 makes this a failure)"
-            );
-        }
-        found
-    }
-
     /// The host kernel takes the updates the libtorch ops take (parameters, TD errors and
     /// statistics after several whole updates, and greedy actions), for every head,
     /// activation, loss, target choice, and with and without importance weights.
     #[test]
     fn the_host_kernel_takes_the_updates_the_ops_take() -> Result<()> {
         use crate::config::Activation;
-        if !host_kernel_available() {
+        if !qfunction::blas_available() {
             return Ok(());
         }
         let cases = [
@@ -703,7 +684,7 @@ mod tests {
     /// the kernel as a contiguous one.
     #[test]
     fn the_host_kernel_reads_minibatches_of_replay_rows() -> Result<()> {
-        if !host_kernel_available() {
+        if !qfunction::blas_available() {
             return Ok(());
         }
         let mut host = learner(1e-2)?;

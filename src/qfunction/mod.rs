@@ -26,6 +26,8 @@ use crate::config::{Implementation, NetworkConfig};
 
 pub use fast::FastQ;
 pub use host::{argmax_rows, host_i64s, host_slice, host_slice_mut, HostNet, Pass, Rows};
+#[cfg(test)]
+pub(crate) use products::blas_available;
 pub use reference::ReferenceQ;
 pub use spec::{Head, Layer, ModuleDef, NetworkSpec};
 

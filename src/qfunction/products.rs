@@ -15,6 +15,11 @@ use super::host::Rows;
 /// A side at most this long makes a product narrow (loops, not BLAS).
 const NARROW: usize = 8;
 
+/// A product of a `[batch, fan_in]` input and a `[fan_out, fan_in]` weight has a narrow side.
+fn narrow(batch: usize, fan_in: usize, fan_out: usize) -> bool {
+    batch.min(fan_in).min(fan_out) <= NARROW
+}
+
 /// Fortran BLAS `sgemm_` (column-major, arguments by reference, 32-bit sizes).
 type SgemmFn = unsafe extern "C" fn(
     *const c_char,
@@ -195,8 +200,8 @@ impl Gemm {
         for row in y.chunks_exact_mut(fan_out) {
             row.copy_from_slice(bias);
         }
-        if fan_in.min(fan_out).min(batch) <= NARROW {
-            narrow_linear(self.avx2, x, weight, y, scratch);
+        if narrow(batch, fan_in, fan_out) {
+            narrow_linear(self.avx2, x, weight, fan_out, y, scratch);
             return;
         }
         let (data, ld) = x.raw();
@@ -216,7 +221,7 @@ impl Gemm {
     /// `dW = dz^T x` for `dz` `[B, out]`, `x` `[B, in]`, into `dW` `[out, in]`.
     pub fn grad_weight(&self, dz: Rows, x: Rows, grad_weight: &mut [f32], scratch: &mut Vec<f32>) {
         let (batch, fan_in, fan_out) = (x.rows(), x.cols(), dz.cols());
-        if fan_in.min(fan_out).min(batch) <= NARROW {
+        if narrow(batch, fan_in, fan_out) {
             narrow_grad_weight(self.avx2, dz, x, grad_weight, scratch);
             return;
         }
@@ -238,8 +243,8 @@ impl Gemm {
     /// overwrites it, 1 adds to it).
     pub fn grad_input(&self, dz: Rows, weight: &[f32], fan_in: usize, beta: f32, dx: &mut [f32]) {
         let (batch, fan_out) = (dz.rows(), dz.cols());
-        if fan_in.min(fan_out).min(batch) <= NARROW {
-            narrow_grad_input(self.avx2, dz, weight, beta, dx);
+        if narrow(batch, fan_in, fan_out) {
+            narrow_grad_input(self.avx2, dz, weight, fan_in, beta, dx);
             return;
         }
         let (data, ld) = dz.raw();
@@ -259,8 +264,8 @@ impl Gemm {
 
 vectorized! {
     /// [`Gemm::linear`]'s loops, `y` already holding the bias.
-    fn narrow_linear(x: Rows, weight: &[f32], y: &mut [f32], scratch: &mut Vec<f32>) {
-        let (fan_in, fan_out) = (x.cols(), weight.len() / x.cols().max(1));
+    fn narrow_linear(x: Rows, weight: &[f32], fan_out: usize, y: &mut [f32], scratch: &mut Vec<f32>) {
+        let fan_in = x.cols();
         if fan_in < fan_out {
             // Few inputs: each output row sums `fan_in` rows of W^T, as long as the output's.
             scratch.resize(weight.len(), 0.0);
@@ -311,8 +316,7 @@ vectorized! {
 
 vectorized! {
     /// [`Gemm::grad_input`]'s loops: each row of dx sums the rows of W its dz row weighs.
-    fn narrow_grad_input(dz: Rows, weight: &[f32], beta: f32, dx: &mut [f32]) {
-        let fan_in = weight.len() / dz.cols().max(1);
+    fn narrow_grad_input(dz: Rows, weight: &[f32], fan_in: usize, beta: f32, dx: &mut [f32]) {
         for (r, row) in dx.chunks_exact_mut(fan_in).enumerate() {
             if beta == 0.0 {
                 row.fill(0.0);
@@ -332,6 +336,25 @@ pub(super) fn grad_bias(dz: &[f32], grad_bias: &mut [f32]) {
             *g += d;
         }
     }
+}
+
+/// Whether this libtorch gives the host kernel its BLAS; when it does not, the kernel's tests
+/// say they skipped, and QNET_REQUIRE_HOST_KERNEL=1 (set by .ci/run, whose PyPI libtorch has
+/// MKL) makes that a failure.
+#[cfg(test)]
+pub(crate) fn blas_available() -> bool {
+    let found = Gemm::find().is_some();
+    if !found {
+        assert!(
+            std::env::var("QNET_REQUIRE_HOST_KERNEL").map_or(true, |v| v != "1"),
+            "QNET_REQUIRE_HOST_KERNEL=1 but libtorch has no BLAS sgemm_ for the host kernel"
+        );
+        eprintln!(
+            "skipped: libtorch has no BLAS sgemm_, so the host kernel is not used here \
+             (QNET_REQUIRE_HOST_KERNEL=1 makes this a failure)"
+        );
+    }
+    found
 }
 
 #[cfg(test)]
