@@ -5,10 +5,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qnet::env::OBS_DIM;
-use qnet::replay::{Prioritization, ReplayBuffer, Transition};
+use qnet::replay::{Prioritization, ReplayBuffer, TdErrors, Transition};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
-use tch::{Device, Tensor};
+use tch::Device;
 
 const BATCH: usize = 128;
 
@@ -42,18 +42,22 @@ fn sampling(c: &mut Criterion) {
         let mut uniform = full_buffer(capacity, false);
         let mut rng = Pcg64::seed_from_u64(1);
         group.bench_with_input(BenchmarkId::new("uniform", capacity), &capacity, |b, _| {
-            b.iter(|| black_box(uniform.sample(BATCH, &mut rng, 0.4).expect("sample")))
+            b.iter(|| {
+                black_box(uniform.sample(BATCH, &mut rng, 0.4).expect("sample"));
+            })
         });
         let mut prioritized = full_buffer(capacity, true);
-        let td_errors = Tensor::rand([BATCH as i64], (tch::Kind::Float, Device::Cpu));
+        // TD errors as the host kernel hands them back.
+        let td_errors: Vec<f32> = (0..BATCH).map(|i| (i as f32 * 0.37).fract()).collect();
         group.bench_with_input(
             BenchmarkId::new("prioritized_with_update", capacity),
             &capacity,
             |b, _| {
                 b.iter(|| {
-                    let batch = prioritized.sample(BATCH, &mut rng, 0.4).expect("sample");
-                    prioritized.update_priorities(&td_errors).expect("update");
-                    black_box(batch)
+                    black_box(prioritized.sample(BATCH, &mut rng, 0.4).expect("sample"));
+                    prioritized
+                        .update_priorities(&TdErrors::Host(&td_errors))
+                        .expect("update");
                 })
             },
         );

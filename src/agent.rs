@@ -14,7 +14,7 @@ use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::eval;
 use crate::optim::{Adam, AdamConfig};
 use crate::qfunction::{self, host_slice_mut, HostNet, QFunction, Rows};
-use crate::replay::Batch;
+use crate::replay::{Minibatch, TdErrors};
 
 /// Online network, optional target network, Adam, and running update statistics.
 #[derive(Debug)]
@@ -231,16 +231,15 @@ impl Learner {
     }
 
     /// One gradient step of learning rate `lr` on the TD error of `batch`; returns the TD
-    /// errors `[B]` (detached, on the device), which prioritized replay turns into
-    /// priorities.
-    pub fn update(&mut self, batch: &Batch, lr: f64) -> Result<Tensor> {
-        if let Some(host) = self.host.as_mut() {
-            // The same update on the host kernel: its gradient, then the same clipping and
-            // Adam step, on the host buffers.
+    /// errors, which prioritized replay turns into priorities.
+    pub fn update(&mut self, batch: Minibatch<'_>, lr: f64) -> Result<TdErrors<'_>> {
+        if let (Some(host), Some(parts)) = (self.host.as_mut(), batch.parts()?) {
+            // The same update on the host kernel, reading the rows in place: its gradient,
+            // then the same clipping and Adam step, on the host buffers.
             let measured = host.gradient(
                 self.online.as_ref(),
                 self.target.as_deref(),
-                batch,
+                parts,
                 self.double_dqn,
                 self.loss,
             )?;
@@ -256,8 +255,9 @@ impl Learner {
                 .step_on_host(params, grad, self.max_grad_norm, lr)?;
             self.sums.add(measured.loss, measured.mean_q);
             self.stat_updates += 1;
-            return Ok(Tensor::from_slice(host.errors()));
+            return Ok(TdErrors::Host(host.errors()));
         }
+        let batch = batch.to_batch(self.online.flat().device())?;
         // The TD target, as the paper writes it:
         // y = r + gamma^k * (1 - terminated) * Q_target(s', a'), where a' is the target net's
         // argmax, or the online net's for Double DQN, and k the transition's number of steps
@@ -310,7 +310,7 @@ impl Learner {
         )?;
         self.sums.add_tensors(&loss, &q.mean(Kind::Float));
         self.stat_updates += 1;
-        Ok(error)
+        Ok(TdErrors::Tensor(error))
     }
 
     /// Moves the target network toward the online one: a copy for `tau == 1`, else
@@ -405,16 +405,65 @@ impl Checkpointed for Learner {
 mod tests {
     use super::*;
     use crate::config::{Config, Implementation};
+    use crate::replay::Batch;
 
-    fn batch(terminated: f32, reward: f32, gamma: f32) -> Batch {
-        Batch {
-            obs: Tensor::from_slice(&[0.01f32, 0.0, 0.02, 0.0]).view([1, 4]),
-            next_obs: Tensor::from_slice(&[0.02f32, 0.1, 0.01, -0.1]).view([1, 4]),
-            actions: Tensor::from_slice(&[1i64]).view([1, 1]),
-            rewards: Tensor::from_slice(&[reward]),
-            bootstrap: Tensor::from_slice(&[gamma * (1.0 - terminated)]),
-            weights: None,
+    /// A minibatch as sampling gathers it (replay rows in host memory, and weights), and
+    /// the same as tensors.
+    struct Sampled {
+        rows: Vec<f32>,
+        weights: Option<Vec<f32>>,
+        t: Batch,
+    }
+
+    impl Sampled {
+        fn new(rows: Vec<f32>, weights: Option<Vec<f32>>) -> Result<Self> {
+            let t = Minibatch::Rows {
+                rows: &rows,
+                weights: weights.as_deref(),
+            }
+            .to_batch(Device::Cpu)?;
+            Ok(Self { rows, weights, t })
         }
+
+        fn rows(&self) -> Minibatch<'_> {
+            Minibatch::Rows {
+                rows: &self.rows,
+                weights: self.weights.as_deref(),
+            }
+        }
+    }
+
+    /// One transition: obs, next obs, action 1, reward, bootstrap `gamma (1 - terminated)`.
+    fn batch(terminated: f32, reward: f32, gamma: f32) -> Sampled {
+        let row = [0.01f32, 0.0, 0.02, 0.0, 0.02, 0.1, 0.01, -0.1, 1.0, reward];
+        let mut rows = row.to_vec();
+        rows.push(gamma * (1.0 - terminated));
+        Sampled::new(rows, None).expect("one row")
+    }
+
+    /// A random minibatch of `n` transitions, half of them weighted when `weighted`.
+    fn random_batch(n: i64, weighted: bool) -> Sampled {
+        let opts = (Kind::Float, Device::Cpu);
+        let columns = [
+            Tensor::randn([n, 8], opts),
+            Tensor::randint(2, [n, 1], opts),
+            Tensor::ones([n, 1], opts) * 3.0,
+            // Some terminated (0), the others discounted by gamma^k in (0, 1).
+            Tensor::rand([n, 1], opts) * Tensor::randint(2, [n, 1], opts),
+        ];
+        let rows = Vec::<f32>::try_from(Tensor::cat(&columns, 1).flatten(0, -1));
+        let weights = weighted.then(|| Vec::<f32>::try_from(Tensor::rand([n], opts)));
+        rows.ok()
+            .zip(weights.transpose().ok())
+            .and_then(|(rows, weights)| Sampled::new(rows, weights).ok())
+            .expect("a random minibatch")
+    }
+
+    fn all_close(a: &[f32], b: &[f32], rtol: f32, atol: f32) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= atol + rtol * y.abs())
     }
 
     fn learner(lr: f64) -> Result<Learner> {
@@ -422,20 +471,6 @@ mod tests {
         cfg.optimizer.lr = lr;
         cfg.agent.gamma = 0.9;
         Learner::new(&cfg, Device::Cpu, 3)
-    }
-
-    /// A random minibatch of `n` transitions, half of them weighted when `weighted`.
-    fn random_batch(n: i64, weighted: bool) -> Batch {
-        let opts = (Kind::Float, Device::Cpu);
-        Batch {
-            obs: Tensor::randn([n, 4], opts),
-            next_obs: Tensor::randn([n, 4], opts),
-            actions: Tensor::randint(2, [n, 1], (Kind::Int64, Device::Cpu)),
-            rewards: Tensor::ones([n], opts) * 3.0,
-            // Some terminated (0), the others discounted by gamma^k in (0, 1).
-            bootstrap: Tensor::rand([n], opts) * Tensor::randint(2, [n], opts),
-            weights: weighted.then(|| Tensor::rand([n], opts)),
-        }
     }
 
     /// With a repeated transition, Q(s, a) converges to its TD target: r alone when
@@ -446,12 +481,12 @@ mod tests {
             let mut learner = learner(1e-2)?;
             let b = batch(terminated, 1.0, 0.81);
             let next_max = learner.target().map_or(0.0, |t| {
-                tch::no_grad(|| t.forward(&b.next_obs).max().double_value(&[]))
+                tch::no_grad(|| t.forward(&b.t.next_obs).max().double_value(&[]))
             });
             for _ in 0..500 {
-                let _ = learner.update(&b, 1e-2)?;
+                let _ = learner.update(b.rows(), 1e-2)?;
             }
-            let q = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
+            let q = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
             let expected = 1.0 + 0.81 * f64::from(1.0 - terminated) * next_max;
             assert!(
                 (q - expected).abs() < 1e-3,
@@ -506,20 +541,20 @@ mod tests {
             let td_target = tch::no_grad(|| {
                 let next = learner
                     .target()
-                    .map(|t| t.forward(&b.next_obs).amax(1, false))
-                    .unwrap_or_else(|| b.rewards.zeros_like());
-                &b.rewards + &b.bootstrap * next
+                    .map(|t| t.forward(&b.t.next_obs).amax(1, false))
+                    .unwrap_or_else(|| b.t.rewards.zeros_like());
+                &b.t.rewards + &b.t.bootstrap * next
             });
             let (_vs, seq, variables) = autograd_copy(&learner)?;
             let q = seq
-                .forward(&b.obs)
-                .gather(1, &b.actions, false)
+                .forward(&b.t.obs)
+                .gather(1, &b.t.actions, false)
                 .squeeze_dim(1);
             let per_sample = match loss {
                 Loss::Mse => (&q - &td_target).square(),
                 Loss::Huber => q.huber_loss(&td_target, Reduction::None, 1.0),
             };
-            let objective = match &b.weights {
+            let objective = match &b.t.weights {
                 Some(w) => (per_sample * w).mean(Kind::Float),
                 None => per_sample.mean(Kind::Float),
             };
@@ -528,7 +563,7 @@ mod tests {
                 &grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(),
                 0,
             );
-            let _ = learner.update(&b, 1e-3)?;
+            let _ = learner.update(b.rows(), 1e-3)?;
             let diff = (learner.online().flat_grad() - &autograd)
                 .abs()
                 .max()
@@ -567,9 +602,9 @@ mod tests {
             for step in 0..10 {
                 tch::manual_seed(100 + step);
                 let b = random_batch(32, step % 2 == 0);
-                let errors: Vec<Tensor> = learners
+                let errors: Vec<Vec<f32>> = learners
                     .iter_mut()
-                    .map(|l| l.update(&b, 1e-2))
+                    .map(|l| l.update(b.rows(), 1e-2)?.to_vec())
                     .collect::<Result<_>>()?;
                 let (fast, reference) = (learners[0].online(), learners[1].online());
                 let diff = (fast.flat() - reference.flat())
@@ -580,7 +615,7 @@ mod tests {
                     diff < 1e-5,
                     "dueling {dueling}, update {step}: parameters differ by {diff}"
                 );
-                assert!(errors[0].allclose(&errors[1], 1e-5, 1e-5, false));
+                assert!(all_close(&errors[0], &errors[1], 1e-5, 1e-5));
             }
         }
         Ok(())
@@ -628,8 +663,8 @@ mod tests {
             for step in 0..8 {
                 tch::manual_seed(200 + step);
                 let b = random_batch(48, step % 2 == 1);
-                let host_errors = host.update(&b, 1e-2)?;
-                let ops_errors = ops.update(&b, 1e-2)?;
+                let host_errors = host.update(b.rows(), 1e-2)?.to_vec()?;
+                let ops_errors = ops.update(b.rows(), 1e-2)?.to_vec()?;
                 if step == 3 {
                     host.update_target();
                     ops.update_target();
@@ -643,7 +678,7 @@ mod tests {
                     "{what}, update {step}: parameters differ by {diff}"
                 );
                 assert!(
-                    host_errors.allclose(&ops_errors, 1e-4, 1e-5, false),
+                    all_close(&host_errors, &ops_errors, 1e-4, 1e-5),
                     "{what}, update {step}: TD errors differ"
                 );
             }
@@ -680,35 +715,29 @@ mod tests {
         Ok(())
     }
 
-    /// A strided minibatch (columns of replay rows, as sampling makes it) reads the same in
-    /// the kernel as a contiguous one.
+    /// A minibatch handed over as tensors (device storage) teaches a learner with the host
+    /// kernel what the same minibatch as rows teaches: the kernel reads rows, the tensors
+    /// take the ops path.
     #[test]
-    fn the_host_kernel_reads_minibatches_of_replay_rows() -> Result<()> {
+    fn rows_and_tensors_of_one_minibatch_teach_the_same() -> Result<()> {
         if !qfunction::blas_available() {
             return Ok(());
         }
-        let mut host = learner(1e-2)?;
-        let mut ops = learner(1e-2)?;
-        ops.host = None;
-        ops.online().load_flat(host.online().flat())?;
-        ops.update_target();
+        let mut from_rows = learner(1e-2)?;
+        let mut from_tensors = learner(1e-2)?;
+        from_tensors.online().load_flat(from_rows.online().flat())?;
+        from_tensors.update_target();
+        from_rows.update_target();
         tch::manual_seed(9);
-        let rows = Tensor::randn([40, crate::replay::ROW as i64], (Kind::Float, Device::Cpu));
-        rows.narrow(1, 8, 1)
-            .copy_(&Tensor::randint(2, [40, 1], (Kind::Float, Device::Cpu)));
-        let strided = Batch::from_rows(&rows);
-        let dense = Batch {
-            obs: strided.obs.contiguous(),
-            next_obs: strided.next_obs.contiguous(),
-            actions: strided.actions.shallow_clone(),
-            rewards: strided.rewards.contiguous(),
-            bootstrap: strided.bootstrap.contiguous(),
-            weights: None,
-        };
-        let from_rows = host.update(&strided, 1e-2)?;
-        let from_dense = ops.update(&dense, 1e-2)?;
-        assert!(from_rows.allclose(&from_dense, 1e-4, 1e-5, false));
-        let diff = (host.online().flat() - ops.online().flat())
+        let b = random_batch(40, true);
+        let by_rows = from_rows.update(b.rows(), 1e-2)?.to_vec()?;
+        let by_tensors = from_tensors.update(Minibatch::Tensors(&b.t), 1e-2)?;
+        assert!(
+            matches!(by_tensors, TdErrors::Tensor(_)),
+            "the tensors took the kernel"
+        );
+        assert!(all_close(&by_rows, &by_tensors.to_vec()?, 1e-4, 1e-5));
+        let diff = (from_rows.online().flat() - from_tensors.online().flat())
             .abs()
             .max()
             .double_value(&[]);
@@ -720,7 +749,7 @@ mod tests {
     fn target_network_moves_only_when_updated() -> Result<()> {
         let mut learner = learner(1e-2)?;
         let before = learner.target().map(|t| t.flat().copy());
-        let _ = learner.update(&batch(0.0, 1.0, 0.9), 1e-2)?;
+        let _ = learner.update(batch(0.0, 1.0, 0.9).rows(), 1e-2)?;
         let target = learner.target().map(|t| t.flat().copy());
         assert!(before
             .as_ref()
@@ -771,10 +800,10 @@ mod tests {
         assert!(learner.take_stats().is_none());
         // A terminal transition with reward 1 from a fresh net: the loss is (Q - 1)^2.
         let b = batch(1.0, 1.0, 0.9);
-        let q0 = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
-        let _ = learner.update(&b, 1e-3)?;
-        let q1 = tch::no_grad(|| learner.online().forward(&b.obs).double_value(&[0, 1]));
-        let _ = learner.update(&b, 1e-3)?;
+        let q0 = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
+        let _ = learner.update(b.rows(), 1e-3)?;
+        let q1 = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
+        let _ = learner.update(b.rows(), 1e-3)?;
         let stats = learner.take_stats().expect("two updates ran");
         let expected = ((q0 - 1.0).powi(2) + (q1 - 1.0).powi(2)) / 2.0;
         assert!(

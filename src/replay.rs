@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::training::{Checkpointed, Part};
 use crate::env::OBS_DIM;
+use crate::qfunction::Rows;
 use crate::sum_tree::SumTree;
 
 /// Floats per stored transition.
@@ -55,6 +56,105 @@ impl Transition<'_> {
     }
 }
 
+/// A minibatch as sampling hands it to the learner.
+#[derive(Debug, Clone, Copy)]
+pub enum Minibatch<'a> {
+    /// `[B, ROW]` rows gathered into host memory, and prioritized replay's importance
+    /// weights `[B]`: what host storage, or any storage training on the CPU, gives. The host
+    /// kernel reads them in place ([`Minibatch::parts`]); the ops path makes tensors of them.
+    Rows {
+        rows: &'a [f32],
+        weights: Option<&'a [f32]>,
+    },
+    /// Tensors on the training device (device storage training there).
+    Tensors(&'a Batch),
+}
+
+/// A minibatch of host rows read in place, column by column.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    /// `[B, OBS_DIM]`.
+    pub obs: Rows<'a>,
+    /// `[B, OBS_DIM]`.
+    pub next_obs: Rows<'a>,
+    /// `[B, 1]`: the actions, as the rows store them (whole numbers as floats).
+    pub actions: Rows<'a>,
+    /// `[B, 1]`.
+    pub rewards: Rows<'a>,
+    /// `[B, 1]`: `gamma^k (1 - terminated)`.
+    pub bootstrap: Rows<'a>,
+    /// `[B]` importance-sampling weights (prioritized replay only).
+    pub weights: Option<&'a [f32]>,
+}
+
+impl<'a> Minibatch<'a> {
+    /// The rows' columns, read in place; `None` for a minibatch of tensors.
+    pub fn parts(&self) -> Result<Option<Parts<'a>>> {
+        let &Minibatch::Rows { rows, weights } = self else {
+            return Ok(None);
+        };
+        let n = rows.len() / ROW;
+        if rows.len() != n * ROW || weights.is_some_and(|w| w.len() != n) {
+            bail!(
+                "a minibatch of {} floats with {:?} weights is not whole {ROW}-float rows \
+                 with a weight each",
+                rows.len(),
+                weights.map(<[f32]>::len)
+            );
+        }
+        let column = |start: usize, cols: usize| Rows::strided(&rows[start..], n, cols, ROW);
+        Ok(Some(Parts {
+            obs: column(0, OBS_DIM),
+            next_obs: column(OBS_DIM, OBS_DIM),
+            actions: column(ACTION, 1),
+            rewards: column(REWARD, 1),
+            bootstrap: column(BOOTSTRAP, 1),
+            weights,
+        }))
+    }
+
+    /// The minibatch as tensors on `device`.
+    pub fn to_batch(&self, device: Device) -> Result<Batch> {
+        match *self {
+            Minibatch::Rows { rows, weights } => {
+                let n = (rows.len() / ROW) as i64;
+                let tensor = Tensor::from_slice(rows)
+                    .f_view([n, ROW as i64])?
+                    .f_to_device(device)?;
+                let mut batch = Batch::from_rows(&tensor);
+                batch.weights = weights
+                    .map(|w| Tensor::from_slice(w).f_to_device(device))
+                    .transpose()?;
+                Ok(batch)
+            }
+            Minibatch::Tensors(batch) => Ok(batch.shallow_clone()),
+        }
+    }
+}
+
+/// The TD errors `Q(s, a) - y` of an update, where it computed them: what prioritized
+/// replay turns into priorities.
+#[derive(Debug)]
+pub enum TdErrors<'a> {
+    /// The host kernel's.
+    Host(&'a [f32]),
+    /// `[B]`, detached, on the training device.
+    Tensor(Tensor),
+}
+
+impl TdErrors<'_> {
+    /// The errors in host memory (one copy from the device for a tensor).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        match self {
+            TdErrors::Host(errors) => Ok(errors.to_vec()),
+            TdErrors::Tensor(t) => {
+                let host = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
+                Vec::<f32>::try_from(&host).context("reading TD errors")
+            }
+        }
+    }
+}
+
 /// A minibatch on the training device.
 #[derive(Debug)]
 pub struct Batch {
@@ -73,8 +173,20 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The same tensors, shared.
+    fn shallow_clone(&self) -> Self {
+        Batch {
+            obs: self.obs.shallow_clone(),
+            next_obs: self.next_obs.shallow_clone(),
+            actions: self.actions.shallow_clone(),
+            rewards: self.rewards.shallow_clone(),
+            bootstrap: self.bootstrap.shallow_clone(),
+            weights: self.weights.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
     /// Splits a `[B, ROW]` tensor of rows into a minibatch (views, no copies but the actions).
-    pub fn from_rows(rows: &Tensor) -> Self {
+    fn from_rows(rows: &Tensor) -> Self {
         Batch {
             obs: rows.narrow(1, 0, OBS_DIM as i64),
             next_obs: rows.narrow(1, OBS_DIM as i64, OBS_DIM as i64),
@@ -140,7 +252,10 @@ pub struct ReplayBuffer {
     priorities: Option<Priorities>,
     indices: Vec<i64>,
     slots: Vec<usize>,
+    /// The last minibatch: its rows in host memory, or its tensors on the training device.
     gathered: Vec<f32>,
+    weights: Vec<f32>,
+    batch: Option<Batch>,
 }
 
 /// How prioritized replay turns TD errors into priorities.
@@ -194,6 +309,8 @@ impl ReplayBuffer {
             indices: Vec::new(),
             slots: Vec::new(),
             gathered: Vec::new(),
+            weights: Vec::new(),
+            batch: None,
         })
     }
 
@@ -270,65 +387,80 @@ impl ReplayBuffer {
     }
 
     /// Draws `batch_size` transitions (with replacement) using `rng`: uniformly, or in
-    /// proportion to priority with importance-sampling weights of exponent `beta`.
+    /// proportion to priority with importance-sampling weights of exponent `beta`. Host
+    /// storage, and any storage training on the CPU, gather the rows into host memory;
+    /// device storage training on its device gathers tensors there.
     pub fn sample(
         &mut self,
         batch_size: usize,
         rng: &mut impl rand::Rng,
         beta: f64,
-    ) -> Result<Batch> {
+    ) -> Result<Minibatch<'_>> {
         if self.len == 0 {
             bail!("cannot sample from an empty replay buffer");
         }
         self.indices.clear();
-        let weights = match &self.priorities {
+        let prioritized = match &self.priorities {
             None => {
                 let len = self.len;
                 self.indices
                     .extend((0..batch_size).map(|_| rng.random_range(0..len) as i64));
-                None
+                false
             }
             Some(p) => {
                 p.tree.sample_stratified(batch_size, rng, &mut self.slots)?;
                 self.indices.extend(self.slots.iter().map(|&s| s as i64));
-                Some(importance_weights(p, &self.slots, self.len, beta)?)
+                importance_weights(p, &self.slots, self.len, beta, &mut self.weights)?;
+                true
             }
         };
         self.flush()?;
-        let rows = match &self.storage {
+        self.gathered.clear();
+        match &self.storage {
             Storage::Host(rows) => {
-                self.gathered.clear();
                 for &index in &self.indices {
                     let start = index as usize * ROW;
                     self.gathered.extend_from_slice(&rows[start..start + ROW]);
                 }
-                Tensor::from_slice(&self.gathered)
-                    .view([batch_size as i64, ROW as i64])
-                    .to_device(self.train_device)
             }
             Storage::Device { rows, .. } => {
                 let index = Tensor::from_slice(&self.indices).to_device(rows.device());
-                rows.f_index_select(0, &index)?.to_device(self.train_device)
+                let gathered = rows.f_index_select(0, &index)?;
+                if self.train_device != Device::Cpu {
+                    let mut batch = Batch::from_rows(&gathered.f_to_device(self.train_device)?);
+                    batch.weights = prioritized
+                        .then(|| Tensor::from_slice(&self.weights).f_to_device(self.train_device))
+                        .transpose()?;
+                    return Ok(Minibatch::Tensors(self.batch.insert(batch)));
+                }
+                self.gathered.resize(batch_size * ROW, 0.0);
+                gathered
+                    .f_to_device(Device::Cpu)?
+                    .f_copy_data(&mut self.gathered, batch_size * ROW)?;
             }
-        };
-        let mut batch = Batch::from_rows(&rows);
-        batch.weights = weights
-            .map(|w| Tensor::from_slice(&w).f_to_device(self.train_device))
-            .transpose()?;
-        Ok(batch)
+        }
+        Ok(Minibatch::Rows {
+            rows: &self.gathered,
+            weights: prioritized.then_some(self.weights.as_slice()),
+        })
     }
 
     /// Prioritized replay: sets the priorities of the last sample's transitions from their
-    /// TD errors `[B]` (one copy to the host); nothing for uniform replay.
-    pub fn update_priorities(&mut self, td_errors: &Tensor) -> Result<()> {
+    /// TD errors `[B]`; nothing for uniform replay.
+    pub fn update_priorities(&mut self, td_errors: &TdErrors<'_>) -> Result<()> {
         let Some(p) = &mut self.priorities else {
             return Ok(());
         };
-        let host = td_errors
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Double)?;
-        let errors = Vec::<f64>::try_from(&host).context("reading TD errors")?;
-        for (&slot, error) in self.slots.iter().zip(errors) {
+        let errors = td_errors.to_vec()?;
+        if errors.len() != self.slots.len() {
+            bail!(
+                "{} TD errors for a minibatch of {} transitions",
+                errors.len(),
+                self.slots.len()
+            );
+        }
+        for (&slot, &error) in self.slots.iter().zip(&errors) {
+            let error = f64::from(error);
             let priority = (error.abs() + p.eps).powf(p.alpha);
             p.tree.set(slot, priority).with_context(|| {
                 format!("the TD error {error} gives no usable priority (is training diverging?)")
@@ -421,7 +553,13 @@ impl Checkpointed for ReplayBuffer {
 
 /// Importance-sampling weights `(N P(i))^-beta` of sampled `slots`, divided by the largest
 /// in the batch so that they only scale updates down.
-fn importance_weights(p: &Priorities, slots: &[usize], len: usize, beta: f64) -> Result<Vec<f32>> {
+fn importance_weights(
+    p: &Priorities,
+    slots: &[usize],
+    len: usize,
+    beta: f64,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     let total = p.tree.total();
     let weights: Vec<f64> = slots
         .iter()
@@ -434,7 +572,9 @@ fn importance_weights(p: &Priorities, slots: &[usize], len: usize, beta: f64) ->
     if !(max.is_finite() && max > 0.0) {
         bail!("prioritized replay drew a transition of zero probability");
     }
-    Ok(weights.iter().map(|w| (w / max) as f32).collect())
+    out.clear();
+    out.extend(weights.iter().map(|w| (w / max) as f32));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -493,7 +633,7 @@ mod tests {
         let mut rng = Pcg64::seed_from_u64(3);
         let mut seen = [false; 10];
         for _ in 0..50 {
-            let batch = buffer.sample(8, &mut rng, 0.0)?;
+            let batch = buffer.sample(8, &mut rng, 0.0)?.to_batch(Device::Cpu)?;
             assert_eq!(batch.obs.size(), [8, OBS_DIM as i64]);
             assert_eq!(batch.actions.size(), [8, 1]);
             assert!(batch.weights.is_none());
@@ -520,6 +660,41 @@ mod tests {
         Ok(())
     }
 
+    /// The columns the host kernel reads in place are the tensors the ops path makes.
+    #[test]
+    fn a_minibatchs_parts_are_its_tensors_columns() -> Result<()> {
+        let mut buffer = prioritized(20)?;
+        push_numbered(&mut buffer, 20)?;
+        let sampled = buffer.sample(6, &mut Pcg64::seed_from_u64(4), 0.5)?;
+        let batch = sampled.to_batch(Device::Cpu)?;
+        let parts = sampled.parts()?.expect("host rows");
+        let column = |t: &Tensor| Vec::<f32>::try_from(t.to_kind(Kind::Float).reshape([-1]));
+        let read = |rows: Rows<'_>, cols: usize| -> Vec<f32> {
+            (0..rows.rows())
+                .flat_map(|r| (0..cols).map(move |c| rows.at(r, c)))
+                .collect()
+        };
+        assert_eq!(read(parts.obs, OBS_DIM), column(&batch.obs)?);
+        assert_eq!(read(parts.next_obs, OBS_DIM), column(&batch.next_obs)?);
+        assert_eq!(read(parts.actions, 1), column(&batch.actions)?);
+        assert_eq!(read(parts.rewards, 1), column(&batch.rewards)?);
+        assert_eq!(read(parts.bootstrap, 1), column(&batch.bootstrap)?);
+        let weights = batch.weights.as_ref().map(column).transpose()?;
+        assert_eq!(parts.weights.map(<[f32]>::to_vec), weights);
+        // Rows that are not whole, or weights that do not match them, are refused.
+        let ragged = Minibatch::Rows {
+            rows: &[0.0; ROW + 1],
+            weights: None,
+        };
+        assert!(ragged.parts().is_err());
+        let unweighted = Minibatch::Rows {
+            rows: &[0.0; 2 * ROW],
+            weights: Some(&[1.0]),
+        };
+        assert!(unweighted.parts().is_err());
+        Ok(())
+    }
+
     #[test]
     fn its_checkpoint_part_round_trips_and_samples_identically() -> Result<()> {
         for make in [uniform, prioritized] {
@@ -531,8 +706,12 @@ mod tests {
             push_numbered(&mut a, 3)?;
             push_numbered(&mut b, 3)?;
             assert_eq!(a.save_part()?, b.save_part()?);
-            let batch_a = a.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
-            let batch_b = b.sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?;
+            let batch_a = a
+                .sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?
+                .to_batch(Device::Cpu)?;
+            let batch_b = b
+                .sample(16, &mut Pcg64::seed_from_u64(1), 0.5)?
+                .to_batch(Device::Cpu)?;
             assert!(batch_a.obs.equal(&batch_b.obs));
             // A part that cannot come from a buffer of this size is refused.
             let mut small = make(3)?;
@@ -563,12 +742,25 @@ mod tests {
             let mut r1 = Pcg64::seed_from_u64(9);
             let mut r2 = Pcg64::seed_from_u64(9);
             for _ in 0..3 {
-                let a = host.sample(16, &mut r1, 0.5)?;
-                let b = staged.sample(16, &mut r2, 0.5)?;
-                assert!(a.obs.equal(&b.obs) && a.rewards.equal(&b.rewards));
-                let errors = a.rewards.shallow_clone();
-                host.update_priorities(&errors)?;
-                staged.update_priorities(&errors)?;
+                // Training on the CPU, both hand over rows in host memory.
+                let (
+                    Minibatch::Rows { rows, weights },
+                    Minibatch::Rows {
+                        rows: staged_rows,
+                        weights: staged_weights,
+                    },
+                ) = (
+                    host.sample(16, &mut r1, 0.5)?,
+                    staged.sample(16, &mut r2, 0.5)?,
+                )
+                else {
+                    panic!("a CPU-trained minibatch came as tensors");
+                };
+                assert_eq!((rows, weights), (staged_rows, staged_weights));
+                // The rewards as TD errors, from the host and from a tensor.
+                let errors: Vec<f32> = rows.chunks_exact(ROW).map(|r| r[REWARD]).collect();
+                host.update_priorities(&TdErrors::Host(&errors))?;
+                staged.update_priorities(&TdErrors::Tensor(Tensor::from_slice(&errors)))?;
             }
             assert_eq!(host.save_part()?, staged.save_part()?);
         }
@@ -583,14 +775,16 @@ mod tests {
         push_numbered(&mut buffer, 4)?;
         let mut rng = Pcg64::seed_from_u64(5);
         // All at priority 1: a stratified batch of 4 takes each slot once, weights 1.
-        let batch = buffer.sample(4, &mut rng, 1.0)?;
+        let weights = match buffer.sample(4, &mut rng, 1.0)? {
+            Minibatch::Rows { weights, .. } => weights.map(<[f32]>::to_vec),
+            Minibatch::Tensors(_) => None,
+        };
         let mut drawn: Vec<usize> = buffer.slots.clone();
         drawn.sort_unstable();
         assert_eq!(drawn, [0, 1, 2, 3]);
-        let weights = batch.weights.expect("weights");
-        assert!(weights.equal(&Tensor::ones([4], (Kind::Float, Device::Cpu))));
+        assert_eq!(weights, Some(vec![1.0; 4]));
         // TD errors 1, 3, 0, 4 (in the order drawn, which is slot order).
-        buffer.update_priorities(&Tensor::from_slice(&[1.0f32, 3.0, 0.0, 4.0]))?;
+        buffer.update_priorities(&TdErrors::Host(&[1.0, 3.0, 0.0, 4.0]))?;
         let p = buffer.priorities.as_ref().expect("prioritized");
         assert!((p.tree.get(1).unwrap_or(0.0) - (3.0 + 1e-6)).abs() < 1e-9);
         assert_eq!(p.max, 4.0 + 1e-6);
@@ -614,7 +808,8 @@ mod tests {
         // Weights: slot 1 and slot 3 drawn together; w ~ p^-beta, normalised by the max.
         buffer.slots = vec![1, 3];
         let p = buffer.priorities.as_ref().expect("prioritized");
-        let w = importance_weights(p, &buffer.slots, 4, 1.0)?;
+        let mut w = Vec::new();
+        importance_weights(p, &buffer.slots, 4, 1.0, &mut w)?;
         assert!(
             (w[0] - 1.0).abs() < 1e-6 && (f64::from(w[1]) - 3.0 / 4.0).abs() < 1e-6,
             "{w:?}"
@@ -626,8 +821,11 @@ mod tests {
         // A NaN TD error is an error, not a corrupt tree.
         buffer.sample(2, &mut rng, 1.0)?;
         assert!(buffer
-            .update_priorities(&Tensor::from_slice(&[f32::NAN, 1.0]))
+            .update_priorities(&TdErrors::Host(&[f32::NAN, 1.0]))
             .is_err());
+        // As many errors as the minibatch had transitions, or an error.
+        buffer.sample(2, &mut rng, 1.0)?;
+        assert!(buffer.update_priorities(&TdErrors::Host(&[1.0])).is_err());
         Ok(())
     }
 }

@@ -6,10 +6,8 @@ use std::cell::RefCell;
 use anyhow::{bail, Result};
 
 use crate::config::Loss;
-use crate::qfunction::{
-    argmax_rows, host_i64s, host_slice, host_slice_mut, HostNet, Pass, QFunction, Rows,
-};
-use crate::replay::Batch;
+use crate::qfunction::{argmax_rows, host_slice, host_slice_mut, HostNet, Pass, QFunction, Rows};
+use crate::replay::Parts;
 
 /// What one update measured: its mean loss and mean Q(s, a); its TD errors stay in
 /// [`HostUpdate::errors`].
@@ -28,6 +26,8 @@ pub(super) struct HostUpdate {
     next: Pass,
     next_online: Pass,
     current: Pass,
+    /// The minibatch's actions, checked.
+    actions: Vec<usize>,
     grad_q: Vec<f32>,
     errors: Vec<f32>,
     /// The pass acting and evaluation reuse (acting borrows the learner immutably).
@@ -41,6 +41,7 @@ impl HostUpdate {
             next: Pass::default(),
             next_online: Pass::default(),
             current: Pass::default(),
+            actions: Vec::new(),
             grad_q: Vec::new(),
             errors: Vec::new(),
             acting: RefCell::new(Pass::default()),
@@ -76,42 +77,34 @@ impl HostUpdate {
         &mut self,
         online: &dyn QFunction,
         target: Option<&dyn QFunction>,
-        batch: &Batch,
+        batch: Parts<'_>,
         double_dqn: bool,
         loss: Loss,
     ) -> Result<Measured> {
-        // SAFETY: the batch's tensors, the parameters and the gradient buffer are distinct
-        // tensors; only the gradient buffer is written, through the one slice made of it.
-        let (obs, next_obs, rewards, bootstrap, weights, params, grad) = unsafe {
+        let Parts {
+            obs,
+            next_obs,
+            actions,
+            rewards,
+            bootstrap,
+            weights,
+        } = batch;
+        // SAFETY: the parameters and the gradient buffer are distinct tensors; only the
+        // gradient buffer is written, through the one slice made of it.
+        let (params, grad) = unsafe {
             (
-                Rows::of(&batch.obs)?,
-                Rows::of(&batch.next_obs)?,
-                Rows::of(&batch.rewards)?,
-                Rows::of(&batch.bootstrap)?,
-                batch.weights.as_ref().map(|w| Rows::of(w)).transpose()?,
                 host_slice(online.flat())?,
                 host_slice_mut(online.flat_grad())?,
             )
         };
         let n = self.net.n_actions();
-        // SAFETY: nothing writes the actions during this call.
-        let actions = unsafe { host_i64s(&batch.actions)? };
-        if let Some(bad) = actions.iter().find(|&&a| !(0..n as i64).contains(&a)) {
-            bail!("the minibatch has action {bad}, outside 0..{n}");
-        }
-        let rows = [
-            actions.len(),
-            next_obs.rows(),
-            rewards.rows(),
-            bootstrap.rows(),
-            weights.map_or(obs.rows(), |w| w.rows()),
-        ];
-        if rows.iter().any(|&r| r != obs.rows()) {
-            bail!(
-                "the minibatch's parts disagree on its size: {} observations against {rows:?} \
-                 actions, next observations, rewards, bootstraps and weights",
-                obs.rows()
-            );
+        self.actions.clear();
+        for i in 0..actions.rows() {
+            let a = actions.at(i, 0);
+            if !(a >= 0.0 && a < n as f32 && a.fract() == 0.0) {
+                bail!("the minibatch has action {a}, outside 0..{n}");
+            }
+            self.actions.push(a as usize);
         }
         let bootstrap_params = match target {
             // SAFETY: the target network's buffer is not written during this call.
@@ -140,10 +133,10 @@ impl HostUpdate {
         for (i, ((q_row, next_row), choice)) in rows.enumerate() {
             let next_value = next_row[choice];
             let y = rewards.at(i, 0) + bootstrap.at(i, 0) * next_value;
-            let action = actions[i] as usize;
+            let action = self.actions[i];
             let q = q_row[action];
             let error = q - y;
-            let w = weights.map_or(1.0, |w| w.at(i, 0));
+            let w = weights.map_or(1.0, |w| w[i]);
             let (l, g) = match loss {
                 Loss::Mse => (error * error, 2.0 * error),
                 Loss::Huber if error.abs() < 1.0 => (0.5 * error * error, error),

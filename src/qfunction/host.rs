@@ -35,38 +35,8 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// The elements of a CPU float tensor `[rows, cols]` whose rows may be strided (a
-    /// column slice of replay rows) or `[rows]` (a column, any stride), read in place.
-    ///
-    /// # Safety
-    /// Nothing may write to `t`'s storage while the result lives.
-    pub unsafe fn of(t: &'a Tensor) -> Result<Self> {
-        if t.device() != Device::Cpu || t.kind() != Kind::Float {
-            bail!("the host kernel reads CPU float tensors");
-        }
-        let (size, stride) = (t.size(), t.stride());
-        let (rows, cols, ld) = match (size.as_slice(), stride.as_slice()) {
-            (&[rows, cols], &[ld, 1]) => (rows, cols, ld),
-            (&[rows], &[ld]) => (rows, 1, ld),
-            _ => bail!("the host kernel reads matrices with contiguous rows"),
-        };
-        let (rows, cols) = (to_usize(rows)?, to_usize(cols)?);
-        let ld = to_usize(ld)?.max(cols);
-        let len = if rows == 0 { 0 } else { (rows - 1) * ld + cols };
-        // SAFETY: a CPU float tensor of this size and stride spans `len` floats from its
-        // data pointer; the caller keeps it unwritten while the slice lives.
-        let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) };
-        Ok(Self {
-            data,
-            rows,
-            cols,
-            ld,
-        })
-    }
-
-    /// `rows` rows of `cols` values, `ld` apart.
-    #[cfg(test)]
-    pub(super) fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
+    /// `rows` rows of `cols` values, `ld` apart, from the start of `data`.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
         Self {
             data,
             rows,
@@ -103,19 +73,6 @@ impl<'a> Rows<'a> {
 
 fn to_usize(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| anyhow::anyhow!("negative tensor size {n}"))
-}
-
-/// The elements of a contiguous CPU int64 tensor, in place.
-///
-/// # Safety
-/// Nothing may write to `t`'s storage while the result lives.
-pub unsafe fn host_i64s(t: &Tensor) -> Result<&[i64]> {
-    if t.device() != Device::Cpu || t.kind() != Kind::Int64 || !t.is_contiguous() {
-        bail!("the host kernel reads contiguous CPU int64 tensors");
-    }
-    // SAFETY: a contiguous CPU int64 tensor holds `numel` values from its data pointer; the
-    // caller keeps them unwritten.
-    Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const i64, t.numel()) })
 }
 
 /// The elements of a contiguous CPU float tensor, in place and writable.

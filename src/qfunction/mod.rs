@@ -25,7 +25,7 @@ use tch::{Device, Tensor};
 use crate::config::{Implementation, NetworkConfig};
 
 pub use fast::FastQ;
-pub use host::{argmax_rows, host_i64s, host_slice, host_slice_mut, HostNet, Pass, Rows};
+pub use host::{argmax_rows, host_slice, host_slice_mut, HostNet, Pass, Rows};
 #[cfg(test)]
 pub(crate) use products::blas_available;
 pub use reference::ReferenceQ;

@@ -51,7 +51,7 @@ impl Trainer<'_> {
             let batch =
                 self.replay
                     .sample(self.cfg.replay.batch_size, &mut self.state.replay_rng, beta)?;
-            let td_errors = self.learner.update(&batch, lr)?;
+            let td_errors = self.learner.update(batch, lr)?;
             self.replay.update_priorities(&td_errors)?;
             self.state.gradient_updates += 1;
         }

@@ -4,12 +4,11 @@
 //! (one, as the tutorial does), bootstrapping from the network being trained.
 
 use anyhow::{Context, Result};
-use tch::Tensor;
 
 use super::{Sink, Stop, Trainer};
 use crate::config::StepCounting;
 use crate::env::OBS_DIM;
-use crate::replay::{Batch, ROW};
+use crate::replay::{Minibatch, ROW};
 
 impl Trainer<'_> {
     /// Runs the remaining iterations; says why it stopped (a stop request is honoured
@@ -49,12 +48,13 @@ impl Trainer<'_> {
 
             // Fit: every transition once, in collection order.
             let batch_rows = self.cfg.replay.batch_size * ROW;
-            for chunk in memory.chunks(batch_rows) {
-                let rows = Tensor::from_slice(chunk)
-                    .view([(chunk.len() / ROW) as i64, ROW as i64])
-                    .to_device(self.device);
+            for rows in memory.chunks(batch_rows) {
+                let batch = Minibatch::Rows {
+                    rows,
+                    weights: None,
+                };
                 // The TD errors serve prioritized replay, which the tutorial does not use.
-                let _td_errors = self.learner.update(&Batch::from_rows(&rows), self.lr())?;
+                let _td_errors = self.learner.update(batch, self.lr())?;
                 self.state.gradient_updates += 1;
             }
             self.state.tutorial_iterations += 1;
