@@ -252,9 +252,11 @@ pub struct ReplayBuffer {
     priorities: Option<Priorities>,
     indices: Vec<i64>,
     slots: Vec<usize>,
-    /// The last minibatch: its rows in host memory, or its tensors on the training device.
+    /// The last minibatch's rows in host memory (CPU training)...
     gathered: Vec<f32>,
+    /// ...its importance weights (prioritized replay)...
     weights: Vec<f32>,
+    /// ...or its tensors on the training device (device storage training there).
     batch: Option<Batch>,
 }
 
