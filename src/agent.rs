@@ -405,6 +405,8 @@ impl Checkpointed for Learner {
 mod tests {
     use super::*;
     use crate::config::{Config, Implementation};
+    use std::borrow::Cow;
+
     use crate::replay::Batch;
 
     /// A minibatch as sampling gathers it (replay rows in host memory, and weights), and
@@ -412,17 +414,21 @@ mod tests {
     struct Sampled {
         rows: Vec<f32>,
         weights: Option<Vec<f32>>,
-        t: Batch,
+        tensors: Batch,
     }
 
     impl Sampled {
         fn new(rows: Vec<f32>, weights: Option<Vec<f32>>) -> Result<Self> {
-            let t = Minibatch::Rows {
+            let tensors = Minibatch::Rows {
                 rows: &rows,
                 weights: weights.as_deref(),
             }
             .to_batch(Device::Cpu)?;
-            Ok(Self { rows, weights, t })
+            Ok(Self {
+                rows,
+                weights,
+                tensors,
+            })
         }
 
         fn rows(&self) -> Minibatch<'_> {
@@ -481,12 +487,17 @@ mod tests {
             let mut learner = learner(1e-2)?;
             let b = batch(terminated, 1.0, 0.81);
             let next_max = learner.target().map_or(0.0, |t| {
-                tch::no_grad(|| t.forward(&b.t.next_obs).max().double_value(&[]))
+                tch::no_grad(|| t.forward(&b.tensors.next_obs).max().double_value(&[]))
             });
             for _ in 0..500 {
                 let _ = learner.update(b.rows(), 1e-2)?;
             }
-            let q = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
+            let q = tch::no_grad(|| {
+                learner
+                    .online()
+                    .forward(&b.tensors.obs)
+                    .double_value(&[0, 1])
+            });
             let expected = 1.0 + 0.81 * f64::from(1.0 - terminated) * next_max;
             assert!(
                 (q - expected).abs() < 1e-3,
@@ -541,20 +552,20 @@ mod tests {
             let td_target = tch::no_grad(|| {
                 let next = learner
                     .target()
-                    .map(|t| t.forward(&b.t.next_obs).amax(1, false))
-                    .unwrap_or_else(|| b.t.rewards.zeros_like());
-                &b.t.rewards + &b.t.bootstrap * next
+                    .map(|t| t.forward(&b.tensors.next_obs).amax(1, false))
+                    .unwrap_or_else(|| b.tensors.rewards.zeros_like());
+                &b.tensors.rewards + &b.tensors.bootstrap * next
             });
             let (_vs, seq, variables) = autograd_copy(&learner)?;
             let q = seq
-                .forward(&b.t.obs)
-                .gather(1, &b.t.actions, false)
+                .forward(&b.tensors.obs)
+                .gather(1, &b.tensors.actions, false)
                 .squeeze_dim(1);
             let per_sample = match loss {
                 Loss::Mse => (&q - &td_target).square(),
                 Loss::Huber => q.huber_loss(&td_target, Reduction::None, 1.0),
             };
-            let objective = match &b.t.weights {
+            let objective = match &b.tensors.weights {
                 Some(w) => (per_sample * w).mean(Kind::Float),
                 None => per_sample.mean(Kind::Float),
             };
@@ -604,7 +615,7 @@ mod tests {
                 let b = random_batch(32, step % 2 == 0);
                 let errors: Vec<Vec<f32>> = learners
                     .iter_mut()
-                    .map(|l| l.update(b.rows(), 1e-2)?.to_vec())
+                    .map(|l| l.update(b.rows(), 1e-2)?.values().map(Cow::into_owned))
                     .collect::<Result<_>>()?;
                 let (fast, reference) = (learners[0].online(), learners[1].online());
                 let diff = (fast.flat() - reference.flat())
@@ -663,8 +674,8 @@ mod tests {
             for step in 0..8 {
                 tch::manual_seed(200 + step);
                 let b = random_batch(48, step % 2 == 1);
-                let host_errors = host.update(b.rows(), 1e-2)?.to_vec()?;
-                let ops_errors = ops.update(b.rows(), 1e-2)?.to_vec()?;
+                let host_errors = host.update(b.rows(), 1e-2)?.values()?.into_owned();
+                let ops_errors = ops.update(b.rows(), 1e-2)?.values()?.into_owned();
                 if step == 3 {
                     host.update_target();
                     ops.update_target();
@@ -730,13 +741,13 @@ mod tests {
         from_rows.update_target();
         tch::manual_seed(9);
         let b = random_batch(40, true);
-        let by_rows = from_rows.update(b.rows(), 1e-2)?.to_vec()?;
-        let by_tensors = from_tensors.update(Minibatch::Tensors(&b.t), 1e-2)?;
+        let by_rows = from_rows.update(b.rows(), 1e-2)?.values()?.into_owned();
+        let by_tensors = from_tensors.update(Minibatch::Tensors(&b.tensors), 1e-2)?;
         assert!(
             matches!(by_tensors, TdErrors::Tensor(_)),
             "the tensors took the kernel"
         );
-        assert!(all_close(&by_rows, &by_tensors.to_vec()?, 1e-4, 1e-5));
+        assert!(all_close(&by_rows, &by_tensors.values()?, 1e-4, 1e-5));
         let diff = (from_rows.online().flat() - from_tensors.online().flat())
             .abs()
             .max()
@@ -800,9 +811,19 @@ mod tests {
         assert!(learner.take_stats().is_none());
         // A terminal transition with reward 1 from a fresh net: the loss is (Q - 1)^2.
         let b = batch(1.0, 1.0, 0.9);
-        let q0 = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
+        let q0 = tch::no_grad(|| {
+            learner
+                .online()
+                .forward(&b.tensors.obs)
+                .double_value(&[0, 1])
+        });
         let _ = learner.update(b.rows(), 1e-3)?;
-        let q1 = tch::no_grad(|| learner.online().forward(&b.t.obs).double_value(&[0, 1]));
+        let q1 = tch::no_grad(|| {
+            learner
+                .online()
+                .forward(&b.tensors.obs)
+                .double_value(&[0, 1])
+        });
         let _ = learner.update(b.rows(), 1e-3)?;
         let stats = learner.take_stats().expect("two updates ran");
         let expected = ((q0 - 1.0).powi(2) + (q1 - 1.0).powi(2)) / 2.0;

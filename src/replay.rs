@@ -12,6 +12,8 @@
 //! `index_select`, and new transitions are staged on the host and uploaded in one copy
 //! before the next sample. Priorities live in a host [`SumTree`] either way.
 
+use std::borrow::Cow;
+
 use anyhow::{bail, Context, Result};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
@@ -143,13 +145,15 @@ pub enum TdErrors<'a> {
 }
 
 impl TdErrors<'_> {
-    /// The errors in host memory (one copy from the device for a tensor).
-    pub fn to_vec(&self) -> Result<Vec<f32>> {
+    /// The errors in host memory: the host kernel's as they are, a tensor's copied from its
+    /// device.
+    pub fn values(&self) -> Result<Cow<'_, [f32]>> {
         match self {
-            TdErrors::Host(errors) => Ok(errors.to_vec()),
+            TdErrors::Host(errors) => Ok(Cow::Borrowed(errors)),
             TdErrors::Tensor(t) => {
                 let host = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
-                Vec::<f32>::try_from(&host).context("reading TD errors")
+                let values = Vec::<f32>::try_from(&host).context("reading TD errors")?;
+                Ok(Cow::Owned(values))
             }
         }
     }
@@ -453,7 +457,7 @@ impl ReplayBuffer {
         let Some(p) = &mut self.priorities else {
             return Ok(());
         };
-        let errors = td_errors.to_vec()?;
+        let errors = td_errors.values()?;
         if errors.len() != self.slots.len() {
             bail!(
                 "{} TD errors for a minibatch of {} transitions",
@@ -461,7 +465,7 @@ impl ReplayBuffer {
                 self.slots.len()
             );
         }
-        for (&slot, &error) in self.slots.iter().zip(&errors) {
+        for (&slot, &error) in self.slots.iter().zip(errors.iter()) {
             let error = f64::from(error);
             let priority = (error.abs() + p.eps).powf(p.alpha);
             p.tree.set(slot, priority).with_context(|| {

@@ -102,7 +102,7 @@ impl HostUpdate {
         for i in 0..actions.rows() {
             let a = actions.at(i, 0);
             if !(a >= 0.0 && a < n as f32 && a.fract() == 0.0) {
-                bail!("the minibatch has action {a}, outside 0..{n}");
+                bail!("the minibatch has action {a}, not one of 0..{n}");
             }
             self.actions.push(a as usize);
         }
