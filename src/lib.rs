@@ -23,6 +23,7 @@ pub mod replay;
 pub mod report;
 pub mod rng;
 pub mod schedule;
+mod simd;
 pub mod slurm;
 pub mod stats;
 pub mod sum_tree;

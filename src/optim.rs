@@ -21,6 +21,8 @@ use std::os::raw::{c_char, c_int};
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
+use crate::simd::vectorized;
+
 mod ffi {
     use std::os::raw::{c_char, c_int};
 
@@ -162,43 +164,25 @@ impl Adam {
                 grad.len()
             );
         }
+        let avx2 = crate::simd::avx2();
         if let Some(max_norm) = max_grad_norm {
-            // Eight running sums, which the compiler vectorizes (one sum is a chain of
-            // dependent adds).
-            let mut sums = [0.0f64; 8];
-            let chunks = grad.chunks_exact(8);
-            let tail = chunks
-                .remainder()
-                .iter()
-                .map(|&g| f64::from(g) * f64::from(g))
-                .sum::<f64>();
-            for chunk in chunks {
-                for (s, &g) in sums.iter_mut().zip(chunk) {
-                    *s += f64::from(g) * f64::from(g);
-                }
-            }
-            let norm = (sums.iter().sum::<f64>() + tail).sqrt();
+            let norm = l2_norm(avx2, grad);
             let coef = max_norm / (norm + 1e-6);
             if coef < 1.0 {
-                let coef = coef as f32;
-                grad.iter_mut().for_each(|g| *g *= coef);
+                scale(avx2, grad, coef as f32);
             }
         }
         let AdamConfig { beta1, beta2, eps } = self.config;
         let step = (self.step + 1) as f64;
-        let step_size = (lr / (1.0 - beta1.powf(step))) as f32;
-        let correction2_sqrt = (1.0 - beta2.powf(step)).sqrt() as f32;
-        let (one_minus_beta1, beta2, one_minus_beta2, eps) = (
-            (1.0 - beta1) as f32,
-            beta2 as f32,
-            (1.0 - beta2) as f32,
-            eps as f32,
-        );
-        for (((p, &g), m), v) in params.iter_mut().zip(grad.iter()).zip(m).zip(v) {
-            *m += one_minus_beta1 * (g - *m);
-            *v = beta2 * *v + one_minus_beta2 * g * g;
-            *p -= step_size * *m / (v.sqrt() / correction2_sqrt + eps);
-        }
+        let constants = AdamStep {
+            step_size: (lr / (1.0 - beta1.powf(step))) as f32,
+            correction2_sqrt: (1.0 - beta2.powf(step)).sqrt() as f32,
+            one_minus_beta1: (1.0 - beta1) as f32,
+            beta2: beta2 as f32,
+            one_minus_beta2: (1.0 - beta2) as f32,
+            eps: eps as f32,
+        };
+        adam_elements(avx2, params, grad, m, v, constants);
         self.step += 1;
         Ok(())
     }
@@ -228,6 +212,56 @@ impl Adam {
         });
         self.step = step;
         Ok(())
+    }
+}
+
+/// One Adam step's constants, in the floats [`adam_elements`] computes with.
+#[derive(Debug, Clone, Copy)]
+struct AdamStep {
+    step_size: f32,
+    correction2_sqrt: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    eps: f32,
+}
+
+vectorized! {
+    /// The L2 norm of `grad`, in eight running f64 sums (one sum would be a chain of
+    /// dependent adds, which does not vectorize).
+    fn l2_norm(grad: &[f32]) -> f64 {
+        let mut sums = [0.0f64; 8];
+        let chunks = grad.chunks_exact(8);
+        let tail = chunks
+            .remainder()
+            .iter()
+            .map(|&g| f64::from(g) * f64::from(g))
+            .sum::<f64>();
+        for chunk in chunks {
+            for (s, &g) in sums.iter_mut().zip(chunk) {
+                *s += f64::from(g) * f64::from(g);
+            }
+        }
+        (sums.iter().sum::<f64>() + tail).sqrt()
+    }
+}
+
+vectorized! {
+    /// `grad *= coef`.
+    fn scale(grad: &mut [f32], coef: f32) {
+        grad.iter_mut().for_each(|g| *g *= coef);
+    }
+}
+
+vectorized! {
+    /// Adam's update of each parameter, its moments and its gradient, as libtorch's fused
+    /// kernel computes it.
+    fn adam_elements(params: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep) {
+        for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(m).zip(v) {
+            *m += c.one_minus_beta1 * (g - *m);
+            *v = c.beta2 * *v + c.one_minus_beta2 * g * g;
+            *p -= c.step_size * *m / (v.sqrt() / c.correction2_sqrt + c.eps);
+        }
     }
 }
 

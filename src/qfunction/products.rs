@@ -11,6 +11,7 @@
 use std::ffi::{c_char, c_int, c_void};
 
 use super::host::Rows;
+use crate::simd::vectorized;
 
 /// A side at most this long makes a product narrow (loops, not BLAS).
 const NARROW: usize = 8;
@@ -69,31 +70,6 @@ fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// Defines `fn $name(avx2: bool, args)`, whose body is compiled twice, for AVX2 and for
-/// the baseline target (SSE2 on x86_64), and runs the AVX2 one where `avx2` (the CPU has it): the narrow
-/// products' loops then vectorize eight floats wide instead of four.
-macro_rules! vectorized {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$doc])*
-        fn $name(avx2: bool, $($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2")]
-            fn with_avx2($($arg: $ty),*) {
-                body($($arg),*)
-            }
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: `avx2` is true only where the CPU reported AVX2 ([`Gemm::find`]).
-                return unsafe { with_avx2($($arg),*) };
-            }
-            let _ = avx2;
-            body($($arg),*)
-        }
-    };
-}
-
 /// `[rows, cols]` row-major `m` written transposed into `t` (`[cols, rows]`, as long as `m`).
 fn transpose_into(m: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
     for (c, column) in t.chunks_exact_mut(rows).enumerate() {
@@ -126,11 +102,10 @@ impl Gemm {
         // SAFETY: `sgemm_` is the reference BLAS routine with this signature in every BLAS
         // (MKL's LP64 interface, which PyTorch's builds use, and OpenBLAS alike).
         let sgemm = unsafe { std::mem::transmute::<*mut c_void, SgemmFn>(function) };
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx2 = false;
-        Some(Self { sgemm, avx2 })
+        Some(Self {
+            sgemm,
+            avx2: crate::simd::avx2(),
+        })
     }
 
     /// `C = alpha op(A) op(B) + beta C`, column-major, as BLAS defines it.
