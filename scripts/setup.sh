@@ -38,12 +38,12 @@ check_space() {
 }
 stamp=$venv/.qnet-requirements
 if [[ ! -f $stamp ]] || ! cmp -s scripts/requirements.txt "$stamp"; then
+  # A first install (or one a full disk broke off) needs the space; changing a pin in a complete venv does not.
+  compgen -G "$venv/lib/python3*/site-packages/torch/lib/libtorch_cpu.so" >/dev/null || check_space
   if [[ ! -x $venv/bin/python ]]; then
     echo "setup: creating $venv"
     "$python" -m venv "$venv" || die "could not create a venv with $python (Debian/Ubuntu: apt-get install python3-venv)"
   fi
-  # A first install (or one a full disk broke off) needs the space; changing a pin in a complete venv does not.
-  compgen -G "$venv/lib/python3*/site-packages/torch/lib/libtorch_cpu.so" >/dev/null || check_space
   echo "setup: installing torch==2.13.0 (libtorch for tch), numpy, safetensors, tensorboard and rliable into $venv (about 5.3 GB, once)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt \
     || die "pip install -r scripts/requirements.txt failed (see above)"

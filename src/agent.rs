@@ -437,6 +437,17 @@ mod tests {
                 weights: self.weights.as_deref(),
             }
         }
+
+        /// The online network's Q(s, a = 1) for the first observation (the action `batch`
+        /// takes).
+        fn q_taken(&self, learner: &Learner) -> f64 {
+            tch::no_grad(|| {
+                learner
+                    .online()
+                    .forward(&self.tensors.obs)
+                    .double_value(&[0, 1])
+            })
+        }
     }
 
     /// One transition: obs, next obs, action 1, reward, bootstrap `gamma (1 - terminated)`.
@@ -457,12 +468,10 @@ mod tests {
             // Some terminated (0), the others discounted by gamma^k in (0, 1).
             Tensor::rand([n, 1], opts) * Tensor::randint(2, [n, 1], opts),
         ];
-        let rows = Vec::<f32>::try_from(Tensor::cat(&columns, 1).flatten(0, -1));
-        let weights = weighted.then(|| Vec::<f32>::try_from(Tensor::rand([n], opts)));
-        rows.ok()
-            .zip(weights.transpose().ok())
-            .and_then(|(rows, weights)| Sampled::new(rows, weights).ok())
-            .expect("a random minibatch")
+        let rows = Vec::<f32>::try_from(Tensor::cat(&columns, 1).flatten(0, -1)).expect("rows");
+        let weights =
+            weighted.then(|| Vec::<f32>::try_from(Tensor::rand([n], opts)).expect("weights"));
+        Sampled::new(rows, weights).expect("a random minibatch")
     }
 
     fn all_close(a: &[f32], b: &[f32], rtol: f32, atol: f32) -> bool {
@@ -492,12 +501,7 @@ mod tests {
             for _ in 0..500 {
                 let _ = learner.update(b.rows(), 1e-2)?;
             }
-            let q = tch::no_grad(|| {
-                learner
-                    .online()
-                    .forward(&b.tensors.obs)
-                    .double_value(&[0, 1])
-            });
+            let q = b.q_taken(&learner);
             let expected = 1.0 + 0.81 * f64::from(1.0 - terminated) * next_max;
             assert!(
                 (q - expected).abs() < 1e-3,
@@ -811,19 +815,9 @@ mod tests {
         assert!(learner.take_stats().is_none());
         // A terminal transition with reward 1 from a fresh net: the loss is (Q - 1)^2.
         let b = batch(1.0, 1.0, 0.9);
-        let q0 = tch::no_grad(|| {
-            learner
-                .online()
-                .forward(&b.tensors.obs)
-                .double_value(&[0, 1])
-        });
+        let q0 = b.q_taken(&learner);
         let _ = learner.update(b.rows(), 1e-3)?;
-        let q1 = tch::no_grad(|| {
-            learner
-                .online()
-                .forward(&b.tensors.obs)
-                .double_value(&[0, 1])
-        });
+        let q1 = b.q_taken(&learner);
         let _ = learner.update(b.rows(), 1e-3)?;
         let stats = learner.take_stats().expect("two updates ran");
         let expected = ((q0 - 1.0).powi(2) + (q1 - 1.0).powi(2)) / 2.0;

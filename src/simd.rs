@@ -14,9 +14,9 @@ pub(crate) fn avx2() -> bool {
 /// Defines `fn $name(avx2: bool, args)`, whose body is compiled twice, for AVX2 and for
 /// the baseline target, and runs the AVX2 one where `avx2` (pass [`avx2()`]).
 macro_rules! vectorized {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$doc])*
-        $vis fn $name(avx2: bool, $($arg: $ty),*) $(-> $ret)? {
+        fn $name(avx2: bool, $($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
