@@ -6,7 +6,7 @@
 //! - force-link `libtorch_cuda` when it exists: rustc passes `--as-needed`, and a binary that
 //!   references no CUDA symbol would otherwise drop it, so `tch::Cuda::is_available()`
 //!   reports false even on a GPU box;
-//! - compile `csrc/torchscript_export.cpp`, the C++ shim behind `qnet::export` (TorchScript
+//! - compile `csrc/torchscript_export.cpp`, the C++ shim behind `qnet::artifacts::export` (TorchScript
 //!   modules with real, `nn.Sequential`-named parameters), against that libtorch's headers.
 
 use std::collections::hash_map::DefaultHasher;
@@ -43,14 +43,26 @@ fn main() {
 /// Hands the checkout's commit to the crate as `QNET_GIT_COMMIT` (summary.json's provenance),
 /// when qnet is built from a git checkout; rebuilt when HEAD moves (a commit or a checkout).
 fn record_git_commit() {
-    let git = Path::new(".git");
-    let head = git.join("HEAD");
+    // `git rev-parse --git-path` finds HEAD and the refs in a worktree (whose `.git` is a
+    // file) as in a plain checkout.
+    let git_path = |name: &str| {
+        Command::new("git")
+            .args(["rev-parse", "--git-path", name])
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    let Some(head) = git_path("HEAD") else {
+        return;
+    };
     let Ok(head_text) = fs::read_to_string(&head) else {
         return;
     };
-    let mut watched = vec![head, git.join("packed-refs")];
+    let mut watched = vec![head];
+    watched.extend(git_path("packed-refs"));
     if let Some(name) = head_text.trim().strip_prefix("ref: ") {
-        watched.push(git.join(name));
+        watched.extend(git_path(name));
     }
     // Only files that exist: cargo reruns a script on every build for a missing one.
     for path in watched.iter().filter(|path| path.exists()) {

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qnet::optim::{Adam, AdamConfig};
+use qnet::learn::optim::{Adam, AdamConfig};
 use tch::{Kind, Tensor};
 
 const PARAMS: usize = 4 * 64 + 64 + 64 * 64 + 64 + 64 + 1 + 64 * 2 + 2;

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qnet::env::OBS_DIM;
-use qnet::replay::{Prioritization, ReplayBuffer, TdErrors, Transition};
+use qnet::learn::replay::{Prioritization, ReplayBuffer, TdErrors, Transition};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tch::Device;

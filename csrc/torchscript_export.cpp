@@ -1,10 +1,10 @@
-// C ABI shim over libtorch's C++ TorchScript API, used by src/export.rs.
+// C ABI shim over libtorch's C++ TorchScript API, used by src/artifacts/export.rs.
 //
 // tch's `CModule::create_by_tracing` bakes weights into the graph as constants. Building the
 // module here instead gives it real parameters named like the PyTorch module's (`0.weight`,
 // `trunk.0.weight`, `value.bias`, ...), so Python can `load_state_dict` them into it.
 //
-// The shim knows no network: Rust (src/qfunction/spec.rs) lists the modules (dotted path,
+// The shim knows no network: Rust (src/learn/qfunction/spec.rs) lists the modules (dotted path,
 // class, TorchScript source of `forward`), children before their parents and the root (path
 // "") last, and the parameters by dotted name; the shim assembles them.
 //

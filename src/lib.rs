@@ -1,35 +1,26 @@
 //! qnet: Deep Q-Networks on CartPole-v1, in Rust on libtorch through tch.
+//!
+//! The crate is a few wings, and data flows one way through them:
+//! `config` and `env` and `platform` at the bottom, `learn` and `artifacts` above them, `run`
+//! above those, `many` above `run`, and `cli` on top. `tests/architecture.rs` holds the table
+//! of which wing may import which and fails on any import against it.
 
-pub mod agent;
-pub mod atomic;
-pub mod checkpoint;
+/// File formats, one per file: TorchScript and safetensors models, TensorBoard events, SVG
+/// plots, GIF videos. Each knows its format and nothing of the training loop.
+pub mod artifacts;
 pub mod cli;
+/// Experiment settings: raw YAML and `--set` overrides in, one validated [`config::Config`] out.
 pub mod config;
-pub mod cuda_runtime;
-pub mod device;
+/// The environments, each step for step Gymnasium's, batched stepping and frames.
 pub mod env;
-pub mod eval;
-pub mod export;
-pub mod memory;
-pub mod metrics;
-pub mod nstep;
-pub mod optim;
-pub mod plot;
-pub mod progress;
-pub mod provenance;
-pub mod qfunction;
-pub mod records;
-pub mod replay;
-pub mod report;
-pub mod rng;
-pub mod schedule;
-mod simd;
-pub mod slurm;
-pub mod stats;
-pub mod sum_tree;
-pub mod sweep;
-pub mod symbols;
-pub mod tensorboard;
-pub mod trainer;
-pub mod utc;
-pub mod video;
+/// The algorithm: Q-functions, the TD update, the optimizer, replay, schedules, greedy
+/// evaluation. No files, no terminal.
+pub mod learn;
+/// Many runs: sweeps on local workers or Slurm arrays, statistics across runs, reports.
+pub mod many;
+/// Operating system, CPU, CUDA and libtorch glue: devices, symbols, SIMD, atomic file
+/// writes, time, random streams.
+pub mod platform;
+/// One run's life: the training loop, checkpoints, records, progress, provenance, preflight
+/// size checks, starting and resuming.
+pub mod run;

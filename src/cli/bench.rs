@@ -6,16 +6,18 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Context, Result};
 
-use super::sweep::run_here;
-use super::{run_dir, SolveArgs, ThroughputArgs};
+use super::{SolveArgs, ThroughputArgs};
 use crate::config::Config;
-use crate::device::{self, Placement};
-use crate::metrics::Summary;
-use crate::progress::Progress;
-use crate::report::Report;
-use crate::stats::{self, Bootstrap};
-use crate::sweep::{RunState, Sweep, SweepSpec};
-use crate::trainer::{Start, Throughput, Trainer};
+use crate::many::local::run_here;
+use crate::many::report::Report;
+use crate::many::stats::{self, Bootstrap};
+use crate::many::sweep::{RunState, Sweep, SweepSpec};
+use crate::platform::device;
+use crate::run::metrics::Summary;
+use crate::run::preflight::Placement;
+use crate::run::progress::Progress;
+use crate::run::run_dir;
+use crate::run::trainer::{Start, Throughput, Trainer};
 
 /// `qnet bench solve`: a sweep of one setting over seeds (on `--jobs` workers, one by
 /// default so that timings do not share cores), a row per seed, and the report's statistics.
@@ -165,7 +167,7 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
         Start::Fresh,
         &mut progress,
         &never,
-        crate::provenance::this_command(),
+        crate::run::provenance::this_command(),
     )
     .and_then(|mut trainer| trainer.throughput(args.seconds));
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;

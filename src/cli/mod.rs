@@ -11,7 +11,6 @@ macro_rules! say {
 mod bench;
 mod play;
 mod report;
-mod run_dir;
 mod sweep;
 mod train;
 
@@ -283,7 +282,10 @@ impl Cli {
             Command::Report(args) => report::report(args).map(|()| 0),
             Command::Bench(BenchCommand::Solve(args)) => bench::solve(args),
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).map(|()| 0),
-            Command::SweepWorker => sweep::worker(),
+            Command::SweepWorker => {
+                crate::many::worker::serve(io::stdin().lock(), io::stdout().lock())?;
+                Ok(0)
+            }
             Command::SweepTask(args) => sweep::task(args),
         }
     }

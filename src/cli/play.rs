@@ -6,15 +6,15 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use super::{EvalArgs, RenderArgs};
-use crate::atomic::write_bytes_atomic;
-use crate::checkpoint::ModelFiles;
+use crate::artifacts::export::{load_torchscript, QModel};
+use crate::artifacts::video::GifWriter;
 use crate::config::DeviceSpec;
-use crate::device;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};
 use crate::env::{env_seed, CartPole, N_ACTIONS, OBS_DIM};
-use crate::eval::{evaluate, final_eval_seed, greedy_through_tensors, Policy};
-use crate::export::{load_torchscript, QModel};
-use crate::video::GifWriter;
+use crate::learn::eval::{evaluate, final_eval_seed, greedy_through_tensors, Policy};
+use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::device;
+use crate::run::checkpoint::ModelFiles;
 
 /// The run directory whose model `qnet eval` and `qnet render` use when given none.
 const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";

@@ -5,8 +5,8 @@ use std::fs;
 use anyhow::{Context, Result};
 
 use super::ReportArgs;
-use crate::report::{Report, LEARNING_CURVES};
-use crate::stats::Bootstrap;
+use crate::many::report::{Report, LEARNING_CURVES};
+use crate::many::stats::Bootstrap;
 
 pub(super) fn report(args: ReportArgs) -> Result<()> {
     let bootstrap = Bootstrap {

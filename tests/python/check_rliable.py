@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks qnet's report statistics (src/stats.rs) against rliable 1.2.0, without any qnet code.
+"""Checks qnet's report statistics (src/many/stats.rs) against rliable 1.2.0, without any qnet code.
 
 Usage: check_rliable.py INPUT_JSON
 

@@ -1,0 +1,6 @@
+//! File formats a run writes, one per file; none knows the training loop.
+
+pub mod export;
+pub mod plot;
+pub mod tensorboard;
+pub mod video;

@@ -1,0 +1,267 @@
+//! Running a sweep here: `workers` worker processes (`qnet sweep-worker`), each training one
+//! run at a time on one libtorch thread, fed from one queue.
+//!
+//! Workers run in their own process group, so a Ctrl-C reaches only this process, which
+//! stops handing out runs and passes one SIGINT to each worker: the runs in progress write a
+//! checkpoint and stop, and the next `qnet sweep` resumes them. A worker that dies (killed,
+//! out of memory) fails only the run it held; a new worker takes the next one.
+
+use std::collections::VecDeque;
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::sweep::{Job, RunState, Sweep};
+use super::tally::Tally;
+use super::worker::{fail, JobOutcome, Report, Request};
+use crate::run::progress::SweepProgress;
+use crate::run::session::stop_flag;
+
+/// One worker process and its pipes.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    log: std::path::PathBuf,
+}
+
+impl Worker {
+    fn spawn(log: &Path) -> Result<Self> {
+        let stderr = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening the worker log {}", log.display()))?;
+        let exe = std::env::current_exe().context("finding the qnet executable")?;
+        let mut child = Command::new(exe)
+            .arg("sweep-worker")
+            // One libtorch thread per worker: the workers share the cores.
+            .env("OMP_NUM_THREADS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .context("starting a sweep worker")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            anyhow::bail!("a sweep worker started without pipes");
+        };
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Sends `request` and reads the report; `None` when the worker died on the way.
+    fn run(&mut self, request: &Request) -> Option<Report> {
+        let line = serde_json::to_string(request).ok()?;
+        writeln!(self.stdin, "{line}").ok()?;
+        self.stdin.flush().ok()?;
+        let mut answer = String::new();
+        match self.stdout.read_line(&mut answer) {
+            Ok(n) if n > 0 => serde_json::from_str(&answer).ok(),
+            _ => None,
+        }
+    }
+
+    /// Waits for a dead worker; its exit status and the last line of its log, in words.
+    fn post_mortem(mut self) -> (String, String) {
+        let status = self.child.wait().map_or_else(|e| e.to_string(), describe);
+        let last = fs::read_to_string(&self.log)
+            .ok()
+            .and_then(|text| text.lines().last().map(str::to_owned))
+            .unwrap_or_default();
+        (status, last)
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(9)) => "signal 9 (SIGKILL: killed, often for running out of memory)".into(),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// Runs `jobs` (indices into `sweep.jobs`) on `workers` processes; `on_report` sees each
+/// report as it arrives. Returns once every job has a report or, after `stop` was raised,
+/// once the workers have stopped.
+pub(super) fn run(
+    sweep: &Sweep,
+    jobs: Vec<usize>,
+    workers: usize,
+    retry_failed: bool,
+    stop: &AtomicBool,
+    on_report: &mut dyn FnMut(&Job, &Report) -> Result<()>,
+) -> Result<()> {
+    let logs = sweep.out.join("logs");
+    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<(usize, Report)>();
+    let mut threads = Vec::new();
+    for k in 0..workers {
+        let (queue, stopping, pids, tx) = (
+            Arc::clone(&queue),
+            Arc::clone(&stopping),
+            Arc::clone(&pids),
+            tx.clone(),
+        );
+        let jobs = sweep.jobs.clone();
+        let log = logs.join(format!("worker-{k}.log"));
+        threads.push(thread::spawn(move || {
+            feed(&jobs, &queue, &stopping, &pids, &tx, &log, retry_failed)
+        }));
+    }
+    drop(tx);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((index, report)) => on_report(&sweep.jobs[index], &report)?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.load(Ordering::Relaxed) && !stopping.swap(true, Ordering::Relaxed) {
+            for &pid in pids
+                .lock()
+                .map_err(|_| anyhow::anyhow!("worker list poisoned"))?
+                .iter()
+            {
+                // SAFETY: kill(2) on our own child's pid; failure (already exited) is fine.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+        }
+    }
+    for thread in threads {
+        if let Ok(Err(err)) = thread.join() {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// One worker's loop: take a job, have the worker run it, report; replace a dead worker.
+fn feed(
+    jobs: &[Job],
+    queue: &Mutex<VecDeque<usize>>,
+    stopping: &AtomicBool,
+    pids: &Mutex<Vec<i32>>,
+    tx: &mpsc::Sender<(usize, Report)>,
+    log: &Path,
+    retry_failed: bool,
+) -> Result<()> {
+    let mut worker: Option<Worker> = None;
+    loop {
+        if stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(index) = next else { break };
+        let mut current = match worker.take() {
+            Some(w) => w,
+            None => {
+                let w = Worker::spawn(log)?;
+                if let (Ok(mut list), Ok(pid)) = (pids.lock(), i32::try_from(w.child.id())) {
+                    list.push(pid);
+                }
+                w
+            }
+        };
+        let request = Request {
+            job: jobs[index].clone(),
+            retry_failed,
+        };
+        let report = match current.run(&request) {
+            Some(report) => {
+                worker = Some(current);
+                report
+            }
+            None => {
+                let (status, last) = current.post_mortem();
+                // Stopping, a worker may die of the SIGINT before its handler is in place.
+                let outcome = if stopping.load(Ordering::Relaxed) {
+                    JobOutcome::Interrupted
+                } else {
+                    let error = format!("the sweep worker running it died: {last}");
+                    fail(&jobs[index], &status, &error)
+                };
+                Report {
+                    outcome,
+                    wall_seconds: 0.0,
+                    fresh_train_seconds: None,
+                }
+            }
+        };
+        let interrupted = report.outcome == JobOutcome::Interrupted;
+        if tx.send((index, report)).is_err() || interrupted {
+            break;
+        }
+    }
+    if let Some(mut w) = worker {
+        // Closing stdin ends the worker's loop.
+        drop(w.stdin);
+        let _ = w.child.wait();
+    }
+    Ok(())
+}
+
+/// Trains the sweep's runs here on `workers` processes, skipping what is finished (and
+/// what failed, unless `retry_failed`).
+pub fn run_here(sweep: &Sweep, workers: usize, retry_failed: bool, quiet: bool) -> Result<Tally> {
+    let mut tally = Tally::default();
+    let mut queue = Vec::new();
+    for (index, job) in sweep.jobs.iter().enumerate() {
+        match RunState::of(&job.dir)? {
+            RunState::Finished(_) => tally.already_finished += 1,
+            RunState::Failed(_) if !retry_failed => tally.skipped_failed += 1,
+            _ => queue.push(index),
+        }
+    }
+    let total = sweep.jobs.len() as u64;
+    let mut progress = SweepProgress::choose(quiet, total);
+    if !queue.is_empty() {
+        let stop = stop_flag()?;
+        let queued = queue.len();
+        let mut reported = 0;
+        run(
+            sweep,
+            queue,
+            workers.min(queued),
+            retry_failed,
+            &stop,
+            &mut |job, report| {
+                tally.count(job, report);
+                reported += 1;
+                if let JobOutcome::Failed(failure) = &report.outcome {
+                    progress.line(&format!(
+                        "failed: {} (exit status {}): {}",
+                        job.dir.display(),
+                        failure.exit_status,
+                        failure.error
+                    ));
+                }
+                progress.update(tally.done() as u64, tally.failed.len() as u64, total);
+                Ok(())
+            },
+        )?;
+        tally.not_run = queued - reported;
+        if stop.load(Ordering::Relaxed) {
+            progress.line("stopped: the runs in progress saved a checkpoint");
+        }
+    }
+    progress.finish();
+    Ok(tally)
+}

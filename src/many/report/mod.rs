@@ -1,0 +1,493 @@
+//! Statistics across runs: run directories (single runs and sweeps, mixed) grouped by their
+//! resolved config minus the seed, and per group the aggregates rliable recommends, with
+//! seeded stratified-bootstrap confidence intervals ([`crate::many::stats`]).
+//!
+//! Scores per run: the final greedy return (`final_eval_mean`), the best periodic evaluation,
+//! and the env steps and seconds to the first solved evaluation, a run that never solved
+//! counting at its budget (its total env steps, or its training seconds).
+
+mod plot;
+mod render;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::config::{Config, DeviceSpec, ReplayDevice};
+use crate::learn::eval::SOLVED_RETURN;
+use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
+use crate::many::sweep::{RunState, FAILURE_JSON};
+use crate::run::metrics::{Curves, METRICS_CSV, SUMMARY_JSON};
+
+pub use plot::LEARNING_CURVES;
+
+/// Deepest directory level searched below each directory given.
+const MAX_DEPTH: usize = 6;
+/// Groups compared pairwise when no baseline is named.
+const MAX_PAIRWISE_GROUPS: usize = 4;
+
+/// One run directory as the report reads it.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its resolved config.
+    pub config: Config,
+    /// How far it got.
+    pub state: RunState,
+}
+
+/// The scores of a group's finished runs, one per run, in run order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Scores {
+    /// Final greedy return.
+    pub final_return: Vec<f64>,
+    /// Best periodic evaluation (runs that kept one).
+    pub best_eval: Vec<f64>,
+    /// Env steps to the first solved evaluation, the budget when never solved.
+    pub steps_to_solve: Vec<f64>,
+    /// Training seconds to it, the whole training time when never solved.
+    pub seconds_to_solve: Vec<f64>,
+}
+
+/// A group's aggregates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStats {
+    /// IQM of the final return.
+    pub final_iqm: Estimate,
+    /// Median of the final return.
+    pub final_median: Estimate,
+    /// Mean of the final return.
+    pub final_mean: Estimate,
+    /// Fraction of runs whose final return reaches the solved threshold.
+    pub success_rate: Estimate,
+    /// The same for their best evaluation, when every run kept one.
+    pub best_eval_success_rate: Option<Estimate>,
+    /// IQM of env steps to first solve.
+    pub steps_to_solve_iqm: Estimate,
+    /// IQM of seconds to first solve.
+    pub seconds_to_solve_iqm: Estimate,
+}
+
+/// Runs of one setting.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Its name: the settings that tell it from the other groups.
+    pub name: String,
+    /// Its run directories.
+    pub runs: Vec<PathBuf>,
+    /// Runs finished.
+    pub finished: usize,
+    /// Runs failed or diverged.
+    pub failed: usize,
+    /// Runs not finished yet.
+    pub unfinished: usize,
+    /// Scores of the finished runs.
+    pub scores: Scores,
+    /// Aggregates, when some run finished.
+    pub stats: Option<GroupStats>,
+    /// Periodic evaluation returns per run, for the learning curves.
+    #[serde(skip)]
+    curves: Vec<Vec<(u64, f64)>>,
+}
+
+/// P(a random run of `x` beats one of `y`) on the final return.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Group name.
+    pub x: String,
+    /// Group name.
+    pub y: String,
+    /// Probability of improvement with its interval.
+    pub probability_of_improvement: Estimate,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The solved threshold of the success rates.
+    pub threshold: f64,
+    /// The bootstrap's replicates.
+    pub reps: usize,
+    /// Its confidence level.
+    pub confidence: f64,
+    /// Its seed.
+    pub seed: u64,
+    /// The groups, in the order their first run was found.
+    pub groups: Vec<Group>,
+    /// Pairwise comparisons.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// The run directories in or below `dirs` (a run directory holds config.yaml and records).
+pub fn find_runs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        if !dir.is_dir() {
+            bail!("{} is not a directory", dir.display());
+        }
+        walk(dir, 0, &mut found)?;
+    }
+    if found.is_empty() {
+        bail!(
+            "no qnet runs in {}: a run directory holds config.yaml with metrics.csv or \
+             summary.json",
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(found)
+}
+
+fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
+    let is_run = dir.join("config.yaml").is_file()
+        && [METRICS_CSV, SUMMARY_JSON, FAILURE_JSON]
+            .iter()
+            .any(|f| dir.join(f).is_file());
+    if is_run {
+        found.push(dir.to_path_buf());
+        return Ok(());
+    }
+    if depth >= MAX_DEPTH {
+        return Ok(());
+    }
+    let mut children: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    // Natural order, so seed10 follows seed9.
+    children.sort_by_key(|p| natural_key(&p.to_string_lossy()));
+    for child in children {
+        walk(&child, depth + 1, found)?;
+    }
+    Ok(())
+}
+
+/// Sorts "seed2" before "seed10": digit runs compare as numbers.
+fn natural_key(text: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(split);
+        let digits = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let number = tail[..digits].parse().unwrap_or(0);
+        key.push((word.to_owned(), number));
+        rest = &tail[digits..];
+    }
+    key
+}
+
+impl Run {
+    /// Reads the run in `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(Self {
+            config: Config::load(&dir.join("config.yaml"), &[])
+                .with_context(|| format!("reading the run {}", dir.display()))?,
+            state: RunState::of(dir)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Its config with what does not change its results (seed, devices, checkpoints)
+    /// set to the defaults: runs with equal keys belong to one group.
+    fn group_key(&self) -> Config {
+        let mut cfg = self.config.clone();
+        let defaults = Config::default();
+        cfg.seed = 0;
+        cfg.device = DeviceSpec::Auto;
+        cfg.replay.device = ReplayDevice::Auto;
+        cfg.checkpoint = defaults.checkpoint;
+        cfg
+    }
+}
+
+/// The names of groups: their experiment names when those tell them apart (an ablation
+/// names each variant with `--set experiment=...`); otherwise the `key=value` settings by
+/// which each group differs from the others (for a key where most groups agree, only the
+/// groups that differ name it); the experiment name for a lone group.
+fn group_names(keys: &[Config]) -> Result<Vec<String>> {
+    let experiments: Vec<&str> = keys.iter().map(|k| k.experiment.as_str()).collect();
+    let distinct = experiments
+        .iter()
+        .enumerate()
+        .all(|(i, e)| !experiments[..i].contains(e));
+    if distinct {
+        return Ok(experiments.into_iter().map(str::to_owned).collect());
+    }
+    let mut differing: Vec<String> = Vec::new();
+    for key in keys.iter().skip(1) {
+        for k in keys[0].differing_keys(key)? {
+            if !differing.contains(&k) {
+                differing.push(k);
+            }
+        }
+    }
+    let trees = keys
+        .iter()
+        .map(serde_yaml::to_value)
+        .collect::<Result<Vec<_>, _>>()?;
+    let value_of = |tree: &serde_yaml::Value, dotted: &str| {
+        dotted
+            .split('.')
+            .try_fold(tree, |node, part| node.get(part))
+            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    // The value most groups share, per key, when a strict majority shares one.
+    let majority: Vec<Option<String>> = differing
+        .iter()
+        .map(|dotted| {
+            let values: Vec<String> = trees.iter().map(|t| value_of(t, dotted)).collect();
+            values
+                .iter()
+                .find(|v| 2 * values.iter().filter(|w| w == v).count() > values.len())
+                .cloned()
+        })
+        .collect();
+    Ok(trees
+        .iter()
+        .enumerate()
+        .map(|(index, tree)| {
+            let pairs: Vec<String> = differing
+                .iter()
+                .zip(&majority)
+                .filter_map(|(dotted, common)| {
+                    let value = value_of(tree, dotted);
+                    (common.as_ref() != Some(&value))
+                        .then(|| format!("{dotted}={}", value.trim_matches('"')))
+                })
+                .collect();
+            match (pairs.is_empty(), keys.len()) {
+                (false, _) => pairs.join(" "),
+                (true, 1) => keys[index].experiment.clone(),
+                (true, _) => format!("{} (the common settings)", keys[index].experiment),
+            }
+        })
+        .collect())
+}
+
+impl Report {
+    /// Reads the runs in `dirs`, groups them and computes every statistic.
+    pub fn build(dirs: &[PathBuf], bootstrap: &Bootstrap) -> Result<Self> {
+        let runs = find_runs(dirs)?
+            .iter()
+            .map(|dir| Run::read(dir))
+            .collect::<Result<Vec<_>>>()?;
+        let mut keys: Vec<Config> = Vec::new();
+        let mut members: Vec<Vec<&Run>> = Vec::new();
+        for run in &runs {
+            let key = run.group_key();
+            match keys.iter().position(|k| *k == key) {
+                Some(i) => members[i].push(run),
+                None => {
+                    keys.push(key);
+                    members.push(vec![run]);
+                }
+            }
+        }
+        let names = group_names(&keys)?;
+        let groups = names
+            .into_iter()
+            .zip(members)
+            .map(|(name, runs)| Group::build(name, &runs, bootstrap))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            threshold: SOLVED_RETURN,
+            reps: bootstrap.reps,
+            confidence: bootstrap.confidence,
+            seed: bootstrap.seed,
+            groups,
+            comparisons: Vec::new(),
+        })
+    }
+
+    /// Adds the probability-of-improvement comparisons: each group against `baseline`, or
+    /// every pair when there are few groups.
+    pub fn compare(&mut self, baseline: Option<&str>, bootstrap: &Bootstrap) -> Result<()> {
+        let scored: Vec<&Group> = self.groups.iter().filter(|g| g.stats.is_some()).collect();
+        let pairs: Vec<(&Group, &Group)> = match baseline {
+            Some(name) => {
+                let Some(base) = scored.iter().find(|g| g.name == name) else {
+                    bail!(
+                        "--baseline {name:?} names no group with finished runs; the groups are: {}",
+                        self.groups
+                            .iter()
+                            .map(|g| format!("{:?}", g.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                };
+                scored
+                    .iter()
+                    .filter(|g| g.name != name)
+                    .map(|g| (*g, *base))
+                    .collect()
+            }
+            None if scored.len() <= MAX_PAIRWISE_GROUPS => scored
+                .iter()
+                .enumerate()
+                .flat_map(|(i, x)| scored[i + 1..].iter().map(move |y| (*x, *y)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let comparisons = pairs
+            .into_iter()
+            .map(|(x, y)| {
+                Ok(Comparison {
+                    x: x.name.clone(),
+                    y: y.name.clone(),
+                    probability_of_improvement: stats::probability_of_improvement_ci(
+                        &x.scores.final_return,
+                        &y.scores.final_return,
+                        bootstrap,
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.comparisons = comparisons;
+        Ok(())
+    }
+
+    /// Writes report.json, report.csv, report.md and learning_curves.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        render::write_all(self, dir)?;
+        plot::write(self, dir)
+    }
+
+    /// The report as Markdown (what report.md holds).
+    pub fn markdown(&self) -> String {
+        render::markdown(self)
+    }
+}
+
+impl Group {
+    fn build(name: String, runs: &[&Run], bootstrap: &Bootstrap) -> Result<Self> {
+        let mut group = Group {
+            name,
+            runs: runs.iter().map(|r| r.dir.clone()).collect(),
+            finished: 0,
+            failed: 0,
+            unfinished: 0,
+            scores: Scores::default(),
+            stats: None,
+            curves: Vec::new(),
+        };
+        let mut all_kept_best = true;
+        for run in runs {
+            match &run.state {
+                RunState::Finished(summary) => {
+                    let Some(final_return) = summary.final_eval_mean else {
+                        bail!(
+                            "{}: a finished run without a final evaluation",
+                            run.dir.display()
+                        );
+                    };
+                    group.finished += 1;
+                    let s = &mut group.scores;
+                    s.final_return.push(final_return);
+                    match summary.best_eval_mean {
+                        Some(best) => s.best_eval.push(best),
+                        None => all_kept_best = false,
+                    }
+                    let budget = run.config.train.total_env_steps.max(summary.env_steps);
+                    s.steps_to_solve
+                        .push(summary.solved_at_step.unwrap_or(budget) as f64);
+                    s.seconds_to_solve
+                        .push(summary.solved_at_seconds.unwrap_or(summary.train_seconds));
+                    let curves = Curves::read(&run.dir)?;
+                    group.curves.push(
+                        curves
+                            .eval
+                            .iter()
+                            .map(|&(step, mean, _)| (step, mean))
+                            .collect(),
+                    );
+                }
+                RunState::Failed(_) => group.failed += 1,
+                RunState::Unfinished | RunState::New => group.unfinished += 1,
+            }
+        }
+        if group.finished > 0 {
+            let s = &group.scores;
+            let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
+            let success = Statistic::SuccessRate {
+                threshold: SOLVED_RETURN,
+            };
+            group.stats = Some(GroupStats {
+                final_iqm: ci(&s.final_return, Statistic::Iqm)?,
+                final_median: ci(&s.final_return, Statistic::Median)?,
+                final_mean: ci(&s.final_return, Statistic::Mean)?,
+                success_rate: ci(&s.final_return, success)?,
+                best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
+                    Some(ci(&s.best_eval, success)?)
+                } else {
+                    None
+                },
+                steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
+                seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
+            });
+        }
+        Ok(group)
+    }
+
+    /// Evaluation returns of each finished run against env steps.
+    pub fn curves(&self) -> &[Vec<(u64, f64)>] {
+        &self.curves
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_puts_seed2_before_seed10() {
+        let mut names = vec!["a/seed10", "a/seed2", "b/seed1", "a/seed1"];
+        names.sort_by_key(|n| natural_key(n));
+        assert_eq!(names, ["a/seed1", "a/seed2", "a/seed10", "b/seed1"]);
+    }
+
+    #[test]
+    fn groups_are_named_by_what_differs() -> Result<()> {
+        let a = Config::default();
+        let mut b = Config::default();
+        b.optimizer.lr = 3e-3;
+        b.network.hidden = vec![128, 128];
+        let names = group_names(&[a.clone(), b.clone()])?;
+        assert_eq!(
+            names,
+            [
+                "network.hidden=[64,64] optimizer.lr=0.001",
+                "network.hidden=[128,128] optimizer.lr=0.003"
+            ]
+        );
+        assert_eq!(group_names(std::slice::from_ref(&a))?, ["cartpole"]);
+        // Where most groups agree, only the others name the key.
+        let mut c = Config::default();
+        c.agent.gamma = 0.9;
+        let names = group_names(&[a.clone(), b.clone(), c])?;
+        assert_eq!(
+            names,
+            [
+                "cartpole (the common settings)",
+                "network.hidden=[128,128] optimizer.lr=0.003",
+                "agent.gamma=0.9"
+            ]
+        );
+        // Distinct experiment names are the names.
+        let mut named = b;
+        named.experiment = "wide".to_owned();
+        assert_eq!(group_names(&[a, named])?, ["cartpole", "wide"]);
+        Ok(())
+    }
+}

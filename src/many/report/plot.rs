@@ -1,0 +1,188 @@
+//! learning_curves.svg: per group, the IQM of periodic evaluation returns across runs
+//! against env steps with its bootstrap band, and the performance profile of the final
+//! returns (the fraction of runs ending above each return tau).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use super::{Group, Report};
+use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
+use crate::platform::atomic::write_bytes_atomic;
+
+/// File name of the plot inside the report directory.
+pub const LEARNING_CURVES: &str = "learning_curves.svg";
+/// Replicates per point of a band: a curve has many points, and a band is a picture.
+const BAND_REPS: usize = 2_000;
+/// Top of the return axes.
+const RETURN_MAX: f64 = 520.0;
+const SIZE: (u32, u32) = (1400, 560);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// The IQM across a group's runs of its evaluation return at each env step any run
+/// evaluated at; a run that stopped early (solved) counts with its last evaluation.
+fn iqm_curve(group: &Group, bootstrap: &Bootstrap) -> Result<Vec<(f64, Estimate)>> {
+    let mut steps: Vec<u64> = group
+        .curves()
+        .iter()
+        .flat_map(|c| c.iter().map(|&(s, _)| s))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let mut points = Vec::with_capacity(steps.len());
+    for step in steps {
+        let values: Vec<f64> = group
+            .curves()
+            .iter()
+            .filter_map(|curve| curve.iter().take_while(|&&(s, _)| s <= step).last())
+            .map(|&(_, value)| value)
+            .filter(|v| v.is_finite())
+            .collect();
+        if !values.is_empty() {
+            points.push((
+                step as f64,
+                stats::bootstrap_ci(&values, Statistic::Iqm, bootstrap)?,
+            ));
+        }
+    }
+    Ok(points)
+}
+
+/// Draws the plot and writes it into `dir`.
+pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
+    let bootstrap = Bootstrap {
+        reps: report.reps.min(BAND_REPS),
+        confidence: report.confidence,
+        seed: report.seed,
+    };
+    let curves = report
+        .groups
+        .iter()
+        .map(|g| iqm_curve(g, &bootstrap))
+        .collect::<Result<Vec<_>>>()?;
+    let taus: Vec<f64> = (0..=100).map(|i| 5.0 * f64::from(i)).collect();
+    let profiles = report
+        .groups
+        .iter()
+        .map(|g| match g.stats {
+            Some(_) => {
+                stats::performance_profile_ci(&g.scores.final_return, &taus, &bootstrap).map(Some)
+            }
+            None => Ok(None),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let x_max = curves
+        .iter()
+        .flatten()
+        .map(|(step, _)| *step)
+        .fold(1000.0, f64::max);
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).context("clearing the plot")?;
+        let (left, right) = root.split_horizontally(SIZE.0 * 3 / 5);
+        let mut chart = ChartBuilder::on(&left)
+            .caption(
+                "Evaluation return: IQM across runs (band: 95% CI)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..x_max, 0.0..RETURN_MAX)
+            .context("laying out the curves")?;
+        chart
+            .configure_mesh()
+            .x_desc("env steps")
+            .y_desc("greedy return")
+            .bold_line_style(BLACK.mix(0.08))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .context("drawing the axes")?;
+        for (index, (group, curve)) in report.groups.iter().zip(&curves).enumerate() {
+            let colour = PALETTE[index % PALETTE.len()];
+            if curve.is_empty() {
+                continue;
+            }
+            let band: Vec<(f64, f64)> = curve
+                .iter()
+                .map(|(s, e)| (*s, e.hi))
+                .chain(curve.iter().rev().map(|(s, e)| (*s, e.lo)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    colour.mix(0.15).filled(),
+                )))
+                .context("drawing a band")?;
+            chart
+                .draw_series(LineSeries::new(
+                    curve.iter().map(|(s, e)| (*s, e.point)),
+                    colour.stroke_width(2),
+                ))
+                .context("drawing a curve")?
+                .label(group.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.4))
+            .draw()
+            .context("drawing the legend")?;
+
+        let mut profile_chart = ChartBuilder::on(&right)
+            .caption("Performance profile of final returns", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..500.0, 0.0..1.05)
+            .context("laying out the profile")?;
+        profile_chart
+            .configure_mesh()
+            .x_desc("final return tau")
+            .y_desc("fraction of runs with return > tau")
+            .bold_line_style(BLACK.mix(0.08))
+            .light_line_style(TRANSPARENT)
+            .draw()
+            .context("drawing the profile axes")?;
+        for (index, profile) in profiles.iter().enumerate() {
+            let Some(profile) = profile else { continue };
+            let colour = PALETTE[index % PALETTE.len()];
+            let band: Vec<(f64, f64)> = taus
+                .iter()
+                .zip(profile)
+                .map(|(t, e)| (*t, e.hi))
+                .chain(taus.iter().zip(profile).rev().map(|(t, e)| (*t, e.lo)))
+                .collect();
+            profile_chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    colour.mix(0.15).filled(),
+                )))
+                .context("drawing a profile band")?;
+            profile_chart
+                .draw_series(LineSeries::new(
+                    taus.iter().zip(profile).map(|(t, e)| (*t, e.point)),
+                    colour.stroke_width(2),
+                ))
+                .context("drawing a profile")?;
+        }
+        root.present().context("finishing the SVG")?;
+    }
+    write_bytes_atomic(&dir.join(LEARNING_CURVES), svg.as_bytes())
+}

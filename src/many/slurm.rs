@@ -1,0 +1,274 @@
+//! Slurm, the engine for clusters: a sweep as a job array (`sweep.sbatch`), several runs per
+//! array task, submitted with `sbatch` and waited for with `squeue`.
+//!
+//! Each array task is `qnet sweep-task`, which runs its share of the sweep's jobs one after
+//! another in one process, skipping finished runs and resuming interrupted ones, so
+//! submitting the same script again finishes what is left. Slurm sends SIGTERM a minute
+//! before the time limit; the run in progress then checkpoints, and the next submission
+//! resumes it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::many::sweep::Sweep;
+use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::shell;
+
+/// File name of the job script inside a sweep directory.
+pub const SCRIPT: &str = "sweep.sbatch";
+
+/// How the array is laid out and what each task asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayOptions {
+    /// Runs per array task.
+    pub runs_per_task: usize,
+    /// Tasks running at once (`%N`), if limited.
+    pub max_concurrent: Option<u32>,
+    /// CPUs per task.
+    pub cpus_per_task: u32,
+    /// Time limit per task, in Slurm's syntax.
+    pub time: String,
+    /// Partition, if not the default.
+    pub partition: Option<String>,
+    /// Train again the runs that failed before.
+    pub retry_failed: bool,
+}
+
+impl ArrayOptions {
+    /// Array tasks for `jobs` runs.
+    pub fn tasks(&self, jobs: usize) -> usize {
+        jobs.div_ceil(self.runs_per_task.max(1))
+    }
+
+    fn check(&self) -> Result<()> {
+        let time_ok = !self.time.is_empty()
+            && self
+                .time
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '-');
+        if !time_ok {
+            bail!(
+                "--time {:?} is not a Slurm time limit (minutes, HH:MM:SS or D-HH:MM:SS)",
+                self.time
+            );
+        }
+        if let Some(partition) = &self.partition {
+            let ok = !partition.is_empty()
+                && partition
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ','));
+            if !ok {
+                bail!("--partition {partition:?} is not a Slurm partition name");
+            }
+        }
+        Ok(())
+    }
+
+    /// The job script for `sweep`, with `qnet` the executable the tasks run.
+    pub fn script(&self, sweep: &Sweep, qnet: &Path) -> Result<String> {
+        self.check()?;
+        let tasks = self.tasks(sweep.jobs.len());
+        if tasks == 0 {
+            bail!("the sweep has no runs");
+        }
+        let out = sweep.out.display().to_string();
+        let name: String = sweep
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let concurrency = self
+            .max_concurrent
+            .map_or(String::new(), |n| format!("%{n}"));
+        let mut lines = vec![
+            "#!/bin/bash".to_owned(),
+            format!(
+                "# Written by qnet sweep --slurm: {} runs of {} as {tasks} array tasks of up to {} \
+                 runs each.",
+                sweep.jobs.len(),
+                out,
+                self.runs_per_task
+            ),
+            "# Submit it again to finish what is left: finished runs are skipped, interrupted \
+             ones resume."
+                .to_owned(),
+            format!("#SBATCH --job-name=qnet-{name}"),
+            format!("#SBATCH --array=0-{}{concurrency}", tasks - 1),
+            format!("#SBATCH --cpus-per-task={}", self.cpus_per_task),
+            format!("#SBATCH --time={}", self.time),
+            format!("#SBATCH --output={out}/logs/slurm-%A_%a.out"),
+            // A minute before the time limit: the run in progress checkpoints and stops.
+            "#SBATCH --signal=B:TERM@60".to_owned(),
+        ];
+        if let Some(partition) = &self.partition {
+            lines.push(format!("#SBATCH --partition={partition}"));
+        }
+        lines.push(format!(
+            "exec {} sweep-task --out {} --task \"$SLURM_ARRAY_TASK_ID\" --runs-per-task {}{}",
+            shell::quote(&qnet.display().to_string()),
+            shell::quote(&out),
+            self.runs_per_task,
+            if self.retry_failed {
+                " --retry-failed"
+            } else {
+                ""
+            }
+        ));
+        Ok(lines.join("\n") + "\n")
+    }
+
+    /// Writes the job script into the sweep directory (and the log directory it names).
+    pub fn write(&self, sweep: &Sweep, qnet: &Path) -> Result<PathBuf> {
+        let script = self.script(sweep, qnet)?;
+        let logs = sweep.out.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let path = sweep.out.join(SCRIPT);
+        write_bytes_atomic(&path, script.as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// The jobs of array task `task`: a contiguous slice of the sweep's runs.
+pub fn task_jobs(jobs: usize, runs_per_task: usize, task: usize) -> std::ops::Range<usize> {
+    let start = task.saturating_mul(runs_per_task).min(jobs);
+    start..start.saturating_add(runs_per_task).min(jobs)
+}
+
+/// Submits `script` with `sbatch`; returns the job id.
+pub fn submit(script: &Path) -> Result<String> {
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(script)
+        .output()
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "sbatch not found: Slurm is not installed here. {} is written; submit it from a \
+                 machine of the cluster with: sbatch {}",
+                script.display(),
+                script.display()
+            ),
+            _ => anyhow::Error::new(err).context("running sbatch"),
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    // `--parsable` prints "jobid" or "jobid;cluster".
+    let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch printed {:?}, not a job id", stdout.trim());
+    }
+    Ok(id)
+}
+
+/// Waits until job `id` has left Slurm's queue, calling `poll` every few seconds meanwhile.
+pub fn wait(id: &str, poll: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    loop {
+        let output = Command::new("squeue")
+            .args(["-h", "-o", "%i", "-j", id])
+            .output()
+            .context("running squeue")?;
+        // squeue forgets a job some minutes after it ends and then fails on its id.
+        if !output.status.success() || output.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        poll()?;
+        sleep(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::many::sweep::SweepSpec;
+
+    fn options() -> ArrayOptions {
+        ArrayOptions {
+            runs_per_task: 3,
+            max_concurrent: Some(2),
+            cpus_per_task: 1,
+            time: "00:30:00".to_owned(),
+            partition: Some("debug".to_owned()),
+            retry_failed: false,
+        }
+    }
+
+    fn sweep(dir: &Path) -> Result<Sweep> {
+        let spec = SweepSpec {
+            config: Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cartpole.yaml"),
+            overrides: Vec::new(),
+            grid: vec![(
+                "optimizer.lr".to_owned(),
+                vec!["1e-3".into(), "3e-3".into()],
+            )],
+            seeds: 0..4,
+        };
+        Ok(Sweep::expand(&spec, &dir.join("it's a sweep"))?.0)
+    }
+
+    #[test]
+    fn the_script_is_an_array_of_tasks_with_several_runs_each() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sweep = sweep(dir.path())?;
+        let script = options().script(&sweep, Path::new("/opt/qnet/bin/qnet"))?;
+        assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+        // 8 runs, 3 per task: 3 tasks, 2 at a time.
+        assert!(script.contains("#SBATCH --array=0-2%2\n"), "{script}");
+        assert!(script.contains("#SBATCH --cpus-per-task=1\n"), "{script}");
+        assert!(script.contains("#SBATCH --time=00:30:00\n"), "{script}");
+        assert!(script.contains("#SBATCH --partition=debug\n"), "{script}");
+        assert!(script.contains("/logs/slurm-%A_%a.out\n"), "{script}");
+        assert!(
+            script.contains("exec /opt/qnet/bin/qnet sweep-task --out '"),
+            "{script}"
+        );
+        assert!(script.contains(r"it'\''s a sweep' --task"), "{script}");
+        assert!(script.contains("--runs-per-task 3\n"), "{script}");
+        Ok(())
+    }
+
+    #[test]
+    fn tasks_cover_every_run_once() {
+        let options = options();
+        assert_eq!(options.tasks(8), 3);
+        let covered: Vec<usize> = (0..3).flat_map(|t| task_jobs(8, 3, t)).collect();
+        assert_eq!(covered, (0..8).collect::<Vec<_>>());
+        assert!(task_jobs(8, 3, 5).is_empty());
+    }
+
+    #[test]
+    fn bad_options_are_refused() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sweep = sweep(dir.path())?;
+        let qnet = Path::new("qnet");
+        let bad_time = ArrayOptions {
+            time: "1h; rm -rf /".to_owned(),
+            ..options()
+        };
+        assert!(bad_time.script(&sweep, qnet).is_err());
+        let bad_partition = ArrayOptions {
+            partition: Some("a b\n#SBATCH --x".to_owned()),
+            ..options()
+        };
+        assert!(bad_partition.script(&sweep, qnet).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,469 @@
+//! Sweeps: one base experiment, a grid over config keys and a range of seeds, expanded
+//! deterministically into one run directory per (setting, seed).
+//!
+//! `OUT/<setting>/config.yaml` holds each setting's fully resolved config (the grid values
+//! applied), `OUT/<setting>/seed<N>/` each run, `OUT/jobs.txt` the `qnet train` command of
+//! every run and `OUT/sweep.json` the expansion that local workers and Slurm array tasks
+//! read back. A run directory's files say how far it got ([`RunState`]), which is what makes
+//! a sweep idempotent: finished runs are skipped, unfinished ones resumed, failed ones
+//! retried only when asked.
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::platform::atomic::{remove_if_exists, write_bytes_atomic};
+use crate::run::metrics::{RunStatus, Summary};
+
+/// File name of the expansion inside a sweep directory.
+pub const SWEEP_JSON: &str = "sweep.json";
+/// File name of the run commands inside a sweep directory.
+pub const JOBS_TXT: &str = "jobs.txt";
+/// File name of a run's failure record.
+pub const FAILURE_JSON: &str = "failure.json";
+
+/// What to sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSpec {
+    /// The base experiment file.
+    pub config: PathBuf,
+    /// `KEY=VALUE` overrides applied to every run, before the grid.
+    pub overrides: Vec<String>,
+    /// The grid: each key with its values (YAML text), in the order given.
+    pub grid: Vec<(String, Vec<String>)>,
+    /// The seeds of every setting.
+    pub seeds: Range<u64>,
+}
+
+/// Splits `--grid KEY=V1,V2,...` into the key and its values; commas inside brackets or
+/// braces belong to a value (`network.hidden=[64,64],[128,128]`).
+pub fn parse_grid_arg(arg: &str) -> Result<(String, Vec<String>)> {
+    let Some((key, values)) = arg.split_once('=') else {
+        bail!("--grid {arg}: expected KEY=V1,V2,..., e.g. optimizer.lr=1e-3,3e-3");
+    };
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        bail!("--grid {arg}: '{key}' is not a dotted key such as optimizer.lr");
+    }
+    let mut out = Vec::new();
+    let (mut depth, mut current) = (0i32, String::new());
+    for c in values.chars() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut current).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    out.push(current.trim().to_owned());
+    if depth != 0 || out.iter().any(String::is_empty) {
+        bail!("--grid {arg}: expected non-empty values separated by commas, brackets balanced");
+    }
+    Ok((key.to_owned(), out))
+}
+
+/// One point of the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setting {
+    /// Directory name: `key=value` pairs of its grid point (`base` without a grid).
+    pub name: String,
+    /// Its grid values as `KEY=VALUE` overrides.
+    pub grid: Vec<String>,
+}
+
+/// One run of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Index into [`Sweep::settings`].
+    pub setting: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The setting's resolved config.yaml (the run's config is it with `seed` set).
+    pub config: PathBuf,
+}
+
+impl Job {
+    /// The run's resolved config.
+    pub fn load_config(&self) -> Result<Config> {
+        Config::load(&self.config, &[format!("seed={}", self.seed)])
+    }
+
+    /// The `qnet train` command that runs this job on its own.
+    pub fn command(&self) -> String {
+        let words = [
+            "qnet".to_owned(),
+            "train".to_owned(),
+            "--config".to_owned(),
+            self.config.display().to_string(),
+            "--seed".to_owned(),
+            self.seed.to_string(),
+            "--out".to_owned(),
+            self.dir.display().to_string(),
+            "--quiet".to_owned(),
+        ];
+        // Quoted where a path needs it, so that a line of jobs.txt runs as it stands.
+        crate::platform::shell::words(words)
+    }
+}
+
+/// An expanded sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sweep {
+    /// The sweep directory.
+    pub out: PathBuf,
+    /// The grid points, in expansion order.
+    pub settings: Vec<Setting>,
+    /// Every run: settings in order, seeds in order within each.
+    pub jobs: Vec<Job>,
+}
+
+/// A YAML value as a short, path-safe piece of a directory name.
+fn name_piece(value: &str) -> String {
+    let text: String = value
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']' | '{' | '}' | ' ' | '"' | '\''))
+        .map(|c| if c == ',' { '-' } else { c })
+        .collect();
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '=' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Sweep {
+    /// Expands `spec` into settings and jobs under `out`, loading and validating every
+    /// setting's config (so a bad grid value fails before anything runs).
+    pub fn expand(spec: &SweepSpec, out: &Path) -> Result<(Self, Vec<Config>)> {
+        if spec.seeds.is_empty() {
+            bail!("a sweep needs at least one seed");
+        }
+        let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        for (key, values) in &spec.grid {
+            points = points
+                .iter()
+                .flat_map(|point| {
+                    values.iter().map(move |value| {
+                        let mut next = point.clone();
+                        next.push((key.clone(), value.clone()));
+                        next
+                    })
+                })
+                .collect();
+        }
+        let mut settings = Vec::with_capacity(points.len());
+        let mut configs = Vec::with_capacity(points.len());
+        for point in points {
+            let grid: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut name = point
+                .iter()
+                .map(|(k, v)| format!("{k}={}", name_piece(v)))
+                .collect::<Vec<_>>()
+                .join("_");
+            if name.is_empty() {
+                name = "base".to_owned();
+            }
+            if settings.iter().any(|s: &Setting| s.name == name) {
+                name = format!("{name}-{}", settings.len());
+            }
+            let mut overrides = spec.overrides.clone();
+            overrides.extend(grid.iter().cloned());
+            let config = Config::load(&spec.config, &overrides)
+                .with_context(|| format!("sweep setting {name}"))?;
+            settings.push(Setting { name, grid });
+            configs.push(config);
+        }
+        let out = absolute(out)?;
+        let jobs = settings
+            .iter()
+            .enumerate()
+            .flat_map(|(index, setting)| {
+                let base = out.join(&setting.name);
+                spec.seeds.clone().map(move |seed| Job {
+                    setting: index,
+                    seed,
+                    dir: base.join(format!("seed{seed}")),
+                    config: base.join("config.yaml"),
+                })
+            })
+            .collect();
+        Ok((
+            Self {
+                out,
+                settings,
+                jobs,
+            },
+            configs,
+        ))
+    }
+
+    /// Writes each setting's config.yaml, jobs.txt and sweep.json. A setting directory
+    /// that already holds a different config is refused: its runs would no longer match.
+    pub fn write(&self, configs: &[Config]) -> Result<()> {
+        for (setting, config) in self.settings.iter().zip(configs) {
+            let dir = self.out.join(&setting.name);
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the sweep directory {}", dir.display()))?;
+            let path = dir.join("config.yaml");
+            if path.exists() {
+                let existing = Config::load(&path, &[])?;
+                let differing = existing.differing_keys(config)?;
+                if !differing.is_empty() {
+                    bail!(
+                        "{} already holds setting {} with other values ({}); use another --out \
+                         or the same base config and overrides",
+                        self.out.display(),
+                        setting.name,
+                        differing.join(", ")
+                    );
+                }
+            } else {
+                write_bytes_atomic(&path, config.to_yaml()?.as_bytes())?;
+            }
+        }
+        let commands: String = self.jobs.iter().map(|j| j.command() + "\n").collect();
+        write_bytes_atomic(&self.out.join(JOBS_TXT), commands.as_bytes())?;
+        let json = serde_json::to_string_pretty(self)?;
+        write_bytes_atomic(&self.out.join(SWEEP_JSON), json.as_bytes())
+    }
+
+    /// Reads the sweep written into `out`.
+    pub fn open(out: &Path) -> Result<Self> {
+        let path = out.join(SWEEP_JSON);
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (is {} a sweep directory?)",
+                path.display(),
+                out.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a qnet sweep", path.display()))
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir()
+        .context("reading the current directory")?
+        .join(path))
+}
+
+/// Why a run failed: what `qnet train` would have exited with, and its error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The exit status (`1` for an error, `signal 9` for a worker killed by a signal, ...).
+    pub exit_status: String,
+    /// The error's last line.
+    pub error: String,
+}
+
+impl Failure {
+    /// Records the failure in `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self)?;
+        write_bytes_atomic(&dir.join(FAILURE_JSON), json.as_bytes())
+    }
+
+    /// Removes the failure record of `dir`, before the run is tried again.
+    pub fn clear(dir: &Path) -> Result<()> {
+        remove_if_exists(&dir.join(FAILURE_JSON))
+    }
+}
+
+/// How far a run directory got.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Nothing there yet.
+    New,
+    /// Started (config.yaml written) but neither finished nor failed.
+    Unfinished,
+    /// Trained and finally evaluated.
+    Finished(Box<Summary>),
+    /// Failed (an error, a killed worker, or a divergence).
+    Failed(Failure),
+}
+
+impl RunState {
+    /// Reads the state of the run in `dir`.
+    pub fn of(dir: &Path) -> Result<Self> {
+        let failure = dir.join(FAILURE_JSON);
+        if failure.exists() {
+            let text = fs::read_to_string(&failure)
+                .with_context(|| format!("reading {}", failure.display()))?;
+            return serde_json::from_str(&text)
+                .map(RunState::Failed)
+                .with_context(|| format!("{} is not a qnet failure record", failure.display()));
+        }
+        match Summary::read(dir)? {
+            Some(summary) if summary.status == RunStatus::Finished => {
+                Ok(RunState::Finished(Box::new(summary)))
+            }
+            Some(summary) => Ok(RunState::Failed(Failure {
+                exit_status: "1".to_owned(),
+                error: summary
+                    .divergence
+                    .unwrap_or_else(|| "training diverged".to_owned()),
+            })),
+            None if dir.join("config.yaml").exists() => Ok(RunState::Unfinished),
+            None => Ok(RunState::New),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(grid: Vec<(&str, Vec<&str>)>, seeds: Range<u64>) -> SweepSpec {
+        SweepSpec {
+            config: Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cartpole.yaml"),
+            overrides: vec!["train.total_env_steps=1000".to_owned()],
+            grid: grid
+                .into_iter()
+                .map(|(k, vs)| (k.to_owned(), vs.into_iter().map(str::to_owned).collect()))
+                .collect(),
+            seeds,
+        }
+    }
+
+    #[test]
+    fn grid_arguments_split_at_top_level_commas() -> Result<()> {
+        assert_eq!(
+            parse_grid_arg("network.hidden=[64,64],[128, 128]")?,
+            (
+                "network.hidden".to_owned(),
+                vec!["[64,64]".to_owned(), "[128, 128]".to_owned()]
+            )
+        );
+        assert_eq!(parse_grid_arg("optimizer.lr=1e-3")?.1, vec!["1e-3"]);
+        for bad in ["optimizer.lr", "=1,2", "a..b=1", "x=1,,2", "x=[1,2", "x="] {
+            assert!(parse_grid_arg(bad).is_err(), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn expansion_is_the_grid_product_times_the_seeds_in_order() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (sweep, configs) = Sweep::expand(
+            &spec(
+                vec![
+                    ("optimizer.lr", vec!["1e-3", "3e-3"]),
+                    ("network.hidden", vec!["[64,64]", "[128,128]"]),
+                ],
+                5..8,
+            ),
+            dir.path(),
+        )?;
+        let names: Vec<&str> = sweep.settings.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "optimizer.lr=1e-3_network.hidden=64-64",
+                "optimizer.lr=1e-3_network.hidden=128-128",
+                "optimizer.lr=3e-3_network.hidden=64-64",
+                "optimizer.lr=3e-3_network.hidden=128-128",
+            ]
+        );
+        assert_eq!(configs[3].optimizer.lr, 3e-3);
+        assert_eq!(configs[3].network.hidden, vec![128, 128]);
+        assert_eq!(configs[0].train.total_env_steps, 1000);
+        assert_eq!(sweep.jobs.len(), 12);
+        let first: Vec<(usize, u64)> = sweep.jobs[..4]
+            .iter()
+            .map(|j| (j.setting, j.seed))
+            .collect();
+        assert_eq!(first, [(0, 5), (0, 6), (0, 7), (1, 5)]);
+        assert_eq!(
+            sweep.jobs[4].dir,
+            dir.path()
+                .join("optimizer.lr=1e-3_network.hidden=128-128/seed6")
+        );
+        // The same spec expands the same way.
+        let (again, _) = Sweep::expand(
+            &spec(
+                vec![
+                    ("optimizer.lr", vec!["1e-3", "3e-3"]),
+                    ("network.hidden", vec!["[64,64]", "[128,128]"]),
+                ],
+                5..8,
+            ),
+            dir.path(),
+        )?;
+        assert_eq!(again, sweep);
+        Ok(())
+    }
+
+    #[test]
+    fn a_sweep_round_trips_and_refuses_a_changed_setting() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (sweep, configs) = Sweep::expand(&spec(vec![], 0..2), dir.path())?;
+        assert_eq!(sweep.settings[0].name, "base");
+        sweep.write(&configs)?;
+        assert_eq!(Sweep::open(dir.path())?, sweep);
+        let jobs = fs::read_to_string(dir.path().join(JOBS_TXT))?;
+        assert_eq!(jobs.lines().count(), 2);
+        assert!(jobs.starts_with("qnet train --config "), "{jobs}");
+        assert!(jobs.contains("--seed 1 --out "), "{jobs}");
+        // Written again unchanged: fine. With another value under the same name: refused.
+        sweep.write(&configs)?;
+        let mut changed = spec(vec![], 0..2);
+        changed.overrides.push("agent.gamma=0.9".to_owned());
+        let (other, other_configs) = Sweep::expand(&changed, dir.path())?;
+        let err = other.write(&other_configs).unwrap_err().to_string();
+        assert!(err.contains("agent.gamma") && err.contains("base"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_grid_value_fails_at_expansion_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Sweep::expand(
+            &spec(vec![("agent.gamma", vec!["0.9", "2"])], 0..1),
+            dir.path(),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("agent.gamma=2") && text.contains("[0, 1]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn run_states_come_from_the_files_a_run_leaves() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let run = dir.path().join("seed0");
+        assert_eq!(RunState::of(&run)?, RunState::New);
+        fs::create_dir_all(&run)?;
+        fs::write(run.join("config.yaml"), "seed: 0\n")?;
+        assert_eq!(RunState::of(&run)?, RunState::Unfinished);
+        let failure = Failure {
+            exit_status: "signal 9".to_owned(),
+            error: "killed".to_owned(),
+        };
+        failure.write(&run)?;
+        assert_eq!(RunState::of(&run)?, RunState::Failed(failure));
+        Failure::clear(&run)?;
+        assert_eq!(RunState::of(&run)?, RunState::Unfinished);
+        Ok(())
+    }
+}

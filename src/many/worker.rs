@@ -1,0 +1,139 @@
+//! Running one job of a sweep in this process, as `qnet train` would, and the worker
+//! process that does that for the jobs its parent sends (libtorch loads once per worker).
+//!
+//! Protocol: the parent writes one JSON [`Request`] per line on the worker's stdin; the worker
+//! answers each with one JSON [`Report`] line on stdout, and exits at the end of its input.
+
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::many::sweep::{Failure, Job, RunState};
+use crate::run::preflight::Placement;
+use crate::run::session::{resume_run, start_run};
+use crate::run::trainer::Outcome;
+
+/// What the parent asks a worker to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Request {
+    /// The run.
+    pub job: Job,
+    /// Train it again if it failed before.
+    pub retry_failed: bool,
+}
+
+/// How a job went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// Trained to the end in this session.
+    Finished,
+    /// Finished before; left alone.
+    AlreadyFinished,
+    /// Failed before; left alone (no `--retry-failed`).
+    SkippedFailed,
+    /// Stopped by a signal; its checkpoint is saved.
+    Interrupted,
+    /// Failed now; `failure.json` in its directory says how.
+    Failed(Failure),
+}
+
+/// A worker's answer to a [`Request`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// How it went.
+    pub outcome: JobOutcome,
+    /// Wall time the worker spent on the job.
+    pub wall_seconds: f64,
+    /// Training seconds of this session, for a run trained from step 0 here (the worker's
+    /// per-run overhead is the wall time beyond them).
+    pub fresh_train_seconds: Option<f64>,
+}
+
+/// Runs `job` here: skipped when finished (or failed, unless `retry_failed`), resumed when
+/// started, trained from step 0 otherwise. A failure is recorded in the run's directory.
+pub fn execute(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Report {
+    let start = Instant::now();
+    let (outcome, fresh_train_seconds) = match attempt(job, retry_failed, stop) {
+        Ok(done) => done,
+        Err(err) => (fail(job, "1", &format!("{err:#}")), None),
+    };
+    Report {
+        outcome,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        fresh_train_seconds,
+    }
+}
+
+/// Records a failure of `job` in its directory; a failure to record it is added to it.
+pub(super) fn fail(job: &Job, exit_status: &str, error: &str) -> JobOutcome {
+    let last_line = error.lines().last().unwrap_or(error).to_owned();
+    let mut failure = Failure {
+        exit_status: exit_status.to_owned(),
+        error: last_line,
+    };
+    if let Err(err) = failure.write(&job.dir) {
+        failure.error = format!("{} (and it could not be recorded: {err:#})", failure.error);
+    }
+    JobOutcome::Failed(failure)
+}
+
+fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutcome, Option<f64>)> {
+    let state = RunState::of(&job.dir)?;
+    let outcome = match state {
+        RunState::Finished(_) => return Ok((JobOutcome::AlreadyFinished, None)),
+        RunState::Failed(_) if !retry_failed => return Ok((JobOutcome::SkippedFailed, None)),
+        RunState::Failed(_) | RunState::Unfinished => {
+            Failure::clear(&job.dir)?;
+            let fresh = !job
+                .dir
+                .join(crate::run::checkpoint::training::FILE_NAME)
+                .exists();
+            let outcome = resume_run(&job.dir, &[], true, stop, &mut |_| Ok(()), job.command())?;
+            (outcome, fresh)
+        }
+        RunState::New => {
+            let cfg = job.load_config()?;
+            let placement = Placement::of(&cfg)?;
+            std::fs::create_dir_all(&job.dir)
+                .with_context(|| format!("creating the run directory {}", job.dir.display()))?;
+            (
+                start_run(cfg, placement, &job.dir, true, stop, job.command())?,
+                true,
+            )
+        }
+    };
+    Ok(match outcome {
+        (Outcome::Finished(summary), fresh) => {
+            (JobOutcome::Finished, fresh.then_some(summary.train_seconds))
+        }
+        (Outcome::Interrupted { .. }, _) => (JobOutcome::Interrupted, None),
+        (Outcome::Diverged(divergence), _) => (fail(job, "1", &divergence.to_string()), None),
+    })
+}
+
+/// A worker process's life: answers each request read from `requests` with a report line on
+/// `reports`, until the input ends or a stop is requested (`qnet sweep-worker` hands it its
+/// stdin and stdout).
+pub fn serve(requests: impl BufRead, mut reports: impl Write) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the stop handler")?;
+    }
+    for line in requests.lines() {
+        let request: Request = serde_json::from_str(&line.context("reading a request")?)
+            .context("decoding a request")?;
+        let report = execute(&request.job, request.retry_failed, &stop);
+        writeln!(reports, "{}", serde_json::to_string(&report)?)?;
+        reports.flush()?;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Ok(())
+}

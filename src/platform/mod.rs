@@ -1,0 +1,11 @@
+//! Operating system, CPU, CUDA and libtorch glue that the wings above share.
+
+pub mod atomic;
+pub mod cuda_runtime;
+pub mod device;
+pub mod host;
+pub mod rng;
+pub mod shell;
+pub(crate) mod simd;
+pub mod symbols;
+pub mod utc;

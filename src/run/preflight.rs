@@ -1,0 +1,393 @@
+//! Sizes checked before allocating: the memory a config asks for, estimated from its keys,
+//! against what the machine offers (host RAM, and CUDA memory on a GPU).
+//!
+//! On Linux a huge allocation often "succeeds" and the process is OOM-killed later, when
+//! the pages are touched, so a config whose buffers cannot fit is refused up front with the
+//! keys to blame. The estimate counts what qnet allocates in proportion to config values
+//! (buffers, parameters and their copies, activations), not libtorch's fixed overhead.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+use crate::config::{Config, Procedure};
+use crate::env::{N_ACTIONS, OBS_DIM};
+use crate::learn::replay::ROW;
+use crate::platform::device::{configure_cpu_threads, resolve, resolve_replay};
+
+const F32: u64 = 4;
+/// Bytes a batched env holds per env (state, RNG, observations and flags).
+const ENV_BYTES: u64 = 160;
+/// Copies of the parameters on the training device: online, gradient, target, Adam's two
+/// moments, the best model, autograd's gradients.
+const PARAMETER_COPIES: u64 = 7;
+/// Live activation-sized tensors of one update (online, target and Double-DQN forward
+/// passes, their traces and the backward pass's temporaries).
+const UPDATE_ACTIVATIONS: u64 = 8;
+
+/// One part of an estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Part {
+    /// The config keys that size it, with their values.
+    keys: String,
+    /// Bytes.
+    bytes: u64,
+    /// On the training device (true) or in host memory (false).
+    on_device: bool,
+}
+
+/// What a config will allocate, by the keys that size it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Estimate {
+    parts: Vec<Part>,
+}
+
+/// `bytes` in human units.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+impl Estimate {
+    /// The estimate for `cfg` with the replay buffer on the training device or not.
+    pub fn of(cfg: &Config, replay_on_device: bool) -> Self {
+        let mut widths = vec![OBS_DIM as u64];
+        widths.extend(cfg.network.hidden.iter().map(|&w| w.max(0) as u64));
+        widths.push(N_ACTIONS as u64);
+        let parameters: u64 = widths
+            .windows(2)
+            .map(|pair| pair[1].saturating_mul(pair[0] + 1))
+            .fold(0, u64::saturating_add);
+        let activations_per_row: u64 = widths.iter().fold(0, |sum, w| sum.saturating_add(*w));
+        let activations = |rows: u64, copies: u64| {
+            rows.saturating_mul(activations_per_row)
+                .saturating_mul(copies)
+                .saturating_mul(F32)
+        };
+        let replay_bytes = match cfg.train.procedure {
+            Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(ROW as u64 * F32),
+            Procedure::Tutorial => 0,
+        };
+        let eval_rows = cfg.eval.episodes.max(cfg.eval.final_episodes) as u64;
+        let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+        let capacity = format!("replay.capacity = {}", cfg.replay.capacity);
+        let mut parts = vec![
+            Part {
+                keys: hidden.clone(),
+                bytes: parameters.saturating_mul(PARAMETER_COPIES * F32),
+                on_device: true,
+            },
+            Part {
+                keys: format!(
+                    "replay.batch_size = {} with {hidden}",
+                    cfg.replay.batch_size
+                ),
+                bytes: activations(cfg.replay.batch_size as u64, UPDATE_ACTIVATIONS),
+                on_device: true,
+            },
+            Part {
+                keys: format!("eval.episodes / eval.final_episodes = {eval_rows} with {hidden}"),
+                bytes: activations(eval_rows, 2),
+                on_device: true,
+            },
+            Part {
+                keys: format!(
+                    "eval.episodes / eval.final_episodes = {eval_rows}, env.n_envs = {}",
+                    cfg.env.n_envs
+                ),
+                bytes: (eval_rows + cfg.env.n_envs as u64).saturating_mul(ENV_BYTES),
+                on_device: false,
+            },
+            Part {
+                keys: capacity.clone(),
+                bytes: replay_bytes,
+                on_device: replay_on_device,
+            },
+            // A checkpoint gathers every array on the host and encodes it once more.
+            Part {
+                keys: format!("checkpoint copies of {capacity} and {hidden}"),
+                bytes: replay_bytes
+                    .saturating_add(parameters.saturating_mul(5 * F32))
+                    .saturating_mul(2),
+                on_device: false,
+            },
+        ];
+        if cfg.replay.prioritized && cfg.train.procedure == Procedure::Dqn {
+            // The sum tree: f64 nodes over twice the capacity rounded up to a power of two.
+            let leaves = (cfg.replay.capacity as u64).checked_next_power_of_two();
+            parts.push(Part {
+                keys: format!("{capacity} with replay.prioritized"),
+                bytes: leaves.map_or(u64::MAX, |l| l.saturating_mul(16)),
+                on_device: false,
+            });
+        }
+        if cfg.train.procedure == Procedure::Tutorial {
+            let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
+                (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.max_episode_steps)),
+            );
+            parts.push(Part {
+                keys: format!(
+                    "train.tutorial.min_memory = {}",
+                    cfg.train.tutorial.min_memory
+                ),
+                bytes: rows.saturating_mul(ROW as u64 * F32),
+                on_device: false,
+            });
+        }
+        Self { parts }
+    }
+
+    /// Bytes in host memory when training on `device`.
+    fn host_bytes(&self, device: Device) -> u64 {
+        self.parts
+            .iter()
+            .filter(|p| !p.on_device || device == Device::Cpu)
+            .fold(0, |sum, p| sum.saturating_add(p.bytes))
+    }
+
+    /// Bytes in device memory (zero on the CPU, where they count as host memory).
+    fn device_bytes(&self, device: Device) -> u64 {
+        match device {
+            Device::Cpu => 0,
+            _ => self
+                .parts
+                .iter()
+                .filter(|p| p.on_device)
+                .fold(0, |sum, p| sum.saturating_add(p.bytes)),
+        }
+    }
+
+    /// The largest parts of a memory, for the message.
+    fn blame(&self, on_device: Option<bool>) -> String {
+        let mut parts: Vec<&Part> = self
+            .parts
+            .iter()
+            .filter(|p| p.bytes > 0 && on_device.map_or(true, |wanted| wanted == p.on_device))
+            .collect();
+        parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+        parts
+            .iter()
+            .take(3)
+            .map(|p| format!("{}: {}", p.keys, human(p.bytes)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Refuses the config when it cannot fit in what `offer` says is available.
+    pub fn check(&self, device: Device, offer: &Offer) -> Result<()> {
+        let host = self.host_bytes(device);
+        if let Some(available) = offer.host_bytes {
+            if host > available {
+                bail!(
+                    "not enough memory: this config needs about {} of host memory and {} is \
+                     available. Largest parts: {}. Lower those settings",
+                    human(host),
+                    human(available),
+                    self.blame(if device == Device::Cpu {
+                        None
+                    } else {
+                        Some(false)
+                    }),
+                );
+            }
+        }
+        let on_device = self.device_bytes(device);
+        if let Some(free) = offer.device_bytes {
+            if on_device > free {
+                bail!(
+                    "not enough memory on {}: this config needs about {} there and {} is free. \
+                     Largest parts: {}. Lower those settings",
+                    crate::platform::device::name(device),
+                    human(on_device),
+                    human(free),
+                    self.blame(Some(true)),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the machine offers; `None` where it cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// Host memory available to this process.
+    pub host_bytes: Option<u64>,
+    /// Free memory on the training device (CUDA only).
+    pub device_bytes: Option<u64>,
+}
+
+impl Offer {
+    /// Reads what this machine offers for training on `device`.
+    pub fn probe(device: Device) -> Self {
+        Self {
+            host_bytes: host_available(),
+            device_bytes: match device {
+                Device::Cuda(index) => crate::platform::cuda_runtime::free_memory(index),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Where a run's tensors live, resolved once from its config before anything is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The networks, their optimizer and the updates.
+    pub train: Device,
+    /// The replay buffer.
+    pub replay: Device,
+}
+
+impl Placement {
+    /// Resolves `cfg`'s devices, sets libtorch's CPU threads for its network (see
+    /// [`configure_cpu_threads`]) and checks that its buffers fit in memory.
+    pub fn of(cfg: &Config) -> Result<Self> {
+        configure_cpu_threads(&cfg.network.hidden);
+        let train = resolve(cfg.device, "device")?;
+        let replay = resolve_replay(cfg.replay.device, train)?;
+        crate::run::preflight::check(cfg, train, replay)?;
+        Ok(Self { train, replay })
+    }
+}
+
+/// Checks `cfg` against this machine before anything is allocated.
+pub fn check(cfg: &Config, device: Device, replay_device: Device) -> Result<()> {
+    Estimate::of(cfg, replay_device == device && device != Device::Cpu)
+        .check(device, &Offer::probe(device))
+}
+
+/// The kernel's estimate of memory available without swapping, capped by this process's
+/// cgroup limit (a container or a Slurm job's allocation).
+fn host_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let available = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })?
+        .saturating_mul(1024);
+    let read =
+        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let cgroup = [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ]
+    .iter()
+    .find_map(|(limit, usage)| Some(read(limit)?.saturating_sub(read(usage)?)));
+    Some(cgroup.map_or(available, |room| room.min(available)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(edit: impl FnOnce(&mut Config)) -> Config {
+        let mut cfg = Config::default();
+        edit(&mut cfg);
+        cfg
+    }
+
+    const PLENTY: Offer = Offer {
+        host_bytes: Some(16 << 30),
+        device_bytes: Some(8 << 30),
+    };
+
+    #[test]
+    fn the_default_fits_and_the_replay_buffer_is_counted_where_it_lives() -> Result<()> {
+        let cfg = Config::default();
+        Estimate::of(&cfg, false).check(Device::Cpu, &PLENTY)?;
+        let cuda = Device::Cuda(0);
+        let host_side = Estimate::of(&cfg, false);
+        let device_side = Estimate::of(&cfg, true);
+        let replay = 50_000 * ROW as u64 * 4;
+        assert_eq!(
+            host_side.host_bytes(cuda) - device_side.host_bytes(cuda),
+            replay
+        );
+        assert_eq!(
+            device_side.device_bytes(cuda) - host_side.device_bytes(cuda),
+            replay
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_huge_replay_buffer_is_refused_naming_the_key() {
+        let cfg = config(|c| c.replay.capacity = 100_000_000_000);
+        let err = Estimate::of(&cfg, false)
+            .check(Device::Cpu, &PLENTY)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TiB of host memory"), "{err}");
+        assert!(
+            err.contains("replay.capacity = 100000000000: 4.0 TiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_huge_network_is_refused_on_the_device_it_lives_on() {
+        let cfg = config(|c| c.network.hidden = vec![65_536, 65_536]);
+        let estimate = Estimate::of(&cfg, true);
+        let big_host = Offer {
+            host_bytes: Some(1 << 40),
+            ..PLENTY
+        };
+        let err = estimate
+            .check(Device::Cuda(0), &big_host)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("on cuda:0") && err.contains("network.hidden"),
+            "{err}"
+        );
+        let err = estimate
+            .check(Device::Cpu, &PLENTY)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("host memory") && err.contains("network.hidden"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_capacities_are_not_checked_and_sizes_saturate() -> Result<()> {
+        let cfg = config(|c| {
+            c.replay.capacity = usize::MAX;
+            c.network.hidden = vec![65_536; 64];
+        });
+        let unknown = Offer {
+            host_bytes: None,
+            device_bytes: None,
+        };
+        let estimate = Estimate::of(&cfg, false);
+        estimate.check(Device::Cpu, &unknown)?;
+        assert_eq!(estimate.host_bytes(Device::Cpu), u64::MAX);
+        Ok(())
+    }
+
+    #[test]
+    fn this_machine_reports_its_host_memory() {
+        let available = host_available();
+        assert!(
+            available.is_some_and(|bytes| bytes > 1 << 20),
+            "{available:?}"
+        );
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,193 @@
+//! Starting and resuming one run: what a resumed run may change, what it must keep, and the
+//! stop flag that Ctrl-C raises. `qnet train` and a sweep's workers both start runs here.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{Config, Procedure};
+use crate::platform::atomic::write_bytes_atomic;
+use crate::run::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
+use crate::run::metrics::{RunStatus, Summary};
+use crate::run::preflight::Placement;
+use crate::run::progress::Progress;
+use crate::run::trainer::{work_left, Outcome, Start, Trainer};
+
+/// Exit code after an interrupt (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
+/// Trains `cfg` from step 0 in the (existing) directory `dir`, for `command`.
+pub fn start_run(
+    cfg: Config,
+    placement: Placement,
+    dir: &Path,
+    quiet: bool,
+    stop: &AtomicBool,
+    command: String,
+) -> Result<Outcome> {
+    write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
+    let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
+    Trainer::new(
+        cfg,
+        placement,
+        dir,
+        Start::Fresh,
+        &mut progress,
+        stop,
+        command,
+    )?
+    .run()
+}
+
+/// Keys a resumed run may change: they decide how long it trains and how often it
+/// evaluates and checkpoints, not anything it has already computed.
+const RESUMABLE_KEYS: &[&str] = &[
+    "device",
+    "train.total_env_steps",
+    "train.tutorial.iterations",
+    "eval.every",
+    "eval.episodes",
+    "eval.final_episodes",
+    "eval.stop_when_solved",
+    "checkpoint.every",
+    "checkpoint.every_seconds",
+];
+
+/// The keys of `a` and `b` that differ, apart from those a resumed run may change.
+fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
+    Ok(a.differing_keys(b)?
+        .into_iter()
+        .filter(|key| !RESUMABLE_KEYS.contains(&key.as_str()))
+        .collect())
+}
+
+/// Continues the run in `dir` from its checkpoint (from step 0 if it has none yet), with its
+/// own config.yaml and the `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`); `note`
+/// receives the line that says what is being resumed; `command` is this session's.
+pub fn resume_run(
+    dir: &Path,
+    overrides: &[String],
+    quiet: bool,
+    stop: &AtomicBool,
+    note: &mut dyn FnMut(&str) -> Result<()>,
+    command: String,
+) -> Result<Outcome> {
+    let config_path = dir.join("config.yaml");
+    if !config_path.exists() {
+        bail!(
+            "{} is not a qnet run directory: it has no config.yaml",
+            dir.display()
+        );
+    }
+    let recorded = Config::load(&config_path, &[])?;
+    let cfg = Config::load(&config_path, overrides)?;
+    let refused = fixed_keys_that_differ(&recorded, &cfg)?;
+    if let Some(key) = refused.first() {
+        bail!(
+            "--set {key}: a resumed run keeps the settings it was trained with; only {} may \
+             change (they do not alter what was already computed). Start a new run to change \
+             {key}",
+            RESUMABLE_KEYS.join(", ")
+        );
+    }
+    let checkpoint_path = dir.join(FILE_NAME);
+    let checkpoint = if checkpoint_path.exists() {
+        Some(TrainingCheckpoint::load(&checkpoint_path)?)
+    } else {
+        None
+    };
+    if let Some(checkpoint) = &checkpoint {
+        check_matches_checkpoint(&config_path, &recorded, checkpoint)?;
+        if !work_left(&cfg, checkpoint)?
+            && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
+        {
+            bail!(
+                "{} already finished ({}); to train it further, raise its budget, e.g. qnet \
+                 train --resume {} --set train.total_env_steps=N",
+                dir.display(),
+                budget(&cfg),
+                dir.display()
+            );
+        }
+    }
+    let placement = Placement::of(&cfg)?;
+    if cfg != recorded {
+        write_bytes_atomic(&config_path, cfg.to_yaml()?.as_bytes())?;
+    }
+    let start = match &checkpoint {
+        Some(checkpoint) => {
+            note(&format!("run directory: {} (resumed)", dir.display()))?;
+            Start::Resume(checkpoint)
+        }
+        None => {
+            note(&format!(
+                "run directory: {} (no checkpoint yet: starting it again from step 0)",
+                dir.display()
+            ))?;
+            Start::Fresh
+        }
+    };
+    let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
+    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop, command)
+        .with_context(|| format!("resuming {}", dir.display()))?;
+    trainer.run()
+}
+
+/// The checkpoint was written with the settings config.yaml records (up to resumable keys).
+fn check_matches_checkpoint(
+    config_path: &Path,
+    recorded: &Config,
+    checkpoint: &TrainingCheckpoint,
+) -> Result<()> {
+    let saved = Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
+    if saved.network != recorded.network {
+        bail!(
+            "{} no longer matches the checkpoint's network: it says hidden {:?}, {:?}, {:?}; \
+             the checkpoint was trained with hidden {:?}, {:?}, {:?}. Restore the file or start \
+             a new run",
+            config_path.display(),
+            recorded.network.hidden,
+            recorded.network.activation,
+            recorded.network.init,
+            saved.network.hidden,
+            saved.network.activation,
+            saved.network.init
+        );
+    }
+    let changed = fixed_keys_that_differ(&saved, recorded)?;
+    if !changed.is_empty() {
+        bail!(
+            "{} differs from the config the checkpoint was written with ({}); a resumed run \
+             must continue with the same settings. Restore the file or start a new run",
+            config_path.display(),
+            changed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The budget of `cfg`, in words.
+fn budget(cfg: &Config) -> String {
+    match cfg.train.procedure {
+        Procedure::Dqn => format!("train.total_env_steps = {}", cfg.train.total_env_steps),
+        Procedure::Tutorial => format!(
+            "train.tutorial.iterations = {}",
+            cfg.train.tutorial.iterations
+        ),
+    }
+}
+
+/// A flag that SIGINT and SIGTERM raise; a second signal while it is raised exits at once.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(signal, INTERRUPTED, Arc::clone(&stop))
+            .context("installing the Ctrl-C handler")?;
+        flag::register(signal, Arc::clone(&stop)).context("installing the Ctrl-C handler")?;
+    }
+    Ok(stop)
+}

@@ -1,0 +1,189 @@
+//! A trained run's model.pt and model.safetensors open in plain PyTorch and compute the
+//! Q-values the Rust trainer's network computes; `qnet eval` and `qnet render` use them.
+
+use std::fs;
+use std::path::Path;
+
+use crate::common::*;
+use qnet::config::Config;
+use qnet::learn::qfunction;
+use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
+use tch::{Device, Kind, Tensor};
+
+/// States spread over the range CartPole visits, and beyond.
+const STATES: [[f32; 4]; 6] = [
+    [0.0, 0.0, 0.0, 0.0],
+    [0.01, -0.2, 0.03, 0.1],
+    [-1.5, 0.7, -0.18, -1.2],
+    [2.0, 1.0, 0.2, 2.5],
+    [0.3, -0.4, -0.05, 0.6],
+    [-0.02, 1.5, 0.1, -2.0],
+];
+
+/// Q-values of the trainer's own network (rebuilt from the training checkpoint's `array` of
+/// `part`: the learner's `online` for model.*, the best model's `params` for model_best.*).
+fn rust_q_values(run_dir: &Path, (part, array): (&str, &str)) -> Vec<Vec<f32>> {
+    let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
+    let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
+    let net = qfunction::build(&config.network, 4, 2, Device::Cpu).expect("network");
+    let weights = checkpoint
+        .part(part)
+        .and_then(|p| p.f32s(array))
+        .expect("weights in the checkpoint");
+    net.load_flat(&Tensor::from_slice(weights))
+        .expect("weights");
+    let flat: Vec<f32> = STATES.iter().flatten().copied().collect();
+    let q = tch::no_grad(|| net.forward(&Tensor::from_slice(&flat).view([6, 4])));
+    Vec::<Vec<f32>>::try_from(q.to_kind(Kind::Float)).expect("2-D")
+}
+
+#[test]
+fn pytorch_reproduces_the_trained_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut overrides = SHORT.to_vec();
+    overrides.push("network.hidden=[32,32]");
+    overrides.push("network.dueling=false");
+    let output = run(&mut train_command(&out, &overrides));
+    assert!(output.status.success(), "{:?}", text(&output));
+
+    // The final and the best model: the same formats, the same guarantees.
+    for (stem, array) in [
+        ("model", (part::LEARNER, "online")),
+        ("model_best", (part::BEST, "params")),
+    ] {
+        let expected = serde_json::json!({
+            "hidden": [32, 32],
+            "activation": "relu",
+            "states": STATES,
+            "q_values": rust_q_values(&out, array),
+        });
+        let expected_path = dir.path().join(format!("{stem}.expected.json"));
+        fs::write(&expected_path, expected.to_string()).expect("write");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+        let output = std::process::Command::new(python())
+            .arg(script)
+            .arg(out.join(format!("{stem}.pt")))
+            .arg(out.join(format!("{stem}.safetensors")))
+            .arg(&expected_path)
+            .output()
+            .expect("run python");
+        let (stdout, stderr) = text(&output);
+        assert!(
+            output.status.success(),
+            "{stem}: interop check failed:\n{stdout}\n{stderr}"
+        );
+        assert!(stdout.contains("OK"), "{stdout}");
+    }
+}
+
+/// A dueling model trained until it solves opens in PyTorch as the plain module the README
+/// shows, reproduces the trainer's Q-values, and plays Gymnasium's own CartPole-v1.
+#[test]
+fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let output = run(&mut train_command(
+        &out,
+        &[
+            "device=cpu",
+            "seed=13",
+            "network.dueling=true",
+            "eval.stop_when_solved=true",
+        ],
+    ));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let s = summary(&out);
+    assert!(
+        s["final_eval_mean"].as_f64().is_some_and(|m| m >= 475.0),
+        "the dueling run did not solve: {s}"
+    );
+    let config = Config::load(&out.join("config.yaml"), &[]).expect("config");
+    let expected = serde_json::json!({
+        "hidden": config.network.hidden,
+        "activation": "relu",
+        "head": "dueling",
+        "states": STATES,
+        "q_values": rust_q_values(&out, (part::LEARNER, "online")),
+        "gymnasium_episodes": 100,
+    });
+    let expected_path = dir.path().join("expected.json");
+    fs::write(&expected_path, expected.to_string()).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(out.join("model.pt"))
+        .arg(out.join("model.safetensors"))
+        .arg(&expected_path)
+        .output()
+        .expect("run python");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Gymnasium CartPole-v1 mean return"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn eval_reproduces_the_final_evaluation_and_render_writes_a_gif() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut overrides = SHORT.to_vec();
+    overrides.push("seed=2");
+    let output = run(&mut train_command(&out, &overrides));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let summary = summary(&out);
+
+    // Same model, same seed, same episodes: the final evaluation again, through model.pt.
+    let output = run(qnet()
+        .args([
+            "eval",
+            "--episodes",
+            "10",
+            "--seed",
+            "2",
+            "--device",
+            "cpu",
+            "--checkpoint",
+        ])
+        .arg(&out));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let mean = summary["final_eval_mean"].as_f64().expect("mean");
+    assert!(
+        stdout.contains(&format!("mean {mean:.2} ")),
+        "{stdout} vs {mean}"
+    );
+
+    let gif = dir.path().join("episode.gif");
+    let output = run(qnet()
+        .args(["render", "--max-steps", "60", "--checkpoint"])
+        .arg(out.join("model.pt"))
+        .arg("--out")
+        .arg(&gif));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let bytes = fs::read(&gif).expect("gif written");
+    assert!(bytes.starts_with(b"GIF89a"), "not a GIF");
+    // 600x400 logical screen.
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 600);
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 400);
+}
+
+#[test]
+fn the_shipped_model_balances_for_500_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gif = dir.path().join("shipped.gif");
+    // No --checkpoint: the shipped models/cartpole-dqn/model.pt.
+    let output = run(qnet().arg("render").arg("--out").arg(&gif));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("500 steps, return 500"), "{stdout}");
+    let output = run(qnet().args(["eval", "--episodes", "20"]));
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success() && stdout.contains("solved (mean >= 475)"),
+        "{stdout}\n{stderr}"
+    );
+}

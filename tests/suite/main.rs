@@ -1,0 +1,17 @@
+//! qnet's integration tests, one binary (libtorch is linked once): the CLI driven end to end,
+//! the environment against Gymnasium's fixtures, models and records against PyTorch,
+//! TensorBoard and rliable, and the crate's architecture.
+
+mod architecture;
+mod cartpole_parity;
+mod cartpole_reset;
+mod cli_errors;
+mod common;
+mod config;
+mod export;
+mod interop;
+mod report;
+mod resume;
+mod sweep;
+mod tensorboard;
+mod train;
