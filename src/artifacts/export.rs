@@ -19,7 +19,7 @@
 //! tracing through tch turns the weights into constants. The shim knows no network: it
 //! assembles the modules, parameters and `forward` sources the spec lists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -29,8 +29,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use tch::{CModule, Device, Kind, TchError, Tensor};
 
+use crate::artifacts::safetensors::save_safetensors;
 use crate::learn::qfunction::NetworkSpec;
-use crate::platform::atomic::{commit_atomic, write_bytes_atomic};
+use crate::platform::atomic::commit_atomic;
 
 /// Name of the TorchScript extra file (`extra/qnet.json` in the archive) holding the metadata.
 pub const TORCHSCRIPT_METADATA_FILE: &str = "qnet.json";
@@ -175,84 +176,6 @@ pub fn save_torchscript(
             ))
         }
     })
-}
-
-/// Writes the parameters `flat` of the network `spec` describes to `path` in the
-/// safetensors format (atomically), under the same names as the TorchScript export, as
-/// float32 little-endian, with `metadata` as `__metadata__`.
-pub fn save_safetensors(
-    path: &Path,
-    spec: &NetworkSpec,
-    flat: &Tensor,
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
-    let bytes = safetensors_bytes(spec, flat, metadata)
-        .with_context(|| format!("cannot export {}", path.display()))?;
-    write_bytes_atomic(path, &bytes)
-}
-
-fn safetensors_bytes(
-    spec: &NetworkSpec,
-    flat: &Tensor,
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, t) in spec.named_parameters(flat)? {
-        let cpu = t
-            .f_detach()
-            .and_then(|t| t.f_to_device_(Device::Cpu, Kind::Float, false, false))
-            .and_then(|t| t.f_contiguous())
-            .with_context(|| format!("cannot copy {name} to CPU float32"))?;
-        let shape = cpu
-            .size()
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let numel = shape.iter().product();
-        let mut values = vec![0f32; numel];
-        cpu.f_copy_data(&mut values, numel)
-            .with_context(|| format!("cannot read {name}"))?;
-        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((name, shape, data));
-    }
-    let views = tensors
-        .iter()
-        .map(|(name, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|view| (name.as_str(), view))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    canonical_safetensors(safetensors::tensor::serialize(views, Some(info))?)
-}
-
-/// Rewrites a safetensors file's JSON header with its keys sorted.
-///
-/// The `safetensors` crate keeps metadata in a `HashMap`, whose iteration order changes from
-/// process to process, so the same tensors and metadata would give different bytes in
-/// different runs. Data offsets are relative to the end of the header, so only the header
-/// (re-padded with spaces to a multiple of 8 bytes, as the format asks) changes.
-fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let header_len = bytes
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map(u64::from_le_bytes)
-        .context("safetensors data shorter than its 8-byte header length")?;
-    let header_end = usize::try_from(header_len)
-        .ok()
-        .and_then(|len| len.checked_add(8))
-        .filter(|&end| end <= bytes.len())
-        .context("safetensors header length exceeds the data")?;
-    // serde_json's default map is ordered by key.
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..header_end]).context("safetensors header is not JSON")?;
-    let mut text = serde_json::to_vec(&header)?;
-    text.resize(text.len().div_ceil(8) * 8, b' ');
-    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - header_end);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&bytes[header_end..]);
-    Ok(out)
 }
 
 /// Writes `<dir>/<stem>.pt` and `<dir>/<stem>.safetensors` (e.g. [`MODEL_PT`] and

@@ -2,5 +2,6 @@
 
 pub mod export;
 pub mod plot;
+pub mod safetensors;
 pub mod tensorboard;
 pub mod video;

@@ -98,12 +98,8 @@ struct TrainArgs {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
-    /// A model.pt, or a run directory holding one (default: the shipped model).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// Use the run's model_best.pt (its best periodic evaluation) instead of model.pt.
-    #[arg(long)]
-    best: bool,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Episodes to play.
     #[arg(long, default_value_t = 100)]
     episodes: usize,
@@ -115,15 +111,28 @@ struct EvalArgs {
     device: String,
 }
 
+/// Which model `qnet eval` and `qnet render` play.
 #[derive(Debug, Args)]
-struct RenderArgs {
-    /// A model.pt, or a run directory holding one (default: the shipped model).
+struct ModelArgs {
+    /// A run directory, or a model file in one (default: the shipped model). Its
+    /// model.safetensors is read: data only, safe whoever made it.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Use the run's model_best.pt (its best periodic evaluation) instead of model.pt.
+    /// Use the run's best periodic evaluation's model (model_best.*) instead of the final one.
     #[arg(long)]
     best: bool,
-    /// The GIF to write.
+    /// Load the TorchScript model.pt instead. Loading TorchScript runs the code the file
+    /// holds, as Python's torch.jit.load does: use it only on files you trust.
+    #[arg(long)]
+    torchscript: bool,
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The GIF to write (`-` for standard output). An existing file is replaced; anything
+    /// else (a link, a device, a FIFO) is refused.
     #[arg(long, default_value = "cartpole.gif")]
     out: PathBuf,
     /// Seed of the episode's initial state.

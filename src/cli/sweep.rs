@@ -14,6 +14,7 @@ use crate::many::slurm::{self, ArrayOptions};
 use crate::many::sweep::{parse_grid_arg, Sweep, SweepSpec};
 use crate::many::tally::Tally;
 use crate::many::worker::{self, JobOutcome};
+use crate::run::provenance;
 use crate::run::session::stop_flag;
 
 pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
@@ -35,6 +36,7 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         seeds: args.seeds.first_seed..end,
     };
     let (sweep, configs) = Sweep::expand(&spec, &args.out)?;
+    let _lock = sweep.lock(&provenance::this_command())?;
     sweep.write(&configs)?;
     say!(
         "sweep: {} setting{} x {} seed{} = {} runs in {} (their commands: {})",

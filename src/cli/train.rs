@@ -9,15 +9,17 @@ use crate::config::Config;
 use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::provenance;
-use crate::run::run_dir;
+use crate::run::run_dir::{self, LockedRun};
 use crate::run::session::{resume_run, start_run, stop_flag, INTERRUPTED};
 use crate::run::trainer::Outcome;
 
 pub(super) fn train(args: TrainArgs) -> Result<i32> {
     let stop = stop_flag()?;
+    let command = provenance::this_command();
     if let Some(dir) = &args.resume {
+        let run = LockedRun::existing(dir, &command)?;
         let outcome = resume_run(
-            dir,
+            &run,
             &args.config.overrides(),
             args.quiet,
             &stop,
@@ -25,7 +27,7 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
                 say!("{line}");
                 Ok(())
             },
-            provenance::this_command(),
+            command,
         )?;
         return report(outcome, dir);
     }
@@ -36,10 +38,10 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
     let cfg = Config::load(&args.config.config, &overrides)?;
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
+    let run = LockedRun::lock(&dir, &command)?;
     say!("run directory: {}", dir.display());
-    let command = provenance::this_command();
     report(
-        start_run(cfg, placement, &dir, args.quiet, &stop, command)?,
+        start_run(cfg, placement, &run, args.quiet, &stop, command)?,
         &dir,
     )
 }

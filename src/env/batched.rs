@@ -49,12 +49,19 @@ impl BatchedCartPole {
     /// `n` envs seeded with [`env_seed`]`(seed, i)`, truncating after `max_episode_steps`;
     /// call [`BatchedCartPole::reset_all`] before stepping.
     pub fn new(n: usize, seed: u64, max_episode_steps: u32) -> Self {
+        Self::of_envs(0..n, seed, max_episode_steps)
+    }
+
+    /// Envs number `envs.start` to `envs.end - 1` of the batch [`BatchedCartPole::new`] would
+    /// make with `seed`: the same initial states, a part at a time.
+    pub fn of_envs(envs: std::ops::Range<usize>, seed: u64, max_episode_steps: u32) -> Self {
+        let n = envs.len();
         Self {
             x: vec![0.0; n],
             x_dot: vec![0.0; n],
             theta: vec![0.0; n],
             theta_dot: vec![0.0; n],
-            rngs: (0..n)
+            rngs: envs
                 .map(|i| EnvRng::seed_from_u64(env_seed(seed, i)))
                 .collect(),
             elapsed_steps: vec![0; n],

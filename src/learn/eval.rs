@@ -1,6 +1,6 @@
 //! Greedy evaluation on separately seeded, batched CartPoles.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
@@ -83,17 +83,53 @@ pub fn periodic_eval_seed(seed: u64) -> u64 {
     stream_seed(seed, Stream::EvalEnvs)
 }
 
-/// Plays `episodes` greedy episodes at once, env `i` seeded from `env_seed`, and
-/// scores the first episode of each. The policy sees only the envs whose first episode is
-/// still running (the others' actions are never scored), so a batch shrinks as its episodes
-/// end.
+/// Most episodes played at once: what bounds an evaluation's memory.
+pub const EPISODES_PER_BATCH: usize = 10_000;
+
+/// Most episodes one evaluation plays (their returns are kept: 8 bytes each).
+pub const MAX_EPISODES: usize = 10_000_000;
+
+/// Plays `episodes` greedy episodes, env `i` seeded from `env_seed`, and scores the first
+/// episode of each; see [`evaluate_in_batches`].
 pub fn evaluate(
     policy: &dyn Policy,
     episodes: usize,
     env_seed: u64,
     max_episode_steps: u32,
 ) -> Result<EvalResult> {
-    let mut envs = BatchedCartPole::new(episodes, env_seed, max_episode_steps);
+    evaluate_in_batches(policy, episodes, env_seed, max_episode_steps, &mut |_| {})
+}
+
+/// Plays `episodes` greedy episodes, [`EPISODES_PER_BATCH`] at a time, env `i` seeded from
+/// `env_seed`, and scores the first episode of each; `done` hears how many are scored after
+/// each batch. At most [`MAX_EPISODES`].
+pub fn evaluate_in_batches(
+    policy: &dyn Policy,
+    episodes: usize,
+    env_seed: u64,
+    max_episode_steps: u32,
+    done: &mut dyn FnMut(usize),
+) -> Result<EvalResult> {
+    if episodes > MAX_EPISODES {
+        bail!("{episodes} evaluation episodes are more than the {MAX_EPISODES} qnet plays at once");
+    }
+    let mut returns = Vec::with_capacity(episodes);
+    let mut start = 0;
+    while start < episodes {
+        let end = episodes.min(start + EPISODES_PER_BATCH);
+        let envs = BatchedCartPole::of_envs(start..end, env_seed, max_episode_steps);
+        returns.extend(play_batch(policy, envs)?);
+        done(returns.len());
+        start = end;
+    }
+    Ok(EvalResult::from_returns(&returns))
+}
+
+/// The returns of the first episode of each env of `envs`. The policy sees only the envs
+/// whose first episode is still running (the others' actions are never scored), so a batch
+/// shrinks as its episodes end.
+fn play_batch(policy: &dyn Policy, mut envs: BatchedCartPole) -> Result<Vec<f64>> {
+    let episodes = envs.len();
     envs.reset_all();
     let mut returns = vec![0.0f64; episodes];
     // The envs still in their first episode, and their observations and actions.
@@ -116,7 +152,7 @@ pub fn evaluate(
             !(envs.terminated()[i] || envs.truncated()[i])
         });
     }
-    Ok(EvalResult::from_returns(&returns))
+    Ok(returns)
 }
 
 #[cfg(test)]
@@ -156,6 +192,19 @@ mod tests {
             "{bad:?}"
         );
         assert!(bad.std >= 0.0 && bad.min <= bad.mean && bad.mean <= bad.max);
+        Ok(())
+    }
+
+    #[test]
+    fn batches_score_the_same_episodes_as_one_batch_would() -> Result<()> {
+        let episodes = EPISODES_PER_BATCH + 3;
+        let mut seen = Vec::new();
+        let batched = evaluate_in_batches(&Left, episodes, 7, 500, &mut |done| seen.push(done))?;
+        assert_eq!(seen, [EPISODES_PER_BATCH, episodes]);
+        let whole = play_batch(&Left, BatchedCartPole::new(episodes, 7, 500))?;
+        assert_eq!(batched, EvalResult::from_returns(&whole));
+        let err = evaluate(&Left, MAX_EPISODES + 1, 7, 500).expect_err("too many");
+        assert!(err.to_string().contains("more than"), "{err}");
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 //! out of memory) fails only the run it held; a new worker takes the next one.
 
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -22,7 +22,8 @@ use anyhow::{Context, Result};
 
 use super::sweep::{Job, RunState, Sweep};
 use super::tally::Tally;
-use super::worker::{fail, JobOutcome, Report, Request};
+use super::worker::{fail, JobOutcome, Report, Request, PARENT_PID_ENV};
+use crate::platform::files::open_for_append;
 use crate::run::progress::SweepProgress;
 use crate::run::session::stop_flag;
 
@@ -36,16 +37,14 @@ struct Worker {
 
 impl Worker {
     fn spawn(log: &Path) -> Result<Self> {
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
+        let stderr = open_for_append(log)
             .with_context(|| format!("opening the worker log {}", log.display()))?;
         let exe = std::env::current_exe().context("finding the qnet executable")?;
         let mut child = Command::new(exe)
             .arg("sweep-worker")
             // One libtorch thread per worker: the workers share the cores.
             .env("OMP_NUM_THREADS", "1")
+            .env(PARENT_PID_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::platform::atomic::{remove_if_exists, write_bytes_atomic};
+use crate::platform::files::{plain_name, remove_stale_temp_files};
+use crate::platform::lock::DirLock;
 use crate::run::metrics::{RunStatus, Summary};
 
 /// File name of the expansion inside a sweep directory.
@@ -93,6 +95,17 @@ pub struct Job {
 }
 
 impl Job {
+    /// The run of seed `seed` of setting number `index`, in the sweep directory `out`.
+    fn new(out: &Path, index: usize, setting: &Setting, seed: u64) -> Self {
+        let base = out.join(&setting.name);
+        Self {
+            setting: index,
+            seed,
+            dir: base.join(format!("seed{seed}")),
+            config: base.join("config.yaml"),
+        }
+    }
+
     /// The run's resolved config.
     pub fn load_config(&self) -> Result<Config> {
         Config::load(&self.config, &[format!("seed={}", self.seed)])
@@ -192,13 +205,10 @@ impl Sweep {
             .iter()
             .enumerate()
             .flat_map(|(index, setting)| {
-                let base = out.join(&setting.name);
-                spec.seeds.clone().map(move |seed| Job {
-                    setting: index,
-                    seed,
-                    dir: base.join(format!("seed{seed}")),
-                    config: base.join("config.yaml"),
-                })
+                let out = &out;
+                spec.seeds
+                    .clone()
+                    .map(move |seed| Job::new(out, index, setting, seed))
             })
             .collect();
         Ok((
@@ -251,8 +261,46 @@ impl Sweep {
                 out.display()
             )
         })?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a qnet sweep", path.display()))
+        let sweep: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a qnet sweep", path.display()))?;
+        sweep
+            .rebase(absolute(out)?)
+            .with_context(|| format!("{} is not a sweep qnet wrote", path.display()))
+    }
+
+    /// The sweep with every path derived again from `out` as [`Sweep::expand`] derives it:
+    /// a sweep directory that moved still works, and a crafted sweep.json cannot make a
+    /// sweep write outside it.
+    fn rebase(self, out: PathBuf) -> Result<Self> {
+        for setting in &self.settings {
+            plain_name(&setting.name, "a setting")?;
+        }
+        let jobs = self
+            .jobs
+            .iter()
+            .map(|job| match self.settings.get(job.setting) {
+                Some(setting) => Ok(Job::new(&out, job.setting, setting, job.seed)),
+                None => bail!(
+                    "a run names setting {}, which it does not have",
+                    job.setting
+                ),
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            out,
+            settings: self.settings,
+            jobs,
+        })
+    }
+
+    /// Takes the sweep directory's lock for `command` (creating the directory), so that one
+    /// process at a time writes it, and clears the temporary files an earlier kill left.
+    pub fn lock(&self, command: &str) -> Result<DirLock> {
+        fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating the sweep directory {}", self.out.display()))?;
+        let lock = DirLock::acquire(&self.out, command)?;
+        remove_stale_temp_files(&self.out)?;
+        Ok(lock)
     }
 }
 
@@ -430,6 +478,43 @@ mod tests {
         let (other, other_configs) = Sweep::expand(&changed, dir.path())?;
         let err = other.write(&other_configs).unwrap_err().to_string();
         assert!(err.contains("agent.gamma") && err.contains("base"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_crafted_or_moved_sweep_json_only_names_paths_inside_the_sweep() -> Result<()> {
+        let root = tempfile::tempdir()?;
+        let first = root.path().join("first");
+        let (sweep, configs) = Sweep::expand(&spec(vec![], 0..2), &first)?;
+        sweep.write(&configs)?;
+        // Moved: every path follows the directory.
+        let moved = root.path().join("moved");
+        fs::rename(&first, &moved)?;
+        let opened = Sweep::open(&moved)?;
+        assert_eq!(opened.out, moved);
+        assert_eq!(opened.jobs[1].dir, moved.join("base/seed1"));
+        assert_eq!(opened.jobs[1].config, moved.join("base/config.yaml"));
+        // Crafted: run directories elsewhere are ignored, a setting name with a path refused.
+        let mut crafted = opened.clone();
+        crafted.jobs[0].dir = PathBuf::from("/etc");
+        crafted.jobs[0].config = root.path().join("evil.yaml");
+        let write = |sweep: &Sweep| {
+            fs::write(
+                moved.join(SWEEP_JSON),
+                serde_json::to_string(sweep).expect("json"),
+            )
+        };
+        write(&crafted)?;
+        assert_eq!(Sweep::open(&moved)?.jobs, opened.jobs);
+        crafted.settings[0].name = "../../elsewhere".to_owned();
+        write(&crafted)?;
+        let err = format!("{:#}", Sweep::open(&moved).unwrap_err());
+        assert!(err.contains("not a plain file name"), "{err}");
+        crafted.settings[0].name = "base".to_owned();
+        crafted.jobs[0].setting = 7;
+        write(&crafted)?;
+        let err = format!("{:#}", Sweep::open(&moved).unwrap_err());
+        assert!(err.contains("names setting 7"), "{err}");
         Ok(())
     }
 

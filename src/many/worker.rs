@@ -13,8 +13,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::many::sweep::{Failure, Job, RunState};
+use crate::platform::parent::terminate_with_parent;
 use crate::run::preflight::Placement;
-use crate::run::session::{resume_run, start_run};
+use crate::run::run_dir::LockedRun;
+use crate::run::session::{resume_run, start_run, AlreadyFinished};
 use crate::run::trainer::Outcome;
 
 /// What the parent asks a worker to do.
@@ -54,19 +56,36 @@ pub struct Report {
     pub fresh_train_seconds: Option<f64>,
 }
 
-/// Runs `job` here: skipped when finished (or failed, unless `retry_failed`), resumed when
-/// started, trained from step 0 otherwise. A failure is recorded in the run's directory.
+/// Runs `job` here, holding its directory's lock: skipped when finished (or failed, unless
+/// `retry_failed`), resumed when started, trained from step 0 otherwise. A failure is recorded
+/// in the run's directory; a run that another process holds is left untouched.
 pub fn execute(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Report {
     let start = Instant::now();
-    let (outcome, fresh_train_seconds) = match attempt(job, retry_failed, stop) {
-        Ok(done) => done,
-        Err(err) => (fail(job, "1", &format!("{err:#}")), None),
+    let (outcome, fresh_train_seconds) = match lock(job) {
+        Ok(run) => match attempt(&run, job, retry_failed, stop) {
+            Ok(done) => done,
+            Err(err) => (fail(job, "1", &format!("{err:#}")), None),
+        },
+        // Not recorded: the directory is another process's; the next sweep tries it again.
+        Err(err) => (
+            JobOutcome::Failed(Failure {
+                exit_status: "1".to_owned(),
+                error: format!("{err:#}"),
+            }),
+            None,
+        ),
     };
     Report {
         outcome,
         wall_seconds: start.elapsed().as_secs_f64(),
         fresh_train_seconds,
     }
+}
+
+fn lock(job: &Job) -> Result<LockedRun> {
+    std::fs::create_dir_all(&job.dir)
+        .with_context(|| format!("creating the run directory {}", job.dir.display()))?;
+    LockedRun::lock(&job.dir, &job.command())
 }
 
 /// Records a failure of `job` in its directory; a failure to record it is added to it.
@@ -82,7 +101,12 @@ pub(super) fn fail(job: &Job, exit_status: &str, error: &str) -> JobOutcome {
     JobOutcome::Failed(failure)
 }
 
-fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutcome, Option<f64>)> {
+fn attempt(
+    run: &LockedRun,
+    job: &Job,
+    retry_failed: bool,
+    stop: &AtomicBool,
+) -> Result<(JobOutcome, Option<f64>)> {
     let state = RunState::of(&job.dir)?;
     let outcome = match state {
         RunState::Finished(_) => return Ok((JobOutcome::AlreadyFinished, None)),
@@ -93,16 +117,21 @@ fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutco
                 .dir
                 .join(crate::run::checkpoint::training::FILE_NAME)
                 .exists();
-            let outcome = resume_run(&job.dir, &[], true, stop, &mut |_| Ok(()), job.command())?;
-            (outcome, fresh)
+            match resume_run(run, &[], true, stop, &mut |_| Ok(()), job.command()) {
+                Ok(outcome) => (outcome, fresh),
+                // Its checkpoint and summary say it is complete (a failure recorded after it
+                // finished): there is nothing to train again.
+                Err(err) if err.downcast_ref::<AlreadyFinished>().is_some() => {
+                    return Ok((JobOutcome::AlreadyFinished, None))
+                }
+                Err(err) => return Err(err),
+            }
         }
         RunState::New => {
             let cfg = job.load_config()?;
             let placement = Placement::of(&cfg)?;
-            std::fs::create_dir_all(&job.dir)
-                .with_context(|| format!("creating the run directory {}", job.dir.display()))?;
             (
-                start_run(cfg, placement, &job.dir, true, stop, job.command())?,
+                start_run(cfg, placement, run, true, stop, job.command())?,
                 true,
             )
         }
@@ -116,14 +145,29 @@ fn attempt(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Result<(JobOutco
     })
 }
 
+/// Environment variable that carries the PID of the sweep that starts a worker: the worker
+/// ends with it (see [`serve`]).
+pub(super) const PARENT_PID_ENV: &str = "QNET_SWEEP_PARENT";
+
 /// A worker process's life: answers each request read from `requests` with a report line on
 /// `reports`, until the input ends or a stop is requested (`qnet sweep-worker` hands it its
 /// stdin and stdout).
+///
+/// A worker started by a sweep (with [`PARENT_PID_ENV`] set) receives SIGTERM when the sweep
+/// ends, however it ends: the run in progress writes its checkpoint and the worker exits, so
+/// a killed sweep leaves no orphan training into its directories.
 pub fn serve(requests: impl BufRead, mut reports: impl Write) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing the stop handler")?;
+    }
+    if let Some(parent) = std::env::var_os(PARENT_PID_ENV) {
+        let pid = parent
+            .to_str()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("{PARENT_PID_ENV} is not a process ID: {parent:?}"))?;
+        terminate_with_parent(pid)?;
     }
     for line in requests.lines() {
         let request: Request = serde_json::from_str(&line.context("reading a request")?)

@@ -3,7 +3,10 @@
 pub mod atomic;
 pub mod cuda_runtime;
 pub mod device;
+pub mod files;
 pub mod host;
+pub mod lock;
+pub mod parent;
 pub mod rng;
 pub mod shell;
 pub(crate) mod simd;

@@ -4,9 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::learn::eval::EvalResult;
+use crate::learn::eval::{EvalResult, EPISODES_PER_BATCH};
 
 /// Seconds between plain log lines.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
@@ -195,6 +195,50 @@ impl SweepProgress {
     /// Removes the bar.
     pub fn finish(&self) {
         if let SweepProgress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Progress of a `qnet eval` longer than one batch of episodes, on stderr (stdout keeps only
+/// the result): a bar on a terminal, else a line every few seconds.
+#[derive(Debug)]
+pub struct EvalProgress {
+    total: usize,
+    bar: Option<ProgressBar>,
+    last: Instant,
+}
+
+impl EvalProgress {
+    /// Progress over `total` episodes; silent when they fit in one batch.
+    pub fn choose(total: usize) -> Self {
+        let bar = (total > EPISODES_PER_BATCH && std::io::stderr().is_terminal()).then(|| {
+            let style =
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} episodes, eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr())
+                .with_style(style)
+        });
+        Self {
+            total,
+            bar,
+            last: Instant::now(),
+        }
+    }
+
+    /// Shows `done` episodes scored.
+    pub fn update(&mut self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        } else if self.total > EPISODES_PER_BATCH && self.last.elapsed() >= PLAIN_EVERY {
+            self.last = Instant::now();
+            let _ = writeln!(std::io::stderr(), "eval: {done}/{} episodes", self.total);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }

@@ -7,7 +7,7 @@
 //! bytes of each file it has seen ([`RecordPositions`]); resuming cuts both files back to
 //! that point, so a resumed run's records hold no duplicated and no missing steps.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::tensorboard;
 use crate::learn::state::Part;
+use crate::platform::files::{open_for_write, plain_name};
 use crate::platform::host;
 use crate::run::metrics::{Row, CSV_HEADER, METRICS_CSV};
 
@@ -61,8 +62,8 @@ impl Records {
         remove_other_event_files(dir, &events_file)?;
         let mut records = Self {
             dir: dir.to_path_buf(),
-            csv: open(&dir.join(METRICS_CSV), true)?,
-            events: open(&dir.join(&events_file), true)?,
+            csv: open_for_write(&dir.join(METRICS_CSV), true)?,
+            events: open_for_write(&dir.join(&events_file), true)?,
             csv_pending: format!("{CSV_HEADER}\n"),
             events_pending: Vec::new(),
             positions: RecordPositions {
@@ -81,9 +82,16 @@ impl Records {
     /// them, cutting off whatever was written after it.
     pub fn reopen(dir: &Path, part: &Part) -> Result<Self> {
         let at: RecordPositions = part.state()?;
-        remove_other_event_files(dir, &at.events_file)?;
-        let csv = open(&dir.join(METRICS_CSV), false)?;
-        let events = open(&dir.join(&at.events_file), false)?;
+        let events_file = plain_name(&at.events_file, "the checkpoint's record positions")?;
+        if !events_file.starts_with(tensorboard::FILE_PREFIX) {
+            bail!(
+                "the checkpoint's record positions name {events_file:?}, which is not a \
+                 TensorBoard event file name; the checkpoint was not written by qnet"
+            );
+        }
+        remove_other_event_files(dir, events_file)?;
+        let csv = open_for_write(&dir.join(METRICS_CSV), false)?;
+        let events = open_for_write(&dir.join(events_file), false)?;
         truncate(&csv, &dir.join(METRICS_CSV), at.csv_bytes)?;
         truncate(&events, &dir.join(&at.events_file), at.events_bytes)?;
         Ok(Self {
@@ -122,6 +130,7 @@ impl Records {
             append(
                 &mut self.csv,
                 &self.dir.join(METRICS_CSV),
+                self.positions.csv_bytes,
                 self.csv_pending.as_bytes(),
             )?;
             self.positions.csv_bytes += self.csv_pending.len() as u64;
@@ -129,7 +138,8 @@ impl Records {
         }
         if !self.events_pending.is_empty() {
             let path = self.dir.join(&self.positions.events_file);
-            append(&mut self.events, &path, &self.events_pending)?;
+            let at = self.positions.events_bytes;
+            append(&mut self.events, &path, at, &self.events_pending)?;
             self.positions.events_bytes += self.events_pending.len() as u64;
             self.events_pending.clear();
         }
@@ -157,20 +167,24 @@ impl Records {
     }
 }
 
-fn open(path: &Path, fresh: bool) -> Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true);
-    if fresh {
-        options.create(true).truncate(true);
+/// Appends `bytes` (whole rows) at `at`, where the file ends. A failed write (a full disk)
+/// cuts the file back to `at`, so it never ends in half a row; the rows stay queued.
+fn append(file: &mut File, path: &Path, at: u64, bytes: &[u8]) -> Result<()> {
+    let written = file.write_all(bytes);
+    if let Err(err) = written {
+        let restored = file
+            .set_len(at)
+            .and_then(|()| std::io::Seek::seek(file, std::io::SeekFrom::Start(at)));
+        let mut err =
+            anyhow::Error::new(err).context(format!("cannot write to {}", path.display()));
+        if let Err(cut) = restored {
+            err = err.context(format!(
+                "and cannot cut it back to its last whole row ({cut})"
+            ));
+        }
+        return Err(err);
     }
-    options
-        .open(path)
-        .with_context(|| format!("cannot open {} for writing", path.display()))
-}
-
-fn append(file: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write to {}", path.display()))
+    Ok(())
 }
 
 /// Cuts `file` back to `len` bytes and positions it there.
@@ -285,6 +299,55 @@ mod tests {
             err.contains("metrics.csv") && err.contains("checkpoint saw"),
             "{err}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_crafted_checkpoint_cannot_name_a_file_outside_the_run() -> Result<()> {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("run");
+        fs::create_dir(&dir)?;
+        let victim = root.path().join("victim.txt");
+        fs::write(&victim, "precious")?;
+        let mut records = Records::create(&dir)?;
+        let seen: RecordPositions = records.save_part()?.state()?;
+        drop(records);
+        for name in [
+            "../victim.txt".to_owned(),
+            victim.display().to_string(),
+            "metrics.csv".to_owned(),
+        ] {
+            let crafted = RecordPositions {
+                events_file: name.clone(),
+                events_bytes: 0,
+                ..seen.clone()
+            };
+            let err = format!(
+                "{:#}",
+                Records::reopen(&dir, &Part::new(&crafted)?).expect_err(&name)
+            );
+            assert!(err.contains("checkpoint"), "{name}: {err}");
+        }
+        assert_eq!(fs::read_to_string(&victim)?, "precious");
+        Ok(())
+    }
+
+    #[test]
+    fn records_are_never_written_through_a_link() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut records = Records::create(dir.path())?;
+        let part = records.save_part()?;
+        drop(records);
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, "precious")?;
+        let csv = dir.path().join(METRICS_CSV);
+        fs::remove_file(&csv)?;
+        std::os::unix::fs::symlink(&victim, &csv)?;
+        let err = format!("{:#}", Records::reopen(dir.path(), &part).unwrap_err());
+        assert!(err.contains("symbolic link"), "{err}");
+        let err = format!("{:#}", Records::create(dir.path()).unwrap_err());
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_to_string(&victim)?, "precious");
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! Run directories: `runs/<experiment>/<UTC time>-seed<N>/`.
+//! Run directories: `runs/<experiment>/<UTC time>-seed<N>/`, and the lock that keeps each to
+//! one process.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -6,14 +7,53 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
+use crate::platform::files::remove_stale_temp_files;
+use crate::platform::lock::DirLock;
 use crate::run::checkpoint::training::FILE_NAME;
+
+/// A run directory this process holds the lock of (so no other qnet process trains, resumes
+/// or sweeps into it meanwhile), cleared of the temporary files an earlier kill left.
+#[derive(Debug)]
+pub struct LockedRun {
+    lock: DirLock,
+}
+
+impl LockedRun {
+    /// Locks the existing directory `dir` for `command`.
+    pub fn lock(dir: &Path, command: &str) -> Result<Self> {
+        let lock = DirLock::acquire(dir, command)?;
+        remove_stale_temp_files(dir)?;
+        Ok(Self { lock })
+    }
+
+    /// Locks `dir`, which must hold a run (its config.yaml), for `command`.
+    pub fn existing(dir: &Path, command: &str) -> Result<Self> {
+        if !dir.join("config.yaml").is_file() {
+            bail!(
+                "{} is not a qnet run directory: it has no config.yaml",
+                dir.display()
+            );
+        }
+        Self::lock(dir, command)
+    }
+
+    /// The run directory.
+    pub fn path(&self) -> &Path {
+        self.lock.dir()
+    }
+}
+
+/// `dir` already holds a run (its config or its checkpoint).
+pub fn holds_run(dir: &Path) -> bool {
+    dir.join(FILE_NAME).exists() || dir.join("config.yaml").exists()
+}
 
 /// Creates the run directory: `out` if given (it must not hold a run already), else a new
 /// timestamped one under `runs/<experiment>/`.
 pub fn create(out: Option<&Path>, experiment: &str, seed: u64) -> Result<PathBuf> {
     let dir = match out {
         Some(dir) => {
-            if dir.join(FILE_NAME).exists() || dir.join("config.yaml").exists() {
+            if holds_run(dir) {
                 bail!(
                     "{} already holds a run; choose another --out, or continue it with \
                      qnet train --resume {}",

@@ -1,7 +1,7 @@
 //! Starting and resuming one run: what a resumed run may change, what it must keep, and the
 //! stop flag that Ctrl-C raises. `qnet train` and a sweep's workers both start runs here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -13,20 +13,29 @@ use crate::run::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
 use crate::run::metrics::{RunStatus, Summary};
 use crate::run::preflight::Placement;
 use crate::run::progress::Progress;
+use crate::run::run_dir::{holds_run, LockedRun};
 use crate::run::trainer::{work_left, Outcome, Start, Trainer};
 
 /// Exit code after an interrupt (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: i32 = 130;
 
-/// Trains `cfg` from step 0 in the (existing) directory `dir`, for `command`.
+/// Trains `cfg` from step 0 in the locked, empty run directory `run`, for `command`.
 pub fn start_run(
     cfg: Config,
     placement: Placement,
-    dir: &Path,
+    run: &LockedRun,
     quiet: bool,
     stop: &AtomicBool,
     command: String,
 ) -> Result<Outcome> {
+    let dir = run.path();
+    if holds_run(dir) {
+        bail!(
+            "{} already holds a run; continue it with qnet train --resume {}",
+            dir.display(),
+            dir.display()
+        );
+    }
     write_bytes_atomic(&dir.join("config.yaml"), cfg.to_yaml()?.as_bytes())?;
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
     Trainer::new(
@@ -63,17 +72,19 @@ fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Continues the run in `dir` from its checkpoint (from step 0 if it has none yet), with its
-/// own config.yaml and the `overrides` (`--set` of [`RESUMABLE_KEYS`], `--device`); `note`
-/// receives the line that says what is being resumed; `command` is this session's.
+/// Continues the run in the locked directory `run` from its checkpoint (from step 0 if it
+/// has none yet), with its own config.yaml and the `overrides` (`--set` of
+/// [`RESUMABLE_KEYS`], `--device`); `note` receives the line that says what is being resumed;
+/// `command` is this session's.
 pub fn resume_run(
-    dir: &Path,
+    run: &LockedRun,
     overrides: &[String],
     quiet: bool,
     stop: &AtomicBool,
     note: &mut dyn FnMut(&str) -> Result<()>,
     command: String,
 ) -> Result<Outcome> {
+    let dir = run.path();
     let config_path = dir.join("config.yaml");
     if !config_path.exists() {
         bail!(
@@ -103,13 +114,11 @@ pub fn resume_run(
         if !work_left(&cfg, checkpoint)?
             && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
         {
-            bail!(
-                "{} already finished ({}); to train it further, raise its budget, e.g. qnet \
-                 train --resume {} --set train.total_env_steps=N",
-                dir.display(),
-                budget(&cfg),
-                dir.display()
-            );
+            return Err(AlreadyFinished {
+                dir: dir.to_path_buf(),
+                budget: budget(&cfg),
+            }
+            .into());
         }
     }
     let placement = Placement::of(&cfg)?;
@@ -134,6 +143,29 @@ pub fn resume_run(
         .with_context(|| format!("resuming {}", dir.display()))?;
     trainer.run()
 }
+
+/// Why [`resume_run`] refused: the run already trained its whole budget (a sweep counts it
+/// as finished rather than failed).
+#[derive(Debug)]
+pub struct AlreadyFinished {
+    dir: PathBuf,
+    budget: String,
+}
+
+impl std::fmt::Display for AlreadyFinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} already finished ({}); to train it further, raise its budget, e.g. qnet train \
+             --resume {} --set train.total_env_steps=N",
+            self.dir.display(),
+            self.budget,
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for AlreadyFinished {}
 
 /// The checkpoint was written with the settings config.yaml records (up to resumable keys).
 fn check_matches_checkpoint(

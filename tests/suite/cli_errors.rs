@@ -116,10 +116,12 @@ fn a_bad_device_spelling() {
     assert_clean_error(&output, &["gpu", "auto, cpu, cuda or cuda:N"]);
 }
 
-fn eval_checkpoint(path: &Path) -> std::process::Output {
+fn eval_checkpoint(path: &Path, extra: &[&str]) -> std::process::Output {
     let mut command = qnet();
     command
-        .args(["eval", "--episodes", "2", "--checkpoint"])
+        .args(["eval", "--episodes", "2"])
+        .args(extra)
+        .arg("--checkpoint")
         .arg(path);
     run(&mut command)
 }
@@ -127,19 +129,38 @@ fn eval_checkpoint(path: &Path) -> std::process::Output {
 #[test]
 fn broken_checkpoints_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let missing = dir.path().join("missing.pt");
-    assert_clean_error(&eval_checkpoint(&missing), &["missing.pt"]);
-    let empty = dir.path().join("empty.pt");
-    fs::write(&empty, b"").expect("write");
-    assert_clean_error(&eval_checkpoint(&empty), &["empty.pt", "empty"]);
-    let text_file = dir.path().join("model.pt");
-    fs::write(&text_file, "this is not a model\n").expect("write");
-    assert_clean_error(&eval_checkpoint(&text_file), &["model.pt"]);
-    // A directory without a model.pt.
+    for (ext, extra) in [("safetensors", &[][..]), ("pt", &["--torchscript"][..])] {
+        let missing = dir.path().join(format!("missing.{ext}"));
+        assert_clean_error(
+            &eval_checkpoint(&missing, extra),
+            &[&format!("missing.{ext}")],
+        );
+        let empty = dir.path().join(format!("empty.{ext}"));
+        fs::write(&empty, b"").expect("write");
+        assert_clean_error(&eval_checkpoint(&empty, extra), &[&format!("empty.{ext}")]);
+        let text_file = dir.path().join(format!("model.{ext}"));
+        fs::write(&text_file, "this is not a model\n").expect("write");
+        assert_clean_error(
+            &eval_checkpoint(&text_file, extra),
+            &[&format!("model.{ext}")],
+        );
+        let output = run(qnet()
+            .args(["render"])
+            .args(extra)
+            .arg("--checkpoint")
+            .arg(&empty));
+        assert_clean_error(&output, &[&format!("empty.{ext}")]);
+    }
+    // A directory without a model.
     let empty_dir = tempfile::tempdir().expect("tempdir");
-    assert_clean_error(&eval_checkpoint(empty_dir.path()), &["without a model.pt"]);
-    let output = run(qnet().args(["render", "--checkpoint"]).arg(&empty));
-    assert_clean_error(&output, &["empty.pt"]);
+    assert_clean_error(
+        &eval_checkpoint(empty_dir.path(), &[]),
+        &["without a model.safetensors"],
+    );
+    assert_clean_error(
+        &eval_checkpoint(empty_dir.path(), &["--torchscript"]),
+        &["without a model.pt"],
+    );
 }
 
 #[test]

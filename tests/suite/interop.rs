@@ -135,31 +135,27 @@ fn eval_reproduces_the_final_evaluation_and_render_writes_a_gif() {
     assert!(output.status.success(), "{:?}", text(&output));
     let summary = summary(&out);
 
-    // Same model, same seed, same episodes: the final evaluation again, through model.pt.
-    let output = run(qnet()
-        .args([
-            "eval",
-            "--episodes",
-            "10",
-            "--seed",
-            "2",
-            "--device",
-            "cpu",
-            "--checkpoint",
-        ])
-        .arg(&out));
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // Same model, same seed, same episodes: the final evaluation again, through
+    // model.safetensors and through model.pt.
     let mean = summary["final_eval_mean"].as_f64().expect("mean");
-    assert!(
-        stdout.contains(&format!("mean {mean:.2} ")),
-        "{stdout} vs {mean}"
-    );
+    for extra in [&[][..], &["--torchscript"][..]] {
+        let output = run(qnet()
+            .args(["eval", "--episodes", "10", "--seed", "2", "--device", "cpu"])
+            .args(extra)
+            .arg("--checkpoint")
+            .arg(&out));
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(&format!("mean {mean:.2} ")),
+            "{extra:?}: {stdout} vs {mean}"
+        );
+    }
 
     let gif = dir.path().join("episode.gif");
     let output = run(qnet()
         .args(["render", "--max-steps", "60", "--checkpoint"])
-        .arg(out.join("model.pt"))
+        .arg(out.join("model.safetensors"))
         .arg("--out")
         .arg(&gif));
     let (stdout, stderr) = text(&output);
@@ -175,7 +171,7 @@ fn eval_reproduces_the_final_evaluation_and_render_writes_a_gif() {
 fn the_shipped_model_balances_for_500_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gif = dir.path().join("shipped.gif");
-    // No --checkpoint: the shipped models/cartpole-dqn/model.pt.
+    // No --checkpoint: the shipped models/cartpole-dqn/model.safetensors.
     let output = run(qnet().arg("render").arg("--out").arg(&gif));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");

@@ -290,7 +290,7 @@ fn a_diverging_run_stops_and_keeps_its_last_good_model() {
     assert_tensorboard_matches_metrics(&out);
 }
 
-/// `qnet eval --best` and `qnet render --best` use a run's model_best.pt.
+/// `qnet eval --best` and `qnet render --best` use a run's model_best.safetensors.
 #[test]
 fn eval_and_render_can_pick_the_best_model() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -302,7 +302,7 @@ fn eval_and_render_can_pick_the_best_model() {
         .arg(&out));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("model_best.pt: mean"), "{stdout}");
+    assert!(stdout.contains("model_best.safetensors: mean"), "{stdout}");
     let gif = dir.path().join("best.gif");
     let output = run(qnet()
         .args(["render", "--best", "--max-steps", "20", "--checkpoint"])
@@ -319,5 +319,5 @@ fn eval_and_render_can_pick_the_best_model() {
     assert!(output.status.success(), "{:?}", text(&output));
     assert!(!none.join("model_best.pt").exists());
     let output = run(qnet().args(["eval", "--best", "--checkpoint"]).arg(&none));
-    assert_clean_error(&output, &["model_best.pt", "eval.every"]);
+    assert_clean_error(&output, &["model_best.safetensors", "eval.every"]);
 }

@@ -93,6 +93,12 @@ pub fn build(
     })
 }
 
+/// The network `spec` describes with the parameters `flat` (read from a model file, say), to
+/// play greedily: the reference implementation, libtorch's own modules.
+pub fn with_parameters(spec: NetworkSpec, flat: Tensor) -> Result<Box<dyn QFunction>> {
+    Ok(Box::new(ReferenceQ::new(spec, flat)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

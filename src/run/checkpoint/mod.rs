@@ -40,10 +40,15 @@ impl ModelFiles {
         dir.join(format!("{}.pt", self.stem()))
     }
 
+    /// `<dir>/<stem>.safetensors`, the parameters as data.
+    pub fn safetensors(self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.safetensors", self.stem()))
+    }
+
     /// Removes both files from `dir`, if there.
     pub fn remove(self, dir: &Path) -> Result<()> {
         remove_if_exists(&self.torchscript(dir))?;
-        remove_if_exists(&dir.join(format!("{}.safetensors", self.stem())))
+        remove_if_exists(&self.safetensors(dir))
     }
 }
 
