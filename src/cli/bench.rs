@@ -23,7 +23,7 @@ use crate::run::trainer::{Start, Throughput, Trainer};
 /// default so that timings do not share cores), a row per seed, and the report's statistics.
 pub(super) fn solve(args: SolveArgs) -> Result<i32> {
     let overrides = args.config.overrides();
-    let base_cfg = Config::load(&args.config.config, &overrides)?;
+    let base_cfg = Config::load(&args.config.path()?, &overrides)?;
     let out = match &args.out {
         Some(dir) => dir.clone(),
         None => run_dir::unique(
@@ -39,7 +39,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         );
     };
     let spec = SweepSpec {
-        config: args.config.config.clone(),
+        config: args.config.path()?,
         overrides,
         grid: Vec::new(),
         seeds: args.seeds.first_seed..end,
@@ -48,7 +48,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
     sweep.write(&configs)?;
     say!(
         "bench solve: {} over seeds {}..{} into {}",
-        args.config.config.display(),
+        args.config.path()?.display(),
         spec.seeds.start,
         spec.seeds.end,
         sweep.out.display()
@@ -154,7 +154,7 @@ fn row(s: &Summary) -> String {
 /// `qnet bench throughput`: updates/s and env steps/s of a config on a device, timed through
 /// the training loop's own code, in a scratch run directory removed afterwards.
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
-    let cfg = Config::load(&args.config.config, &args.config.overrides())?;
+    let cfg = Config::load(&args.config.path()?, &args.config.overrides())?;
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::unique(&std::env::temp_dir(), "-qnet-throughput");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -181,7 +181,7 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     say!(
         "{}: network {:?}, batch {}, {} envs, replay on {}, device {}, {} libtorch threads, \
          updates by the {kernel}",
-        args.config.config.display(),
+        args.config.path()?.display(),
         cfg.network.hidden,
         cfg.replay.batch_size,
         n,

@@ -33,9 +33,9 @@ pub struct Cli {
 enum Command {
     /// Train a Q-network from a YAML experiment (or resume an interrupted run).
     Train(TrainArgs),
-    /// Evaluate a saved model.pt greedily and print mean, std, min, max.
+    /// Evaluate a saved model greedily and print mean, std, min, max.
     Eval(EvalArgs),
-    /// Play one greedy episode of a saved model.pt and write it as an animated GIF.
+    /// Play one greedy episode of a saved model and write it as an animated GIF.
     Render(RenderArgs),
     /// Train one experiment over a grid of settings and a range of seeds, locally on worker
     /// processes or as a Slurm job array; run again, it skips what is done.
@@ -57,9 +57,10 @@ enum Command {
 /// Where an experiment comes from: a YAML file plus overrides.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
-    /// Experiment YAML.
-    #[arg(long, default_value = "configs/cartpole.yaml")]
-    config: PathBuf,
+    /// Experiment YAML [default: configs/cartpole.yaml, here or in the qnet checkout].
+    /// configs/reference.yaml lists every key with its default, meaning and range.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Override a key by its dotted path, e.g. --set agent.gamma=0.95 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -68,7 +69,30 @@ pub struct ConfigArgs {
     device: Option<String>,
 }
 
+/// The experiment `qnet train`, `qnet sweep` and `qnet bench` use without `--config`.
+const DEFAULT_CONFIG: &str = "configs/cartpole.yaml";
+
 impl ConfigArgs {
+    /// `--config`, or the default experiment: from the working directory, else from the
+    /// checkout qnet was built in.
+    fn path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.config {
+            return Ok(path.clone());
+        }
+        let checkout = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG);
+        [PathBuf::from(DEFAULT_CONFIG), checkout.clone()]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no --config given, and the default experiment {DEFAULT_CONFIG} is neither \
+                     in this directory nor at {}: pass --config FILE (the configs/ directory \
+                     of the qnet repository holds the experiments, and reference.yaml every key)",
+                    checkout.display()
+                )
+            })
+    }
+
     /// The overrides in the order they apply: --set, then --device.
     fn overrides(&self) -> Vec<String> {
         let mut all = self.set.clone();
@@ -87,7 +111,7 @@ struct TrainArgs {
     /// Run directory (default: runs/<experiment>/<UTC time>-seed<N>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Print only the run directory and the final summary line.
+    /// Print only the run directory and the closing lines.
     #[arg(long)]
     quiet: bool,
     /// Continue the run in this directory from its last checkpoint, with its config.yaml;

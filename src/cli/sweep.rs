@@ -30,7 +30,7 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         bail!("--first-seed plus --seeds overflows a u64 seed");
     };
     let spec = SweepSpec {
-        config: args.config.config.clone(),
+        config: args.config.path()?,
         overrides: args.config.overrides(),
         grid,
         seeds: args.seeds.first_seed..end,

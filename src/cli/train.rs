@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use super::TrainArgs;
 use crate::config::Config;
+use crate::run::checkpoint::ModelFiles;
 use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::provenance;
@@ -35,7 +36,7 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
     if let Some(seed) = args.seed {
         overrides.push(format!("seed={seed}"));
     }
-    let cfg = Config::load(&args.config.config, &overrides)?;
+    let cfg = Config::load(&args.config.path()?, &overrides)?;
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     let run = LockedRun::lock(&dir, &command)?;
@@ -50,6 +51,12 @@ fn report(outcome: Outcome, dir: &Path) -> Result<i32> {
     match outcome {
         Outcome::Finished(summary) => {
             say!("{}", summary_line(&summary));
+            say!(
+                "model: {} (PyTorch: torch.jit.load {}); curves: tensorboard --logdir {}",
+                ModelFiles::Final.safetensors(dir).display(),
+                ModelFiles::Final.torchscript(dir).display(),
+                dir.display()
+            );
             Ok(0)
         }
         Outcome::Diverged(divergence) => Err(anyhow::anyhow!("{divergence}")),

@@ -62,10 +62,10 @@ impl Progress {
         if quiet {
             Progress::Quiet
         } else if std::io::stdout().is_terminal() {
-            let style = ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} steps, eta {eta}: {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            // At most 100 columns: the bar and its fixed parts take 26, `describe` the rest.
+            let style =
+                ProgressStyle::with_template("{bar:12.cyan/blue} {percent:>3}% eta {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
             let bar = ProgressBar::new(total_env_steps).with_style(style);
             Progress::Bar {
                 bar,
@@ -89,7 +89,7 @@ impl Progress {
                     let rate = status.env_steps as f64 / start.elapsed().as_secs_f64().max(1e-9);
                     bar.set_length(status.total_env_steps);
                     bar.set_position(status.env_steps);
-                    bar.set_message(format!("{rate:.0} steps/s, {}", describe(status)));
+                    bar.set_message(format!("{rate:.0}/s {}", describe(status)));
                 }
             }
             Progress::Plain { start, last } => {
@@ -97,14 +97,7 @@ impl Progress {
                     *last = Instant::now();
                     let seconds = start.elapsed().as_secs_f64();
                     // Progress is optional: a closed stdout must not stop training.
-                    let _ = writeln!(
-                        std::io::stdout(),
-                        "step {}/{} ({:.0} steps/s) {}",
-                        status.env_steps,
-                        status.total_env_steps,
-                        status.env_steps as f64 / seconds.max(1e-9),
-                        describe(status)
-                    );
+                    let _ = writeln!(std::io::stdout(), "{}", plain_line(status, seconds));
                 }
             }
             Progress::Quiet => {}
@@ -244,19 +237,32 @@ impl EvalProgress {
     }
 }
 
+/// A plain progress line: at most 100 columns.
+fn plain_line(status: &Status<'_>, seconds: f64) -> String {
+    format!(
+        "step {}/{} {:.0}/s {}",
+        status.env_steps,
+        status.total_env_steps,
+        status.env_steps as f64 / seconds.max(1e-9),
+        describe(status)
+    )
+}
+
+/// The state of training in a few short fields (the loss in scientific notation, so that its
+/// width does not depend on its size).
 fn describe(status: &Status<'_>) -> String {
     let mut text = String::new();
     if let Some(ret) = status.recent_return {
-        text.push_str(&format!("return {ret:.1} "));
+        text.push_str(&format!("ret {ret:.1} "));
     }
     text.push_str(&format!("eps {:.3} ", status.epsilon));
     if let Some(loss) = status.loss {
-        text.push_str(&format!("loss {loss:.4} "));
+        text.push_str(&format!("loss {loss:.2e} "));
     }
     if let Some(eval) = status.last_eval {
         text.push_str(&format!("eval {:.1}±{:.1} ", eval.mean, eval.std));
     }
-    text.push_str(&format!("[{}]", status.device));
+    text.push_str(status.device);
     text
 }
 
@@ -282,9 +288,39 @@ mod tests {
             last_eval: Some(&eval),
             device: "cpu",
         });
-        assert_eq!(
-            text,
-            "return 42.0 eps 0.500 loss 0.2500 eval 480.0±3.0 [cpu]"
+        assert_eq!(text, "ret 42.0 eps 0.500 loss 2.50e-1 eval 480.0±3.0 cpu");
+    }
+
+    /// The widest line a run prints (returns within +-9999.9, 100 million steps) fits in 100
+    /// columns; so does the bar (26 columns of bar, percentage and ETA, then the rate and the
+    /// same description).
+    #[test]
+    fn progress_fits_in_100_columns() {
+        let eval = EvalResult {
+            episodes: 100,
+            mean: -9999.9,
+            std: 9999.9,
+            min: 0.0,
+            max: 0.0,
+        };
+        let widest = Status {
+            env_steps: 100_000_000,
+            total_env_steps: 100_000_000,
+            recent_return: Some(-9999.9),
+            epsilon: 1.0,
+            loss: Some(-123456.0),
+            last_eval: Some(&eval),
+            device: "cuda:15",
+        };
+        // Ten million steps a second: beyond what one process reaches.
+        let line = plain_line(&widest, 10.0);
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
         );
+        let bar =
+            12 + " 100% eta 10h ".len() + "10000000/s ".len() + describe(&widest).chars().count();
+        assert!(bar <= 100, "{bar} columns");
     }
 }

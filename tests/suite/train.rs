@@ -16,6 +16,13 @@ fn a_short_run_writes_every_record() {
         "{stdout}"
     );
     assert!(stdout.contains("final eval"), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("model.safetensors")
+            && last.contains("model.pt")
+            && last.contains("tensorboard --logdir"),
+        "{last}"
+    );
     for file in [
         "config.yaml",
         "metrics.csv",
