@@ -220,6 +220,7 @@ mod tests {
                 vec!["1e-3".into(), "3e-3".into()],
             )],
             seeds: 0..4,
+            max_runs: crate::many::sweep::DEFAULT_MAX_RUNS,
         };
         Ok(Sweep::expand(&spec, &dir.join("it's a sweep"))?.0)
     }

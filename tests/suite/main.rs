@@ -12,6 +12,7 @@ mod export;
 mod interop;
 mod report;
 mod resume;
+mod sizes;
 mod sweep;
 mod tensorboard;
 mod train;
