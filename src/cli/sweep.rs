@@ -39,6 +39,15 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         max_runs: args.seeds.max_runs,
     };
     let (sweep, configs) = Sweep::expand(&spec, &args.out)?;
+    let array = if args.slurm.slurm || args.slurm.submit {
+        Some(array_options(
+            &args.slurm,
+            args.retry_failed,
+            sweep.jobs.len(),
+        )?)
+    } else {
+        None
+    };
     sweep.write(&configs)?;
     let bytes = configs
         .iter()
@@ -56,8 +65,8 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         disk::human(bytes),
         sweep.out.join(crate::many::sweep::JOBS_TXT).display()
     );
-    if args.slurm.slurm || args.slurm.submit {
-        return on_slurm(&sweep, &args.slurm, args.retry_failed);
+    if let Some(options) = array {
+        return on_slurm(&sweep, &options, &args.slurm);
     }
     let workers = match args.jobs {
         Some(jobs) => jobs as usize,
@@ -161,8 +170,9 @@ fn finish(sweep: &Sweep, tally: &Tally) -> Result<i32> {
     Ok(tally.exit_code())
 }
 
-/// `--slurm`: writes the job script; `--submit` submits it, `--wait` waits for it.
-fn on_slurm(sweep: &Sweep, args: &SlurmArgs, retry_failed: bool) -> Result<i32> {
+/// The array's options for `jobs` runs, checked (against the cluster when one answers)
+/// before anything is written.
+fn array_options(args: &SlurmArgs, retry_failed: bool, jobs: usize) -> Result<ArrayOptions> {
     let options = ArrayOptions {
         runs_per_task: args.runs_per_task as usize,
         max_concurrent: args.max_concurrent,
@@ -171,6 +181,20 @@ fn on_slurm(sweep: &Sweep, args: &SlurmArgs, retry_failed: bool) -> Result<i32> 
         partition: args.partition.clone(),
         retry_failed,
     };
+    let max_array_size = slurm::cluster_max_array_size();
+    if max_array_size.is_none() {
+        say!(
+            "no Slurm answers `scontrol show config` here: the array's {} tasks are not checked \
+             against the cluster's MaxArraySize",
+            options.tasks(jobs)
+        );
+    }
+    options.check_for(jobs, max_array_size)?;
+    Ok(options)
+}
+
+/// `--slurm`: writes the job script; `--submit` submits it, `--wait` waits for it.
+fn on_slurm(sweep: &Sweep, options: &ArrayOptions, args: &SlurmArgs) -> Result<i32> {
     let qnet = std::env::current_exe()
         .and_then(fs::canonicalize)
         .context("finding the qnet executable")?;

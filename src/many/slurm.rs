@@ -44,6 +44,31 @@ impl ArrayOptions {
         jobs.div_ceil(self.runs_per_task.max(1))
     }
 
+    /// Checks the options for an array over `jobs` runs before anything is written: a
+    /// time and partition Slurm accepts, and no more tasks than the cluster's
+    /// `MaxArraySize` (when known: see [`cluster_max_array_size`]).
+    pub fn check_for(&self, jobs: usize, max_array_size: Option<u64>) -> Result<()> {
+        self.check()?;
+        let Some(max) = max_array_size else {
+            return Ok(());
+        };
+        let tasks = self.tasks(jobs);
+        if tasks as u64 <= max {
+            return Ok(());
+        }
+        if max == 0 {
+            bail!("this cluster's MaxArraySize is 0 (scontrol show config): it runs no job arrays");
+        }
+        // Indices run from 0 to MaxArraySize - 1, so at most MaxArraySize tasks.
+        let fits = jobs.div_ceil(usize::try_from(max).unwrap_or(usize::MAX));
+        bail!(
+            "{tasks} array tasks ({jobs} runs at --runs-per-task {}) are more than this \
+             cluster's MaxArraySize of {max} (scontrol show config); use --runs-per-task {fits} \
+             or more, or ask the administrators to raise MaxArraySize",
+            self.runs_per_task
+        );
+    }
+
     fn check(&self) -> Result<()> {
         let time_ok = !self.time.is_empty()
             && self
@@ -139,6 +164,28 @@ impl ArrayOptions {
         write_bytes_atomic(&path, script.as_bytes())?;
         Ok(path)
     }
+}
+
+/// `MaxArraySize` in the text of `scontrol show config` (a line `MaxArraySize = 1001`).
+pub fn parse_max_array_size(config: &str) -> Option<u64> {
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != "MaxArraySize" {
+            return None;
+        }
+        value.trim().parse().ok()
+    })
+}
+
+/// The `MaxArraySize` of the cluster `scontrol` answers for; `None` when no Slurm answers
+/// here (a job script may be written on a machine outside the cluster).
+pub fn cluster_max_array_size() -> Option<u64> {
+    let output = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    parse_max_array_size(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// The jobs of array task `task`: a contiguous slice of the sweep's runs.
@@ -253,6 +300,40 @@ mod tests {
         let covered: Vec<usize> = (0..3).flat_map(|t| task_jobs(8, 3, t)).collect();
         assert_eq!(covered, (0..8).collect::<Vec<_>>());
         assert!(task_jobs(8, 3, 5).is_empty());
+    }
+
+    #[test]
+    fn max_array_size_is_read_from_scontrol_and_bounds_the_tasks() -> Result<()> {
+        let config = "Configuration data as of 2025-01-01T00:00:00\n\
+                      MailProg                = /bin/mail\n\
+                      MaxArraySize            = 1001\n\
+                      MaxJobCount             = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(1001));
+        assert_eq!(parse_max_array_size("MaxJobCount = 10000\n"), None);
+        assert_eq!(parse_max_array_size("MaxArraySize = (null)\n"), None);
+        let one = ArrayOptions {
+            runs_per_task: 1,
+            ..options()
+        };
+        one.check_for(1001, Some(1001))?;
+        one.check_for(5000, None)?;
+        let err = one.check_for(1002, Some(1001)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "1002 array tasks (1002 runs at --runs-per-task 1) are more than this cluster's \
+             MaxArraySize of 1001 (scontrol show config); use --runs-per-task 2 or more, or \
+             ask the administrators to raise MaxArraySize"
+        );
+        // The suggested --runs-per-task fits.
+        let two = ArrayOptions {
+            runs_per_task: 2,
+            ..options()
+        };
+        two.check_for(1002, Some(1001))?;
+        two.check_for(2002, Some(1001))?;
+        assert!(two.check_for(2003, Some(1001)).is_err());
+        assert!(one.check_for(1, Some(0)).is_err());
+        Ok(())
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Sizes a user controls, checked before anything is allocated or written: sweep size,
-//! bootstrap replicates, grid sanity, and errors that quote a long value.
+//! bootstrap replicates, Slurm array size, grid sanity, and errors that quote a long value.
 
 use std::path::Path;
 use std::process::Command;
@@ -152,4 +152,42 @@ fn errors_quote_a_long_value_cut_to_a_readable_length() {
         &["more characters): expected non-empty values"],
     );
     assert!(stderr.len() < 1_000, "{} bytes", stderr.len());
+}
+
+#[test]
+fn a_slurm_array_larger_than_max_array_size_is_refused_before_writing() {
+    if !crate::sweep::slurm_answers() {
+        return;
+    }
+    let config = run(Command::new("scontrol").args(["show", "config"]));
+    let max: u64 = String::from_utf8_lossy(&config.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MaxArraySize")?
+                .trim()
+                .strip_prefix('=')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("scontrol show config names MaxArraySize");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sweep");
+    let runs = (max + 1).to_string();
+    let args = ["--seeds", &runs, "--max-runs", &runs, "--slurm"];
+    refused_at_once(
+        sweep(&out, &args).args(["--runs-per-task", "1"]),
+        &out,
+        &[
+            &format!("{runs} array tasks ({runs} runs at --runs-per-task 1) are more than"),
+            &format!("MaxArraySize of {max} (scontrol show config); use --runs-per-task 2 or more"),
+        ],
+    );
+    let output = run(sweep(&out, &args).args(["--runs-per-task", "2"]));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("array tasks of up to 2 runs each"),
+        "{stdout}"
+    );
 }
