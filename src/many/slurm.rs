@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::config::clip;
 use crate::many::sweep::Sweep;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::shell;
@@ -78,7 +79,7 @@ impl ArrayOptions {
         if !time_ok {
             bail!(
                 "--time {:?} is not a Slurm time limit (minutes, HH:MM:SS or D-HH:MM:SS)",
-                self.time
+                clip(&self.time)
             );
         }
         if let Some(partition) = &self.partition {
@@ -87,7 +88,10 @@ impl ArrayOptions {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ','));
             if !ok {
-                bail!("--partition {partition:?} is not a Slurm partition name");
+                bail!(
+                    "--partition {:?} is not a Slurm partition name",
+                    clip(partition)
+                );
             }
         }
         Ok(())
@@ -346,6 +350,15 @@ mod tests {
             ..options()
         };
         assert!(bad_time.script(&sweep, qnet).is_err());
+        let long_time = ArrayOptions {
+            time: "1".repeat(100_000) + "h",
+            ..options()
+        };
+        let err = long_time.script(&sweep, qnet).unwrap_err().to_string();
+        assert!(
+            err.contains("... (99801 more characters)\" is not a Slurm time"),
+            "{err}"
+        );
         let bad_partition = ArrayOptions {
             partition: Some("a b\n#SBATCH --x".to_owned()),
             ..options()

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, DeviceSpec, Procedure, ReplayDevice};
+use crate::config::{clip, Config, DeviceSpec, Procedure, ReplayDevice};
 use crate::learn::eval::SOLVED_RETURN;
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::many::sweep::RunState;
@@ -252,7 +252,8 @@ impl Report {
             Some(name) => {
                 let Some(base) = scored.iter().find(|g| g.name == name) else {
                     bail!(
-                        "--baseline {name:?} names no group with finished runs; the groups are: {}",
+                        "--baseline {:?} names no group with finished runs; the groups are: {}",
+                        clip(name),
                         self.groups
                             .iter()
                             .map(|g| format!("{:?}", g.name))
