@@ -7,7 +7,7 @@ use std::borrow::Cow;
 /// Characters of a value an error message quotes before cutting it.
 const SHOWN_CHARS: usize = 200;
 
-/// `text` as an error message quotes it: whole up to [`SHOWN_CHARS`] characters, else its
+/// `text` as an error message quotes it: whole up to 200 characters (`SHOWN_CHARS`), else its
 /// start followed by `... (N more characters)`.
 pub fn clip(text: &str) -> Cow<'_, str> {
     match text.char_indices().nth(SHOWN_CHARS) {

@@ -171,7 +171,7 @@ impl ArrayOptions {
 }
 
 /// `MaxArraySize` in the text of `scontrol show config` (a line `MaxArraySize = 1001`).
-pub fn parse_max_array_size(config: &str) -> Option<u64> {
+fn parse_max_array_size(config: &str) -> Option<u64> {
     config.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
         if key.trim() != "MaxArraySize" {

@@ -53,7 +53,7 @@ pub enum StatsError {
     Confidence(f64),
     /// A bootstrap needs at least one replicate.
     ZeroReps,
-    /// More replicates than [`MAX_REPS`].
+    /// More replicates than a bootstrap may keep in memory (33,554,432).
     TooManyReps(usize),
 }
 
@@ -61,7 +61,7 @@ pub enum StatsError {
 const MAX_REPLICATE_BYTES: usize = 256 << 20;
 /// Most replicates of a bootstrap: [`MAX_REPLICATE_BYTES`] of `f64`s, 33,554,432 (rliable
 /// uses 50,000).
-pub const MAX_REPS: usize = MAX_REPLICATE_BYTES / std::mem::size_of::<f64>();
+const MAX_REPS: usize = MAX_REPLICATE_BYTES / std::mem::size_of::<f64>();
 
 impl fmt::Display for StatsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -296,7 +296,8 @@ fn check_scores(scores: &[f64]) -> Result<(), StatsError> {
     }
 }
 
-/// Refuses zero replicates or more than [`MAX_REPS`], before any is allocated.
+/// Refuses zero replicates or more than 33,554,432 (256 MiB of them), before any is
+/// allocated.
 pub fn check_reps(reps: usize) -> Result<(), StatsError> {
     match reps {
         0 => Err(StatsError::ZeroReps),
