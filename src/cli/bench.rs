@@ -43,6 +43,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         overrides,
         grid: Vec::new(),
         seeds: args.seeds.first_seed..end,
+        max_runs: args.seeds.max_runs,
     };
     let (sweep, configs) = Sweep::expand(&spec, &out)?;
     sweep.write(&configs)?;

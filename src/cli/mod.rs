@@ -206,6 +206,10 @@ struct SeedArgs {
     /// The first of them: seeds FIRST_SEED..FIRST_SEED+SEEDS.
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
+    /// The most runs (settings x seeds) to start; a larger sweep is refused with an estimate
+    /// of the disk it would use.
+    #[arg(long, default_value_t = crate::many::sweep::DEFAULT_MAX_RUNS)]
+    max_runs: u64,
 }
 
 #[derive(Debug, Args)]

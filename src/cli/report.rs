@@ -2,15 +2,19 @@
 
 use std::fs;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::ReportArgs;
 use crate::many::report::{Report, LEARNING_CURVES};
-use crate::many::stats::Bootstrap;
+use crate::many::stats::{self, Bootstrap};
 
 pub(super) fn report(args: ReportArgs) -> Result<()> {
+    let reps = usize::try_from(args.reps).unwrap_or(usize::MAX);
+    if let Err(err) = stats::check_reps(reps) {
+        bail!("--reps {}: {err}", args.reps);
+    }
     let bootstrap = Bootstrap {
-        reps: args.reps as usize,
+        reps,
         seed: args.seed,
         ..Bootstrap::default()
     };

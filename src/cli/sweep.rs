@@ -9,9 +9,12 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Context, Result};
 
 use super::{SlurmArgs, SweepArgs, SweepTaskArgs};
+use crate::config::clip;
+use crate::many::disk;
+use crate::many::grid::{parse_grid_arg, Grid};
 use crate::many::local::run_here;
 use crate::many::slurm::{self, ArrayOptions};
-use crate::many::sweep::{parse_grid_arg, Sweep, SweepSpec};
+use crate::many::sweep::{Sweep, SweepSpec};
 use crate::many::tally::Tally;
 use crate::many::worker::{self, JobOutcome};
 use crate::run::provenance;
@@ -34,22 +37,38 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         overrides: args.config.overrides(),
         grid,
         seeds: args.seeds.first_seed..end,
+        max_runs: args.seeds.max_runs,
     };
     let (sweep, configs) = Sweep::expand(&spec, &args.out)?;
+    let array = if args.slurm.slurm || args.slurm.submit {
+        Some(array_options(
+            &args.slurm,
+            args.retry_failed,
+            sweep.jobs.len(),
+        )?)
+    } else {
+        None
+    };
     let _lock = sweep.lock(&provenance::this_command())?;
     sweep.write(&configs)?;
+    let bytes = configs
+        .iter()
+        .map(|config| disk::run_bytes(config).saturating_mul(args.seeds.seeds))
+        .fold(0, u64::saturating_add);
     say!(
-        "sweep: {} setting{} x {} seed{} = {} runs in {} (their commands: {})",
+        "sweep: {} setting{} x {} seed{} = {} runs in {}, about {} on disk by an estimate \
+         (their commands: {})",
         sweep.settings.len(),
         plural(sweep.settings.len()),
         args.seeds.seeds,
         plural(args.seeds.seeds as usize),
         sweep.jobs.len(),
         sweep.out.display(),
+        disk::human(bytes),
         sweep.out.join(crate::many::sweep::JOBS_TXT).display()
     );
-    if args.slurm.slurm || args.slurm.submit {
-        return on_slurm(&sweep, &args.slurm, args.retry_failed);
+    if let Some(options) = array {
+        return on_slurm(&sweep, &options, &args.slurm);
     }
     let workers = match args.jobs {
         Some(jobs) => jobs as usize,
@@ -68,7 +87,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// The `grid:` section of a YAML file, as `--grid` would give it.
-fn grid_file(path: &Path) -> Result<Vec<(String, Vec<String>)>> {
+fn grid_file(path: &Path) -> Result<Grid> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: serde_yaml::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: malformed YAML", path.display()))?;
@@ -78,7 +97,8 @@ fn grid_file(path: &Path) -> Result<Vec<(String, Vec<String>)>> {
         .ok_or_else(|| bad("expected a mapping with a `grid:` section"))?;
     if let Some(key) = mapping.keys().find(|k| k.as_str() != Some("grid")) {
         return Err(bad(&format!(
-            "unknown key {key:?} (the only key is `grid`)"
+            "unknown key {} (the only key is `grid`)",
+            clip(&format!("{key:?}"))
         )));
     }
     let grid = mapping
@@ -87,13 +107,21 @@ fn grid_file(path: &Path) -> Result<Vec<(String, Vec<String>)>> {
         .ok_or_else(|| bad("`grid:` must map config keys to lists of values"))?;
     grid.iter()
         .map(|(key, values)| {
-            let key = key
-                .as_str()
-                .ok_or_else(|| bad(&format!("grid key {key:?} is not a dotted key")))?;
+            let key = key.as_str().ok_or_else(|| {
+                bad(&format!(
+                    "grid key {} is not a dotted key",
+                    clip(&format!("{key:?}"))
+                ))
+            })?;
             let values = values
                 .as_sequence()
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| bad(&format!("grid.{key} must be a non-empty list of values")))?;
+                .ok_or_else(|| {
+                    bad(&format!(
+                        "grid.{} must be a non-empty list of values",
+                        clip(key)
+                    ))
+                })?;
             // JSON is YAML's flow syntax: each value as one `--set` would take it.
             let texts = values
                 .iter()
@@ -144,8 +172,9 @@ fn finish(sweep: &Sweep, tally: &Tally) -> Result<i32> {
     Ok(tally.exit_code())
 }
 
-/// `--slurm`: writes the job script; `--submit` submits it, `--wait` waits for it.
-fn on_slurm(sweep: &Sweep, args: &SlurmArgs, retry_failed: bool) -> Result<i32> {
+/// The array's options for `jobs` runs, checked (against the cluster when one answers)
+/// before anything is written.
+fn array_options(args: &SlurmArgs, retry_failed: bool, jobs: usize) -> Result<ArrayOptions> {
     let options = ArrayOptions {
         runs_per_task: args.runs_per_task as usize,
         max_concurrent: args.max_concurrent,
@@ -154,6 +183,20 @@ fn on_slurm(sweep: &Sweep, args: &SlurmArgs, retry_failed: bool) -> Result<i32> 
         partition: args.partition.clone(),
         retry_failed,
     };
+    let max_array_size = slurm::cluster_max_array_size();
+    if max_array_size.is_none() {
+        say!(
+            "no Slurm answers `scontrol show config` here: the array's {} tasks are not checked \
+             against the cluster's MaxArraySize",
+            options.tasks(jobs)
+        );
+    }
+    options.check_for(jobs, max_array_size)?;
+    Ok(options)
+}
+
+/// `--slurm`: writes the job script; `--submit` submits it, `--wait` waits for it.
+fn on_slurm(sweep: &Sweep, options: &ArrayOptions, args: &SlurmArgs) -> Result<i32> {
     let qnet = std::env::current_exe()
         .and_then(fs::canonicalize)
         .context("finding the qnet executable")?;

@@ -10,6 +10,7 @@
 //! `configs/reference.yaml` documents every key with its default; a test keeps
 //! it equal to [`Config::default`].
 
+mod clip;
 mod locate;
 mod read;
 mod tree;
@@ -22,6 +23,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
+pub use clip::clip;
 pub use types::{
     Activation, DeviceSpec, Implementation, Init, Loss, OptimizerKind, Procedure, ReplayDevice,
     Schedule, StepCounting,

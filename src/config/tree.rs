@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
+use super::clip;
 use super::locate::line_of_key;
 
 /// Where a leaf's current value came from.
@@ -18,7 +19,7 @@ use super::locate::line_of_key;
 enum Origin {
     /// The config file (its line is looked up only when an error needs it).
     File,
-    /// A `--set KEY=VALUE` argument, kept verbatim for messages.
+    /// A `--set KEY=VALUE` argument as messages quote it (cut when long).
     Set(String),
 }
 
@@ -71,15 +72,19 @@ impl<'a> RawTree<'a> {
 
     /// Applies one `--set KEY=VALUE`, VALUE parsed as YAML, over what is there.
     pub(super) fn apply_override(&mut self, arg: &str) -> Result<()> {
+        let shown = clip(arg);
         let Some((key, text)) = arg.split_once('=') else {
-            bail!("--set {arg}: expected KEY=VALUE, e.g. agent.gamma=0.9 (no '=' found)");
+            bail!("--set {shown}: expected KEY=VALUE, e.g. agent.gamma=0.9 (no '=' found)");
         };
         let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
         if path.iter().any(String::is_empty) {
-            bail!("--set {arg}: '{key}' is not a dotted key such as agent.gamma");
+            bail!(
+                "--set {shown}: '{}' is not a dotted key such as agent.gamma",
+                clip(key)
+            );
         }
         let value: Value = serde_yaml::from_str(text)
-            .with_context(|| format!("--set {arg}: the value is not valid YAML"))?;
+            .with_context(|| format!("--set {shown}: the value is not valid YAML"))?;
         // Nest the value under its key path so that `--set` goes through the same
         // schema checks as the file: unknown keys, mappings where leaves belong.
         let nested = path.iter().rev().fold(value, |inner, segment| {
@@ -87,7 +92,7 @@ impl<'a> RawTree<'a> {
             section.insert(Value::String(segment.clone()), inner);
             Value::Mapping(section)
         });
-        let origin = Origin::Set(arg.to_owned());
+        let origin = Origin::Set(shown.clone().into_owned());
         merge(
             &mut self.merged,
             nested,
@@ -95,7 +100,7 @@ impl<'a> RawTree<'a> {
             &origin,
             &mut self.origins,
         )
-        .map_err(|problem| anyhow!("--set {arg}: {}", problem.message))
+        .map_err(|problem| anyhow!("--set {shown}: {}", problem.message))
     }
 
     /// The value at dotted `key`, typed; a type error names the key and its origin.
@@ -214,7 +219,8 @@ fn problem(path: &[String], message: String) -> Problem {
 }
 
 fn unknown_key(path: &[String], known: &Mapping) -> Problem {
-    let dotted = path.join(".");
+    let joined = path.join(".");
+    let dotted = clip(&joined);
     let message = match path.split_last() {
         Some((_, parent)) if !parent.is_empty() => format!(
             "unknown key '{dotted}' (known keys in '{}': {})",

@@ -32,7 +32,12 @@ impl FromStr for DeviceSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("invalid device '{text}': expected auto, cpu, cuda or cuda:N");
+        let invalid = || {
+            format!(
+                "invalid device '{}': expected auto, cpu, cuda or cuda:N",
+                super::clip(text)
+            )
+        };
         match text {
             "auto" => Ok(DeviceSpec::Auto),
             "cpu" => Ok(DeviceSpec::Cpu),

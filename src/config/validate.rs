@@ -33,7 +33,7 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             "env.id",
             format!(
                 "env.id = '{}' is not supported: must be '{CARTPOLE}'",
-                env.id
+                super::clip(&env.id)
             ),
         ));
     }
@@ -271,8 +271,9 @@ fn check_experiment(name: &str) -> Result<(), Invalid> {
     // "." and ".." use only allowed characters but would escape `runs/`.
     if name.is_empty() || !name.chars().all(allowed) || name.chars().all(|c| c == '.') {
         let message = format!(
-            "experiment = '{name}' is not a valid run name: must be non-empty, \
-             use only A-Z a-z 0-9 . _ - and not be all dots"
+            "experiment = '{}' is not a valid run name: must be non-empty, \
+             use only A-Z a-z 0-9 . _ - and not be all dots",
+            super::clip(name)
         );
         return Err(invalid("experiment", message));
     }

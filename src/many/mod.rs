@@ -1,5 +1,7 @@
 //! Many runs: sweeps over settings and seeds, their workers, statistics and reports.
 
+pub mod disk;
+pub mod grid;
 pub mod local;
 pub mod report;
 pub mod slurm;

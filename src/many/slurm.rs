@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::config::clip;
 use crate::many::sweep::Sweep;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::shell;
@@ -44,6 +45,31 @@ impl ArrayOptions {
         jobs.div_ceil(self.runs_per_task.max(1))
     }
 
+    /// Checks the options for an array over `jobs` runs before anything is written: a
+    /// time and partition Slurm accepts, and no more tasks than the cluster's
+    /// `MaxArraySize` (when known: see [`cluster_max_array_size`]).
+    pub fn check_for(&self, jobs: usize, max_array_size: Option<u64>) -> Result<()> {
+        self.check()?;
+        let Some(max) = max_array_size else {
+            return Ok(());
+        };
+        let tasks = self.tasks(jobs);
+        if tasks as u64 <= max {
+            return Ok(());
+        }
+        if max == 0 {
+            bail!("this cluster's MaxArraySize is 0 (scontrol show config): it runs no job arrays");
+        }
+        // Indices run from 0 to MaxArraySize - 1, so at most MaxArraySize tasks.
+        let fits = jobs.div_ceil(usize::try_from(max).unwrap_or(usize::MAX));
+        bail!(
+            "{tasks} array tasks ({jobs} runs at --runs-per-task {}) are more than this \
+             cluster's MaxArraySize of {max} (scontrol show config); use --runs-per-task {fits} \
+             or more, or ask the administrators to raise MaxArraySize",
+            self.runs_per_task
+        );
+    }
+
     fn check(&self) -> Result<()> {
         let time_ok = !self.time.is_empty()
             && self
@@ -53,7 +79,7 @@ impl ArrayOptions {
         if !time_ok {
             bail!(
                 "--time {:?} is not a Slurm time limit (minutes, HH:MM:SS or D-HH:MM:SS)",
-                self.time
+                clip(&self.time)
             );
         }
         if let Some(partition) = &self.partition {
@@ -62,7 +88,10 @@ impl ArrayOptions {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ','));
             if !ok {
-                bail!("--partition {partition:?} is not a Slurm partition name");
+                bail!(
+                    "--partition {:?} is not a Slurm partition name",
+                    clip(partition)
+                );
             }
         }
         Ok(())
@@ -139,6 +168,28 @@ impl ArrayOptions {
         write_bytes_atomic(&path, script.as_bytes())?;
         Ok(path)
     }
+}
+
+/// `MaxArraySize` in the text of `scontrol show config` (a line `MaxArraySize = 1001`).
+fn parse_max_array_size(config: &str) -> Option<u64> {
+    config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        if key.trim() != "MaxArraySize" {
+            return None;
+        }
+        value.trim().parse().ok()
+    })
+}
+
+/// The `MaxArraySize` of the cluster `scontrol` answers for; `None` when no Slurm answers
+/// here (a job script may be written on a machine outside the cluster).
+pub fn cluster_max_array_size() -> Option<u64> {
+    let output = Command::new("scontrol")
+        .args(["show", "config"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    parse_max_array_size(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// The jobs of array task `task`: a contiguous slice of the sweep's runs.
@@ -220,6 +271,7 @@ mod tests {
                 vec!["1e-3".into(), "3e-3".into()],
             )],
             seeds: 0..4,
+            max_runs: crate::many::sweep::DEFAULT_MAX_RUNS,
         };
         Ok(Sweep::expand(&spec, &dir.join("it's a sweep"))?.0)
     }
@@ -255,6 +307,40 @@ mod tests {
     }
 
     #[test]
+    fn max_array_size_is_read_from_scontrol_and_bounds_the_tasks() -> Result<()> {
+        let config = "Configuration data as of 2025-01-01T00:00:00\n\
+                      MailProg                = /bin/mail\n\
+                      MaxArraySize            = 1001\n\
+                      MaxJobCount             = 10000\n";
+        assert_eq!(parse_max_array_size(config), Some(1001));
+        assert_eq!(parse_max_array_size("MaxJobCount = 10000\n"), None);
+        assert_eq!(parse_max_array_size("MaxArraySize = (null)\n"), None);
+        let one = ArrayOptions {
+            runs_per_task: 1,
+            ..options()
+        };
+        one.check_for(1001, Some(1001))?;
+        one.check_for(5000, None)?;
+        let err = one.check_for(1002, Some(1001)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "1002 array tasks (1002 runs at --runs-per-task 1) are more than this cluster's \
+             MaxArraySize of 1001 (scontrol show config); use --runs-per-task 2 or more, or \
+             ask the administrators to raise MaxArraySize"
+        );
+        // The suggested --runs-per-task fits.
+        let two = ArrayOptions {
+            runs_per_task: 2,
+            ..options()
+        };
+        two.check_for(1002, Some(1001))?;
+        two.check_for(2002, Some(1001))?;
+        assert!(two.check_for(2003, Some(1001)).is_err());
+        assert!(one.check_for(1, Some(0)).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn bad_options_are_refused() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let sweep = sweep(dir.path())?;
@@ -264,6 +350,15 @@ mod tests {
             ..options()
         };
         assert!(bad_time.script(&sweep, qnet).is_err());
+        let long_time = ArrayOptions {
+            time: "1".repeat(100_000) + "h",
+            ..options()
+        };
+        let err = long_time.script(&sweep, qnet).unwrap_err().to_string();
+        assert!(
+            err.contains("... (99801 more characters)\" is not a Slurm time"),
+            "{err}"
+        );
         let bad_partition = ArrayOptions {
             partition: Some("a b\n#SBATCH --x".to_owned()),
             ..options()

@@ -53,7 +53,15 @@ pub enum StatsError {
     Confidence(f64),
     /// A bootstrap needs at least one replicate.
     ZeroReps,
+    /// More replicates than a bootstrap may keep in memory (33,554,432).
+    TooManyReps(usize),
 }
+
+/// Memory the replicates of one interval may take: all are kept to take percentiles.
+const MAX_REPLICATE_BYTES: usize = 256 << 20;
+/// Most replicates of a bootstrap: [`MAX_REPLICATE_BYTES`] of `f64`s, 33,554,432 (rliable
+/// uses 50,000).
+const MAX_REPS: usize = MAX_REPLICATE_BYTES / std::mem::size_of::<f64>();
 
 impl fmt::Display for StatsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,6 +75,13 @@ impl fmt::Display for StatsError {
                 write!(f, "confidence level {c} is not strictly between 0 and 1")
             }
             StatsError::ZeroReps => write!(f, "a bootstrap needs at least one replicate"),
+            StatsError::TooManyReps(reps) => write!(
+                f,
+                "at most {MAX_REPS} bootstrap replicates (an interval keeps every replicate, 8 \
+                 bytes each, to take percentiles: {reps} would take {:.1} GiB; rliable uses \
+                 50000)",
+                *reps as f64 * 8.0 / f64::from(1u32 << 30)
+            ),
         }
     }
 }
@@ -281,11 +296,19 @@ fn check_scores(scores: &[f64]) -> Result<(), StatsError> {
     }
 }
 
-/// Refuses zero replicates or a confidence level outside (0, 1).
-fn check_bootstrap(cfg: &Bootstrap) -> Result<(), StatsError> {
-    if cfg.reps == 0 {
-        return Err(StatsError::ZeroReps);
+/// Refuses zero replicates or more than 33,554,432 (256 MiB of them), before any is
+/// allocated.
+pub fn check_reps(reps: usize) -> Result<(), StatsError> {
+    match reps {
+        0 => Err(StatsError::ZeroReps),
+        n if n > MAX_REPS => Err(StatsError::TooManyReps(n)),
+        _ => Ok(()),
     }
+}
+
+/// Refuses a bad replicate count or a confidence level outside (0, 1).
+fn check_bootstrap(cfg: &Bootstrap) -> Result<(), StatsError> {
+    check_reps(cfg.reps)?;
     if !(cfg.confidence > 0.0 && cfg.confidence < 1.0) {
         return Err(StatsError::Confidence(cfg.confidence));
     }
@@ -646,6 +669,16 @@ mod tests {
             bootstrap_ci(&ok, Statistic::Mean, &cfg(0, 0)),
             Err(StatsError::ZeroReps)
         );
+        // Refused before the replicates are allocated (this many would take 37 GiB).
+        assert_eq!(
+            bootstrap_ci(&ok, Statistic::Mean, &cfg(5_000_000_000, 0)),
+            Err(StatsError::TooManyReps(5_000_000_000))
+        );
+        assert_eq!(
+            probability_of_improvement_ci(&ok, &ok, &cfg(MAX_REPS + 1, 0)),
+            Err(StatsError::TooManyReps(MAX_REPS + 1))
+        );
+        assert_eq!(check_reps(MAX_REPS), Ok(()));
         for confidence in [0.0, 1.0, f64::NAN] {
             let bad = Bootstrap {
                 confidence,

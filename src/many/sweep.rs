@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use super::disk;
+use super::grid::{self, Grid};
+use crate::config::{clip, Config};
 use crate::platform::atomic::{remove_if_exists, write_bytes_atomic};
 use crate::platform::files::{plain_name, remove_stale_temp_files};
 use crate::platform::lock::DirLock;
@@ -36,41 +38,16 @@ pub struct SweepSpec {
     /// `KEY=VALUE` overrides applied to every run, before the grid.
     pub overrides: Vec<String>,
     /// The grid: each key with its values (YAML text), in the order given.
-    pub grid: Vec<(String, Vec<String>)>,
+    pub grid: Grid,
     /// The seeds of every setting.
     pub seeds: Range<u64>,
+    /// The most runs (settings x seeds) it may expand to.
+    pub max_runs: u64,
 }
 
-/// Splits `--grid KEY=V1,V2,...` into the key and its values; commas inside brackets or
-/// braces belong to a value (`network.hidden=[64,64],[128,128]`).
-pub fn parse_grid_arg(arg: &str) -> Result<(String, Vec<String>)> {
-    let Some((key, values)) = arg.split_once('=') else {
-        bail!("--grid {arg}: expected KEY=V1,V2,..., e.g. optimizer.lr=1e-3,3e-3");
-    };
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        bail!("--grid {arg}: '{key}' is not a dotted key such as optimizer.lr");
-    }
-    let mut out = Vec::new();
-    let (mut depth, mut current) = (0i32, String::new());
-    for c in values.chars() {
-        match c {
-            '[' | '{' => depth += 1,
-            ']' | '}' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(std::mem::take(&mut current).trim().to_owned());
-                continue;
-            }
-            _ => {}
-        }
-        current.push(c);
-    }
-    out.push(current.trim().to_owned());
-    if depth != 0 || out.iter().any(String::is_empty) {
-        bail!("--grid {arg}: expected non-empty values separated by commas, brackets balanced");
-    }
-    Ok((key.to_owned(), out))
-}
+/// Default of `--max-runs`: far more runs than a study needs, far fewer directories than
+/// a file system holds comfortably.
+pub const DEFAULT_MAX_RUNS: u64 = 10_000;
 
 /// One point of the grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +142,8 @@ impl Sweep {
         if spec.seeds.is_empty() {
             bail!("a sweep needs at least one seed");
         }
+        grid::check(&spec.grid)?;
+        check_size(spec)?;
         let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
         for (key, values) in &spec.grid {
             points = points
@@ -196,7 +175,7 @@ impl Sweep {
             let mut overrides = spec.overrides.clone();
             overrides.extend(grid.iter().cloned());
             let config = Config::load(&spec.config, &overrides)
-                .with_context(|| format!("sweep setting {name}"))?;
+                .with_context(|| format!("sweep setting {}", clip(&name)))?;
             settings.push(Setting { name, grid });
             configs.push(config);
         }
@@ -304,6 +283,43 @@ impl Sweep {
     }
 }
 
+/// Refuses a sweep of more than `spec.max_runs` runs before anything is expanded, with
+/// the disk it would take (estimated from its first setting).
+fn check_size(spec: &SweepSpec) -> Result<()> {
+    let settings = grid::settings(&spec.grid);
+    let seeds = spec.seeds.end - spec.seeds.start;
+    let runs = settings.saturating_mul(seeds);
+    if runs <= spec.max_runs {
+        return Ok(());
+    }
+    let mut first = spec.overrides.clone();
+    first.extend(
+        spec.grid
+            .iter()
+            .filter_map(|(key, values)| Some(format!("{key}={}", values.first()?))),
+    );
+    let config = Config::load(&spec.config, &first).context("the sweep's first setting")?;
+    let per_run = disk::run_bytes(&config);
+    bail!(
+        "the sweep has {runs} runs ({settings} setting{} x {seeds} seed{}), more than \
+         --max-runs {}; they would write about {} (an estimate from the first setting: {} \
+         per run). Shrink the grid or --seeds, or raise --max-runs to run them all",
+        plural(settings),
+        plural(seeds),
+        spec.max_runs,
+        disk::human(per_run.saturating_mul(runs)),
+        disk::human(per_run)
+    );
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 fn absolute(path: &Path) -> Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
@@ -389,23 +405,8 @@ mod tests {
                 .map(|(k, vs)| (k.to_owned(), vs.into_iter().map(str::to_owned).collect()))
                 .collect(),
             seeds,
+            max_runs: DEFAULT_MAX_RUNS,
         }
-    }
-
-    #[test]
-    fn grid_arguments_split_at_top_level_commas() -> Result<()> {
-        assert_eq!(
-            parse_grid_arg("network.hidden=[64,64],[128, 128]")?,
-            (
-                "network.hidden".to_owned(),
-                vec!["[64,64]".to_owned(), "[128, 128]".to_owned()]
-            )
-        );
-        assert_eq!(parse_grid_arg("optimizer.lr=1e-3")?.1, vec!["1e-3"]);
-        for bad in ["optimizer.lr", "=1,2", "a..b=1", "x=1,,2", "x=[1,2", "x="] {
-            assert!(parse_grid_arg(bad).is_err(), "{bad}");
-        }
-        Ok(())
     }
 
     #[test]
@@ -516,6 +517,45 @@ mod tests {
         let err = format!("{:#}", Sweep::open(&moved).unwrap_err());
         assert!(err.contains("names setting 7"), "{err}");
         Ok(())
+    }
+
+    #[test]
+    fn a_sweep_over_max_runs_is_refused_before_expanding_with_its_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values: Vec<String> = (0..2000).map(|i| format!("{}e-6", i + 1)).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let huge = spec(
+            vec![("optimizer.lr", values.clone()), ("optimizer.eps", values)],
+            0..10,
+        );
+        let started = std::time::Instant::now();
+        let err = Sweep::expand(&huge, dir.path()).unwrap_err().to_string();
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        assert!(
+            err.starts_with(
+                "the sweep has 40000000 runs (4000000 settings x 10 seeds), more than \
+                 --max-runs 10000; they would write about "
+            ) && err.contains("(an estimate from the first setting: ")
+                && err.contains("raise --max-runs"),
+            "{err}"
+        );
+        let seeds = spec(vec![], 0..10_001);
+        let err = Sweep::expand(&seeds, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("10001 runs (1 setting x 10001 seeds)"),
+            "{err}"
+        );
+        let raised = SweepSpec {
+            max_runs: 10_001,
+            ..seeds
+        };
+        assert_eq!(
+            Sweep::expand(&raised, dir.path())
+                .map(|s| s.0.jobs.len())
+                .ok(),
+            Some(10_001)
+        );
+        assert_eq!(fs::read_dir(dir.path()).map(|d| d.count()).ok(), Some(0));
     }
 
     #[test]

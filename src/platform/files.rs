@@ -9,6 +9,8 @@ use std::path::{Component, Path};
 
 use anyhow::{bail, Context, Result};
 
+use crate::config::clip;
+
 /// Ending of the temporary files of [`crate::platform::atomic`]; a kill may leave them behind,
 /// and [`remove_stale_temp_files`] clears them at the next start.
 pub const TEMP_SUFFIX: &str = ".qnet-tmp";
@@ -25,7 +27,7 @@ pub fn plain_name<'a>(name: &'a str, what: &str) -> Result<&'a str> {
         _ => bail!(
             "{what} names {:?}, which is not a plain file name: qnet only writes inside the \
              directory, so the file is refused (was it written by qnet?)",
-            shorten(name)
+            clip(name)
         ),
     }
 }
@@ -134,15 +136,6 @@ fn describe(kind: fs::FileType) -> &'static str {
         "a device"
     } else {
         "not a regular file"
-    }
-}
-
-/// `text` cut to a length an error message can quote.
-fn shorten(text: &str) -> String {
-    const MAX: usize = 120;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}... ({} more bytes)", &text[..cut], text.len() - cut),
-        None => text.to_owned(),
     }
 }
 

@@ -13,6 +13,7 @@ mod interop;
 mod report;
 mod resume;
 mod safety;
+mod sizes;
 mod sweep;
 mod tensorboard;
 mod train;

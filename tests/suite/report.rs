@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
-use qnet::config::Config;
+use qnet::config::{Config, Procedure};
 use qnet::run::metrics::{RunStatus, Summary, CSV_HEADER};
 
 /// Final returns of two settings' runs: CartPole's heavy ties at 500, a few collapses.
@@ -242,4 +242,41 @@ fn reports_are_reproducible_and_name_a_baseline() {
     let empty = tempfile::tempdir().expect("tempdir");
     let output = run(qnet().arg("report").arg(empty.path()));
     assert_clean_error(&output, &["no qnet runs"]);
+}
+
+#[test]
+fn a_never_solved_run_counts_at_its_procedures_budget_and_each_run_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runs: Vec<_> = (0..3u64)
+        .map(|seed| dir.path().join(format!("tutorial/seed{seed}")))
+        .collect();
+    for (seed, run_dir) in runs.iter().enumerate() {
+        fake_run(run_dir, 1e-3, seed as u64, 200.0);
+        // The tutorial ignores train.total_env_steps (50,000 here) and ran its iterations.
+        let path = run_dir.join("config.yaml");
+        let mut config = Config::load(&path, &[]).expect("config");
+        config.train.procedure = Procedure::Tutorial;
+        fs::write(&path, config.to_yaml().expect("yaml")).expect("config");
+        let mut summary = Summary::read(run_dir).expect("read").expect("summary");
+        summary.env_steps = 20_000 + 1_000 * seed as u64;
+        summary.write(run_dir).expect("summary");
+    }
+    std::os::unix::fs::symlink(dir.path().join("tutorial"), dir.path().join("link"))
+        .expect("symlink");
+    let out = dir.path().join("report");
+    let output = run(qnet()
+        .arg("report")
+        .arg(dir.path().join("tutorial"))
+        .arg(&runs[0])
+        .arg(dir.path().join("link"))
+        .args(["--reps", "1000", "--out"])
+        .arg(&out));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let group = &report_json(&out)["groups"][0];
+    assert_eq!(group["runs"].as_array().map(Vec::len), Some(3), "{group}");
+    assert_eq!(
+        group["scores"]["steps_to_solve"],
+        serde_json::json!([20_000.0, 21_000.0, 22_000.0])
+    );
 }

@@ -327,7 +327,7 @@ fn a_grid_file_and_bad_grids() {
 
 /// Whether a Slurm cluster answers here; without one the test skips, unless
 /// QNET_REQUIRE_SLURM=1 (set by .ci/run, which starts one) makes that a failure.
-fn slurm_answers() -> bool {
+pub fn slurm_answers() -> bool {
     let up = Command::new("scontrol")
         .arg("ping")
         .output()

@@ -6,25 +6,24 @@
 //! and the env steps and seconds to the first solved evaluation, a run that never solved
 //! counting at its budget (its total env steps, or its training seconds).
 
+mod find;
 mod plot;
 mod render;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{Config, DeviceSpec, ReplayDevice};
+use crate::config::{clip, Config, DeviceSpec, Procedure, ReplayDevice};
 use crate::learn::eval::SOLVED_RETURN;
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
-use crate::many::sweep::{RunState, FAILURE_JSON};
-use crate::run::metrics::{Curves, METRICS_CSV, SUMMARY_JSON};
+use crate::many::sweep::RunState;
+use crate::run::metrics::{Curves, Summary};
+use find::find_runs;
 
 pub use plot::LEARNING_CURVES;
 
-/// Deepest directory level searched below each directory given.
-const MAX_DEPTH: usize = 6;
 /// Groups compared pairwise when no baseline is named.
 const MAX_PAIRWISE_GROUPS: usize = 4;
 
@@ -119,72 +118,6 @@ pub struct Report {
     pub groups: Vec<Group>,
     /// Pairwise comparisons.
     pub comparisons: Vec<Comparison>,
-}
-
-/// The run directories in or below `dirs` (a run directory holds config.yaml and records).
-pub fn find_runs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for dir in dirs {
-        if !dir.is_dir() {
-            bail!("{} is not a directory", dir.display());
-        }
-        walk(dir, 0, &mut found)?;
-    }
-    if found.is_empty() {
-        bail!(
-            "no qnet runs in {}: a run directory holds config.yaml with metrics.csv or \
-             summary.json",
-            dirs.iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(found)
-}
-
-fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) -> Result<()> {
-    let is_run = dir.join("config.yaml").is_file()
-        && [METRICS_CSV, SUMMARY_JSON, FAILURE_JSON]
-            .iter()
-            .any(|f| dir.join(f).is_file());
-    if is_run {
-        found.push(dir.to_path_buf());
-        return Ok(());
-    }
-    if depth >= MAX_DEPTH {
-        return Ok(());
-    }
-    let mut children: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_dir())
-        .collect();
-    // Natural order, so seed10 follows seed9.
-    children.sort_by_key(|p| natural_key(&p.to_string_lossy()));
-    for child in children {
-        walk(&child, depth + 1, found)?;
-    }
-    Ok(())
-}
-
-/// Sorts "seed2" before "seed10": digit runs compare as numbers.
-fn natural_key(text: &str) -> Vec<(String, u64)> {
-    let mut key = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (word, tail) = rest.split_at(split);
-        let digits = tail
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let number = tail[..digits].parse().unwrap_or(0);
-        key.push((word.to_owned(), number));
-        rest = &tail[digits..];
-    }
-    key
 }
 
 impl Run {
@@ -319,7 +252,8 @@ impl Report {
             Some(name) => {
                 let Some(base) = scored.iter().find(|g| g.name == name) else {
                     bail!(
-                        "--baseline {name:?} names no group with finished runs; the groups are: {}",
+                        "--baseline {:?} names no group with finished runs; the groups are: {}",
+                        clip(name),
                         self.groups
                             .iter()
                             .map(|g| format!("{:?}", g.name))
@@ -399,7 +333,7 @@ impl Group {
                         Some(best) => s.best_eval.push(best),
                         None => all_kept_best = false,
                     }
-                    let budget = run.config.train.total_env_steps.max(summary.env_steps);
+                    let budget = step_budget(&run.config, summary);
                     s.steps_to_solve
                         .push(summary.solved_at_step.unwrap_or(budget) as f64);
                     s.seconds_to_solve
@@ -446,16 +380,20 @@ impl Group {
     }
 }
 
+/// The env steps a run that never solved counts at: the budget its procedure trained to.
+/// `dqn` stops at `train.total_env_steps` (its last vector step may pass it); `tutorial`
+/// ignores that key and runs `train.tutorial.iterations`, so its budget is the steps it
+/// took.
+fn step_budget(config: &Config, summary: &Summary) -> u64 {
+    match config.train.procedure {
+        Procedure::Dqn => config.train.total_env_steps.max(summary.env_steps),
+        Procedure::Tutorial => summary.env_steps,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn natural_order_puts_seed2_before_seed10() {
-        let mut names = vec!["a/seed10", "a/seed2", "b/seed1", "a/seed1"];
-        names.sort_by_key(|n| natural_key(n));
-        assert_eq!(names, ["a/seed1", "a/seed2", "a/seed10", "b/seed1"]);
-    }
 
     #[test]
     fn groups_are_named_by_what_differs() -> Result<()> {

@@ -1,0 +1,38 @@
+//! User values quoted in messages, cut to a readable length: a `--set` or `--grid` argument
+//! can hold a list of millions of entries, and an error quoting it whole would bury the
+//! line that says what is wrong.
+
+use std::borrow::Cow;
+
+/// Characters of a value an error message quotes before cutting it.
+const SHOWN_CHARS: usize = 200;
+
+/// `text` as an error message quotes it: whole up to 200 characters (`SHOWN_CHARS`), else its
+/// start followed by `... (N more characters)`.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => {
+            let more = text[cut..].chars().count();
+            Cow::Owned(format!("{}... ({more} more characters)", &text[..cut]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_are_whole_and_long_ones_cut_on_a_character() {
+        assert_eq!(clip("agent.gamma=0.9"), "agent.gamma=0.9");
+        let exact = "x".repeat(SHOWN_CHARS);
+        assert_eq!(clip(&exact), exact);
+        let long = format!("{}{}", "é".repeat(SHOWN_CHARS), "1,".repeat(1_000_000));
+        let shown = clip(&long);
+        assert_eq!(
+            shown,
+            format!("{}... (2000000 more characters)", "é".repeat(SHOWN_CHARS))
+        );
+    }
+}
