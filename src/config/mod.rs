@@ -1,4 +1,4 @@
-//! Experiment configuration: raw YAML in, one validated, typed [`Config`] out.
+//! Experiment configuration: raw YAML in, one validated, typed [`Config`](crate::config::Config) out.
 //!
 //! As ripgrep turns `LowArgs` into `HiArgs`, loading goes through three stages,
 //! each in its own submodule, and the rest of qnet only ever sees the result:
@@ -8,7 +8,7 @@
 //! 3. `validate`: every value is range-checked.
 //!
 //! `configs/reference.yaml` documents every key with its default; a test keeps
-//! it equal to [`Config::default`].
+//! it equal to [`Config::default`](crate::config::Config::default).
 
 mod clip;
 mod locate;

@@ -1,5 +1,5 @@
-//! CartPole-v1 environments: one env ([`CartPole`]) and N envs stepped together
-//! ([`BatchedCartPole`]), both step-for-step identical to Gymnasium 1.x.
+//! CartPole-v1 environments: one env ([`CartPole`](crate::env::CartPole)) and N envs stepped together
+//! ([`BatchedCartPole`](crate::env::BatchedCartPole)), both step-for-step identical to Gymnasium 1.x.
 
 pub mod batched;
 pub mod cartpole;

@@ -9,13 +9,13 @@
 //! `StratifiedIndependentBootstrap`).
 //!
 //! What is matched, and how (`tests/python/check_rliable.py` recomputes it all with rliable):
-//! - [`iqm`] is `scipy.stats.trim_mean(scores, 0.25)`: `cut = floor(0.25 * n)` runs are dropped
+//! - `iqm` is `scipy.stats.trim_mean(scores, 0.25)`: `cut = floor(0.25 * n)` runs are dropped
 //!   at each end of the sorted scores and the other `n - 2 * cut` are averaged (`n < 4` keeps
 //!   every run).
 //! - [`median`] is `numpy.median` of the runs (the two middle values averaged). rliable's
 //!   `aggregate_median` is the median over *tasks* of per-task means, which for one task is
 //!   the mean, so it is not what is used here.
-//! - [`probability_of_improvement`] is the Mann–Whitney statistic `U / (n m)` that rliable gets
+//! - `probability_of_improvement` is the Mann–Whitney statistic `U / (n m)` that rliable gets
 //!   from `scipy.stats.mannwhitneyu`: a pair with `x > y` counts 1 and a tie counts 1/2.
 //! - A performance profile is the fraction of runs scoring strictly above each `tau`
 //!   (rliable's `np.mean(scores > tau)`); the success rate is the fraction at or above a
@@ -124,13 +124,13 @@ pub struct Estimate {
 /// An aggregate of one group's scores, for [`bootstrap_ci`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Statistic {
-    /// See [`mean`].
+    /// See `mean`.
     Mean,
     /// See [`median`].
     Median,
-    /// See [`iqm`].
+    /// See `iqm`.
     Iqm,
-    /// See [`success_rate`].
+    /// See `success_rate`.
     SuccessRate {
         /// A run succeeds when its score is at least this.
         threshold: f64,
@@ -222,7 +222,7 @@ fn probability_of_improvement(x: &[f64], y: &[f64]) -> Result<f64, StatsError> {
     Ok(MannWhitney::new(x, y).probability())
 }
 
-/// [`probability_of_improvement`] with its interval, `x` and `y` resampled independently.
+/// `probability_of_improvement` with its interval, `x` and `y` resampled independently.
 pub fn probability_of_improvement_ci(
     x: &[f64],
     y: &[f64],
@@ -249,7 +249,7 @@ fn performance_profile(scores: &[f64], taus: &[f64]) -> Result<Vec<f64>, StatsEr
     Ok(profile.fractions(&mut profile.all_once()).collect())
 }
 
-/// [`performance_profile`] with a pointwise bootstrap band; all `tau`s share each resample.
+/// `performance_profile` with a pointwise bootstrap band; all `tau`s share each resample.
 pub fn performance_profile_ci(
     scores: &[f64],
     taus: &[f64],

@@ -1,7 +1,7 @@
 //! Running one job of a sweep in this process, as `qnet train` would, and the worker
 //! process that does that for the jobs its parent sends (libtorch loads once per worker).
 //!
-//! Protocol: the parent writes one JSON [`Request`] per line on the worker's stdin; the worker
+//! Protocol: the parent writes one JSON `Request` per line on the worker's stdin; the worker
 //! answers each with one JSON [`Report`] line on stdout, and exits at the end of its input.
 
 use std::io::{BufRead, Write};
@@ -44,7 +44,7 @@ pub enum JobOutcome {
     Failed(Failure),
 }
 
-/// A worker's answer to a [`Request`].
+/// A worker's answer to a `Request`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// How it went.
@@ -153,7 +153,7 @@ pub(super) const PARENT_PID_ENV: &str = "QNET_SWEEP_PARENT";
 /// `reports`, until the input ends or a stop is requested (`qnet sweep-worker` hands it its
 /// stdin and stdout).
 ///
-/// A worker started by a sweep (with [`PARENT_PID_ENV`] set) receives SIGTERM when the sweep
+/// A worker started by a sweep (with `PARENT_PID_ENV` set) receives SIGTERM when the sweep
 /// ends, however it ends: the run in progress writes its checkpoint and the worker exits, so
 /// a killed sweep leaves no orphan training into its directories.
 pub fn serve(requests: impl BufRead, mut reports: impl Write) -> Result<()> {

@@ -4,7 +4,7 @@
 //! Rows are buffered in memory and written out whole (one `write` per file) at least once a
 //! second, at every evaluation and before every checkpoint, so a SIGKILL loses at most the
 //! last second of rows and never leaves half a row behind. A checkpoint records how many
-//! bytes of each file it has seen ([`RecordPositions`]); resuming cuts both files back to
+//! bytes of each file it has seen (`RecordPositions`); resuming cuts both files back to
 //! that point, so a resumed run's records hold no duplicated and no missing steps.
 
 use std::fs::{self, File};

@@ -74,7 +74,7 @@ fn fixed_keys_that_differ(a: &Config, b: &Config) -> Result<Vec<String>> {
 
 /// Continues the run in the locked directory `run` from its checkpoint (from step 0 if it
 /// has none yet), with its own config.yaml and the `overrides` (`--set` of
-/// [`RESUMABLE_KEYS`], `--device`); `note` receives the line that says what is being resumed;
+/// `RESUMABLE_KEYS`, `--device`); `note` receives the line that says what is being resumed;
 /// `command` is this session's.
 pub fn resume_run(
     run: &LockedRun,
