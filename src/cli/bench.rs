@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{SolveArgs, ThroughputArgs};
 use crate::config::Config;
+use crate::learn::eval::SOLVED_RETURN;
 use crate::many::local::run_here;
 use crate::many::report::Report;
 use crate::many::stats::{self, Bootstrap};
@@ -92,8 +93,9 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         .collect();
     let rates: Vec<f64> = summaries.iter().map(|s| s.env_steps_per_second).collect();
     say!(
-        "final eval solved (100-episode mean >= 475): {solved}/{n}; reached 475 during training: \
-         {reached}/{n}; median solved_at {} env steps, {} s; median {:.0} env steps/s",
+        "final eval solved (100-episode mean >= {SOLVED_RETURN}): {solved}/{n}; reached \
+         {SOLVED_RETURN} during training: {reached}/{n}; median solved_at {} env steps, {} s; \
+         median {:.0} env steps/s",
         stats::median(&steps)
             .ok()
             .map_or("-".into(), |m| format!("{m:.0}")),

@@ -197,7 +197,8 @@ pub struct EvalConfig {
     pub episodes: usize,
     /// Episodes of the final evaluation; >= 1.
     pub final_episodes: usize,
-    /// Stop training at the first periodic evaluation whose mean return is >= 475.
+    /// Stop training at the first periodic evaluation whose mean return reaches the
+    /// environment's threshold (`learn::eval::SOLVED_RETURN`).
     pub stop_when_solved: bool,
 }
 

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 
 use super::cartpole::{euler_step, initial_state, is_terminal, observe, push_right, EnvRng};
 use super::{EnvError, OBS_DIM};
+use crate::platform::rng::{splitmix64, GOLDEN_GAMMA};
 
 /// Seed of env `index` in a batch seeded with `seed`: the `index + 1`-th output of a
 /// SplitMix64 generator started at `seed`.
@@ -18,11 +19,8 @@ use super::{EnvError, OBS_DIM};
 /// SplitMix64's finaliser mixes every input bit into every output bit, so neighbouring
 /// indices (and neighbouring batch seeds) get unrelated env seeds.
 pub fn env_seed(seed: u64, index: usize) -> u64 {
-    const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut z = seed.wrapping_add((index as u64).wrapping_add(1).wrapping_mul(GOLDEN_GAMMA));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    // The generator's state after `index` steps; `splitmix64` takes the next step.
+    splitmix64(seed.wrapping_add((index as u64).wrapping_mul(GOLDEN_GAMMA)))
 }
 
 /// N CartPole-v1 envs as a struct of arrays; [`BatchedCartPole::step`] allocates nothing.

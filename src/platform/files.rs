@@ -223,7 +223,7 @@ mod tests {
         let long = "../".repeat(1000);
         let err = plain_name(&long, "t").expect_err("bad").to_string();
         assert!(
-            err.len() < 400 && err.contains("more bytes"),
+            err.len() < 400 && err.contains("more characters"),
             "{}",
             err.len()
         );

@@ -37,9 +37,13 @@ impl Stream {
     }
 }
 
-/// SplitMix64 finaliser: a bijective mix with good avalanche, so nearby seeds give unrelated streams.
+/// SplitMix64's increment (2^64 over the golden ratio): a generator's state advances by it.
+pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// One SplitMix64 step from state `z`: the state advances by [`GOLDEN_GAMMA`], then a
+/// bijective mix with good avalanche, so nearby seeds give unrelated outputs.
 pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(GOLDEN_GAMMA);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
