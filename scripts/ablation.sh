@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The default experiment's ablation (README "Results"): the default; the default with each of
+# The default experiment's ablation (docs/results.md): the default; the default with each of
 # its learner options switched off (no-n-step, no-lr-decay, no-dueling), with gamma 0.99, with
 # a peak learning rate of 2e-3 (lr-2e-3), with gamma 0.99 and minibatches of 256
 # (before-retune), and configs/cartpole-fast.yaml (previous-default), each trained to its full
 # budget (no early stopping) on seeds 0-19; the default again on seeds 20-39 and 40-59; then
 # qnet report against the default.
 #   ./scripts/ablation.sh [OUT [--set KEY=VALUE ...]]   (default OUT: runs/ablation)
-# The --set overrides apply to every variant (e.g. --set train.total_env_steps=100000). It took
-# 10 min 11 s on a 2-core x86_64 machine (200 runs of 50,000 steps, two at a time on the 2 cores).
-# Run again, it skips the runs already finished.
+# The --set overrides apply to every variant (e.g. --set train.total_env_steps=100000). 200 runs
+# of 50,000 steps, one worker per core. Run again, it skips the runs already finished.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:-runs/ablation}
