@@ -132,7 +132,7 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob("summary.json")):
 PY
   local seed
   for ((seed = 0; seed < seeds; seed++)); do
-    "$py" bench/peers/sb3_zoo.py "$seed" | tee -a "$work/sb3.json"
+    "$py" bench/peers/sb3_zoo.py "$seed" --threads 1 | tee -a "$work/sb3.json"
   done
   row "SB3 DQN, zoo's CartPole-v1 settings, 50,000 env steps (Stable-Baselines3, median of $seeds seeds)" \
     "env steps/s" "$(field "$work/qnet-sb3.json" env_steps_per_s)" "$(field "$work/sb3.json" env_steps_per_s)" higher
