@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fails (exit 1, printing file:line) where README.md, CONTRIBUTING.md or docs/ narrate how qnet
-# was built instead of what it is: a commit hash (7-40 hex digits with a digit and a letter, or
-# digits only after "commit " or in a name like cartpole-at-<hash>.yaml), a
-# `qnet-<hash>` binary, a work "session" (in prose; `run::session` and other code spans are
-# fine), or a path outside the repository: an absolute /work/, /home/ or /root/ path anywhere, a
-# /tmp/ path in prose (example commands in code may use /tmp), or a ../ path that does not land
-# on a file of the repository. CHANGELOG.md and commit messages are where history
-# goes, so they are not checked.
+# was built instead of what it is:
+#   - a commit hash: 7-40 hex digits with a digit and a letter, or digits only after "commit "
+#     or in a name like cartpole-at-<hash>.yaml; a `qnet-<hash>` binary;
+#   - a work "session", in prose (`run::session` and other code spans are fine);
+#   - a path outside the repository: /work/, /home/ or /root/ anywhere; /tmp/ in prose (example
+#     commands in code may use it); a ../ path that does not land on a file of the repository.
+# CHANGELOG.md and commit messages are where history goes; they are not checked.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd -P)
