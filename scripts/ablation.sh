@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The default experiment's ablation (README "Results"): the default; the default with each of
+# The default experiment's ablation (docs/results.md): the default; the default with each of
 # its learner options switched off (no-n-step, no-lr-decay, no-dueling), with gamma 0.99, with
 # a peak learning rate of 2e-3 (lr-2e-3), with gamma 0.99 and minibatches of 256
-# (before-retune), and configs/cartpole-fast.yaml (previous-default), each trained to its full
-# budget (no early stopping) on seeds 0-19; the default again on seeds 20-39 and 40-59; then
-# qnet report against the default.
+# (gamma-0.99-batch-256), and configs/cartpole-fast.yaml (cartpole-fast), each trained to its
+# full budget (no early stopping) on seeds 0-19; the default again on seeds 20-39 and 40-59;
+# then qnet report against the default.
 #   ./scripts/ablation.sh [OUT [--set KEY=VALUE ...]]   (default OUT: runs/ablation)
-# The --set overrides apply to every variant (e.g. --set train.total_env_steps=100000). It took
-# 10 min 11 s on a 2-core x86_64 machine (200 runs of 50,000 steps, two at a time on the 2 cores).
-# Run again, it skips the runs already finished.
+# The --set overrides apply to every variant (e.g. --set train.total_env_steps=100000). 200 runs
+# of 50,000 steps, one worker per core. Run again, it skips the runs already finished.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:-runs/ablation}
@@ -30,9 +29,9 @@ variant no-dueling --set network.dueling=false
 variant no-lr-decay --set optimizer.lr_schedule=constant
 variant gamma-0.99 --set agent.gamma=0.99
 variant lr-2e-3 --set optimizer.lr=2.0e-3
-variant before-retune --set agent.gamma=0.99 --set replay.batch_size=256
+variant gamma-0.99-batch-256 --set agent.gamma=0.99 --set replay.batch_size=256
 # Evaluated as often as the default (its own file says every 500 steps; training is the same).
-config=configs/cartpole-fast.yaml variant previous-default --set eval.every=1000
+config=configs/cartpole-fast.yaml variant cartpole-fast --set eval.every=1000
 seeds=(--first-seed 20)
 variant default-seeds-20-39
 seeds=(--first-seed 40)

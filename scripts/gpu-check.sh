@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA check of issue 5 in one command, on a Linux box with an NVIDIA GPU and PyTorch:
+# The CUDA check in one command, on a Linux box with an NVIDIA GPU and PyTorch:
 #   ./scripts/gpu-check.sh            (builds qnet against that PyTorch's libtorch)
 #   QNET_BIN=path/to/qnet ./scripts/gpu-check.sh   (a binary built elsewhere, see --build-only)
 # It (1) builds qnet against the installed torch (tch 0.24 for torch 2.11, 0.26 for 2.13;
