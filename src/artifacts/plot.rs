@@ -189,8 +189,8 @@ fn moving_average(values: &[f64], window: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Axis labels like "50k" and "1.2M" instead of long digit strings.
-fn format_steps(step: f64) -> String {
+/// Step-axis labels like "50k" and "1.2M" instead of long digit strings (and never "5000.0").
+pub fn format_steps(step: f64) -> String {
     if step >= 1e6 {
         format!("{:.1}M", step / 1e6)
     } else if step >= 1e3 {

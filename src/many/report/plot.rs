@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use super::{Group, Report};
+use crate::artifacts::plot::format_steps;
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::platform::atomic::write_bytes_atomic;
 
@@ -58,6 +59,21 @@ fn iqm_curve(group: &Group, bootstrap: &Bootstrap) -> Result<Vec<(f64, Estimate)
     Ok(points)
 }
 
+/// The returns the performance profile spans: those of the runs, with a margin, so that the
+/// curves fill the panel instead of a corner of 0..500.
+fn profile_range(scores: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = scores
+        .filter(|s| s.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
+            (lo.min(s), hi.max(s))
+        });
+    if lo > hi {
+        return (0.0, 500.0);
+    }
+    let margin = ((hi - lo) * 0.05).max(5.0);
+    (lo - margin, hi + margin)
+}
+
 /// Draws the plot and writes it into `dir`.
 pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
     let bootstrap = Bootstrap {
@@ -70,7 +86,15 @@ pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
         .iter()
         .map(|g| iqm_curve(g, &bootstrap))
         .collect::<Result<Vec<_>>>()?;
-    let taus: Vec<f64> = (0..=100).map(|i| 5.0 * f64::from(i)).collect();
+    let (tau_lo, tau_hi) = profile_range(
+        report
+            .groups
+            .iter()
+            .flat_map(|g| g.scores.final_return.iter().copied()),
+    );
+    let taus: Vec<f64> = (0..=100)
+        .map(|i| tau_lo + (tau_hi - tau_lo) * f64::from(i) / 100.0)
+        .collect();
     let profiles = report
         .groups
         .iter()
@@ -105,6 +129,7 @@ pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
         chart
             .configure_mesh()
             .x_desc("env steps")
+            .x_label_formatter(&|step| format_steps(*step))
             .y_desc("greedy return")
             .bold_line_style(BLACK.mix(0.08))
             .light_line_style(TRANSPARENT)
@@ -150,7 +175,7 @@ pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..500.0, 0.0..1.05)
+            .build_cartesian_2d(tau_lo..tau_hi, 0.0..1.05)
             .context("laying out the profile")?;
         profile_chart
             .configure_mesh()
@@ -185,4 +210,20 @@ pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
         root.present().context("finishing the SVG")?;
     }
     write_bytes_atomic(&dir.join(LEARNING_CURVES), svg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_spans_the_runs_returns() {
+        assert_eq!(
+            profile_range([480.0, 500.0, 490.0].into_iter()),
+            (475.0, 505.0)
+        );
+        assert_eq!(profile_range([100.0, 300.0].into_iter()), (90.0, 310.0));
+        assert_eq!(profile_range([500.0, f64::NAN].into_iter()), (495.0, 505.0));
+        assert_eq!(profile_range(std::iter::empty()), (0.0, 500.0));
+    }
 }
