@@ -2,7 +2,7 @@
 //!
 //! The crate is a few wings, and data flows one way through them:
 //! `config` and `env` and `platform` at the bottom, `learn` and `artifacts` above them, `run`
-//! above those, `many` above `run`, and `cli` on top. `tests/architecture.rs` holds the table
+//! above those, `many` above `run`, and `cli` on top. `tests/suite/architecture.rs` holds the table
 //! of which wing may import which and fails on any import against it.
 
 /// File formats, one per file: TorchScript and safetensors models, TensorBoard events, SVG

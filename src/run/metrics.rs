@@ -17,7 +17,7 @@ pub const METRICS_CSV: &str = "metrics.csv";
 /// File name of the run's summary inside a run directory.
 pub const SUMMARY_JSON: &str = "summary.json";
 
-/// metrics.csv's header; README.md documents each column.
+/// metrics.csv's header; docs/guide.md documents each column.
 pub const CSV_HEADER: &str =
     "kind,env_step,episode,return,length,epsilon,loss,mean_q,eval_mean,eval_std,eval_min,eval_max,wall_seconds";
 

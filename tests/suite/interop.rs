@@ -77,7 +77,7 @@ fn pytorch_reproduces_the_trained_network() {
     }
 }
 
-/// A dueling model trained until it solves opens in PyTorch as the plain module the README
+/// A dueling model trained until it solves opens in PyTorch as the plain module docs/guide.md
 /// shows, reproduces the trainer's Q-values, and plays Gymnasium's own CartPole-v1.
 #[test]
 fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
