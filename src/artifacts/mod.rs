@@ -4,4 +4,5 @@ pub mod export;
 pub mod plot;
 pub mod safetensors;
 pub mod tensorboard;
+pub mod torchscript;
 pub mod video;

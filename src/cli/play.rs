@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 use tch::Device;
 
 use super::{EvalArgs, ModelArgs, RenderArgs};
-use crate::artifacts::export::{load_torchscript, QModel};
 use crate::artifacts::safetensors::load_safetensors;
+use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
 use crate::config::DeviceSpec;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};

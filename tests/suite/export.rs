@@ -8,10 +8,10 @@ use std::process::Command;
 use crate::common::python;
 
 use qnet::artifacts::export::{
-    load_torchscript, read_torchscript_extra, read_torchscript_metadata, save_model_files,
-    save_torchscript, torchscript_extra_files, MODEL_PT, MODEL_SAFETENSORS,
-    TORCHSCRIPT_METADATA_FILE,
+    read_torchscript_extra, read_torchscript_metadata, save_model_files, save_torchscript,
+    torchscript_extra_files, MODEL_PT, MODEL_SAFETENSORS, TORCHSCRIPT_METADATA_FILE,
 };
+use qnet::artifacts::torchscript::load_torchscript;
 use qnet::config::{Activation, Implementation, Init, NetworkConfig};
 use qnet::learn::qfunction::{self, NetworkSpec, QFunction};
 use tch::{Device, Kind, Tensor};
