@@ -20,13 +20,24 @@ const MAX_WIDTH: usize = 65_536;
 const MAX_EPISODE_STEPS: u32 = 100_000;
 /// Upper bound of `agent.n_step`: longer windows only delay learning.
 const MAX_N_STEP: usize = 100;
-/// Upper bound of evaluation batches: every episode of an evaluation runs at once.
+/// Upper bound of a training run's evaluations, which it repeats: far beyond what a mean needs.
 const MAX_EVAL_EPISODES: usize = 100_000;
 
 /// Checks every value of `config`; the first violation found is returned.
 pub(super) fn check(config: &Config) -> Result<(), Invalid> {
     check_experiment(&config.experiment)?;
+    check_env(config)?;
+    check_network(config)?;
+    check_agent(config)?;
+    check_optimizer(config)?;
+    check_replay(config)?;
+    check_exploration(config)?;
+    check_train(config)?;
+    check_eval(config)
+}
 
+/// The environment: its id and the sizes of its episodes and batches.
+fn check_env(config: &Config) -> Result<(), Invalid> {
     let env = &config.env;
     if env.id != CARTPOLE {
         return Err(invalid(
@@ -50,7 +61,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         env.n_envs,
         &format!("in [1, {MAX_WIDTH}]"),
     )?;
+    Ok(())
+}
 
+/// The Q-network's hidden layers.
+fn check_network(config: &Config) -> Result<(), Invalid> {
     let hidden = &config.network.hidden;
     if hidden.is_empty() {
         return Err(invalid(
@@ -66,7 +81,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             return Err(invalid("network.hidden", message));
         }
     }
+    Ok(())
+}
 
+/// The TD update: discount, target updates, n-step returns.
+fn check_agent(config: &Config) -> Result<(), Invalid> {
     let agent = &config.agent;
     require(
         (0.0..=1.0).contains(&agent.gamma),
@@ -86,7 +105,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         agent.n_step,
         &format!("in [1, {MAX_N_STEP}]"),
     )?;
+    Ok(())
+}
 
+/// Adam, its learning-rate schedule, the loss and gradient clipping.
+fn check_optimizer(config: &Config) -> Result<(), Invalid> {
     let optimizer = &config.optimizer;
     require(
         is_positive(optimizer.lr),
@@ -134,7 +157,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             "> 0 and finite, or null for no clipping",
         )?;
     }
+    Ok(())
+}
 
+/// The replay buffer and prioritized replay.
+fn check_replay(config: &Config) -> Result<(), Invalid> {
     let replay = &config.replay;
     require(
         replay.capacity >= 1,
@@ -185,7 +212,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             "> 0 (and finite)",
         )?;
     }
+    Ok(())
+}
 
+/// Epsilon-greedy exploration.
+fn check_exploration(config: &Config) -> Result<(), Invalid> {
     let exploration = &config.exploration;
     require(
         (0.0..=1.0).contains(&exploration.start),
@@ -208,7 +239,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
             ">= 1 when exploration.schedule is linear",
         )?;
     }
+    Ok(())
+}
 
+/// The training budget and procedure.
+fn check_train(config: &Config) -> Result<(), Invalid> {
     let train = &config.train;
     require(
         train.total_env_steps >= 1,
@@ -241,7 +276,11 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         tutorial.min_memory,
         ">= 1",
     )?;
+    Ok(())
+}
 
+/// Evaluations and checkpoints.
+fn check_eval(config: &Config) -> Result<(), Invalid> {
     let eval = &config.eval;
     require(
         (1..=MAX_EVAL_EPISODES).contains(&eval.episodes),
@@ -262,7 +301,8 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
         "checkpoint.every_seconds",
         seconds,
         ">= 0 and finite (0 = no checkpoints by time)",
-    )
+    )?;
+    Ok(())
 }
 
 /// The name becomes a directory under `runs/`, so it must be one plain path segment.
