@@ -23,10 +23,9 @@ impl Trainer<'_> {
             self.collect_step(&mut obs, &mut actions, Sink::Replay, epsilon)?;
 
             // Target network: refreshed on env-step boundaries, as SB3 and CleanRL do.
-            let every = self.cfg.agent.target_update_every;
-            if every > 0 && self.state.env_steps >= self.state.next_target_at {
+            let (step, every) = (self.state.env_steps, self.cfg.agent.target_update_every);
+            if self.state.next_target_at.fire(step, every) {
                 self.learner.update_target();
-                self.state.next_target_at = (self.state.env_steps / every + 1) * every;
             }
 
             // Learn: gradient_steps minibatch updates every train_freq vector steps.

@@ -100,12 +100,8 @@ impl Checkpointed for BestModel {
 impl Trainer<'_> {
     /// A periodic evaluation is due (and the schedule moves on to the next one).
     pub(super) fn evaluation_due(&mut self) -> bool {
-        let every = self.cfg.eval.every;
-        if every == 0 || self.state.env_steps < self.state.next_eval_at {
-            return false;
-        }
-        self.state.next_eval_at = (self.state.env_steps / every + 1) * every;
-        true
+        let (step, every) = (self.state.env_steps, self.cfg.eval.every);
+        self.state.next_eval_at.fire(step, every)
     }
 
     /// Runs a periodic evaluation, records it, keeps the model if it is the best so far;

@@ -6,6 +6,7 @@
 //! [`LoopState`] or in the learner and replay buffer, which is what a checkpoint saves;
 //! records stream to disk as they are produced ([`Records`]).
 
+mod cadence;
 mod divergence;
 mod dqn;
 mod evaluate;
@@ -341,11 +342,8 @@ impl<'a> Trainer<'a> {
 
     /// A checkpoint is due by env steps (`checkpoint.every`) or by time (`every_seconds`).
     fn checkpoint_due(&mut self) -> bool {
-        let every = self.cfg.checkpoint.every;
-        let by_steps = every > 0 && self.state.env_steps >= self.state.next_checkpoint_at;
-        if by_steps {
-            self.state.next_checkpoint_at = (self.state.env_steps / every + 1) * every;
-        }
+        let (step, every) = (self.state.env_steps, self.cfg.checkpoint.every);
+        let by_steps = self.state.next_checkpoint_at.fire(step, every);
         let seconds = self.cfg.checkpoint.every_seconds;
         let by_time = seconds > 0.0 && self.last_checkpoint.elapsed().as_secs_f64() >= seconds;
         by_steps || by_time

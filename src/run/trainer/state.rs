@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
+use super::cadence::Cadence;
 use super::Trainer;
 use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
@@ -36,12 +37,12 @@ pub struct LoopState {
     pub episodes: u64,
     /// Tutorial iterations completed.
     pub tutorial_iterations: u64,
-    /// Env step at or after which the next periodic evaluation runs.
-    pub next_eval_at: u64,
-    /// Env step at or after which the next checkpoint is written.
-    pub next_checkpoint_at: u64,
-    /// Env step at or after which the target network is next updated.
-    pub next_target_at: u64,
+    /// When the next periodic evaluation runs.
+    pub next_eval_at: Cadence,
+    /// When the next checkpoint is written.
+    pub next_checkpoint_at: Cadence,
+    /// When the target network is next updated.
+    pub next_target_at: Cadence,
     /// Epsilon-greedy draws.
     pub explore_rng: Pcg64,
     /// Replay minibatch indices.
@@ -84,9 +85,9 @@ impl LoopState {
             gradient_updates: 0,
             episodes: 0,
             tutorial_iterations: 0,
-            next_eval_at: cfg.eval.every,
-            next_checkpoint_at: cfg.checkpoint.every,
-            next_target_at: cfg.agent.target_update_every,
+            next_eval_at: Cadence::starting(cfg.eval.every),
+            next_checkpoint_at: Cadence::starting(cfg.checkpoint.every),
+            next_target_at: Cadence::starting(cfg.agent.target_update_every),
             explore_rng: stream_rng(cfg.seed, Stream::Explore),
             replay_rng: stream_rng(cfg.seed, Stream::Replay),
             envs,
@@ -205,20 +206,12 @@ impl Trainer<'_> {
             Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
         let state = &mut self.state;
         if saved.eval.every != self.cfg.eval.every {
-            state.next_eval_at = next_multiple(state.env_steps, self.cfg.eval.every);
+            state.next_eval_at = Cadence::after(state.env_steps, self.cfg.eval.every);
         }
         if saved.checkpoint.every != self.cfg.checkpoint.every {
-            state.next_checkpoint_at = next_multiple(state.env_steps, self.cfg.checkpoint.every);
+            state.next_checkpoint_at = Cadence::after(state.env_steps, self.cfg.checkpoint.every);
         }
         self.checkpointed_at = Some(state.env_steps);
         self.write_best_model()
-    }
-}
-
-/// The first multiple of `every` above `step` (`every` itself when it is 0: never reached).
-fn next_multiple(step: u64, every: u64) -> u64 {
-    match every {
-        0 => 0,
-        every => (step / every + 1) * every,
     }
 }
