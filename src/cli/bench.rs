@@ -92,6 +92,21 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         .filter_map(|s| s.solved_at_seconds)
         .collect();
     let rates: Vec<f64> = summaries.iter().map(|s| s.env_steps_per_second).collect();
+    let confirmed: Vec<(f64, f64)> = summaries
+        .iter()
+        .filter_map(|s| Some((s.confirmed_at_step? as f64, s.confirmed_at_seconds?)))
+        .collect();
+    if !confirmed.is_empty() {
+        let (steps, seconds): (Vec<f64>, Vec<f64>) = confirmed.iter().copied().unzip();
+        say!(
+            "confirmed solved (eval.stop_when_solved): {}/{}; median confirmed_at {:.0} env \
+             steps, {:.2} s",
+            confirmed.len(),
+            sweep.jobs.len(),
+            stats::median(&steps).unwrap_or(f64::NAN),
+            stats::median(&seconds).unwrap_or(f64::NAN),
+        );
+    }
     say!(
         "final eval solved (100-episode mean >= {SOLVED_RETURN}): {solved}/{n}; reached \
          {SOLVED_RETURN} during training: {reached}/{n}; median solved_at {} env steps, {} s; \

@@ -147,7 +147,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let mut progress = EvalProgress::choose(args.episodes);
     let result = evaluate_in_batches(
         &policy,
-        args.episodes,
+        0..args.episodes,
         final_eval_seed(args.seed),
         500,
         &mut |done| progress.update(done),

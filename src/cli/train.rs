@@ -73,10 +73,13 @@ fn report(outcome: Outcome, dir: &Path) -> Result<i32> {
 
 /// The one line a run ends with.
 pub(super) fn summary_line(s: &Summary) -> String {
-    let solved = match (s.solved_at_step, s.solved_at_seconds) {
+    let mut solved = match (s.solved_at_step, s.solved_at_seconds) {
         (Some(step), Some(seconds)) => format!("first solved at step {step} ({seconds:.2} s)"),
         _ => "never solved during training".to_owned(),
     };
+    if let (Some(step), Some(seconds)) = (s.confirmed_at_step, s.confirmed_at_seconds) {
+        solved.push_str(&format!(", confirmed at step {step} ({seconds:.2} s)"));
+    }
     let final_eval = match (s.final_eval_mean, s.final_eval_std, s.final_eval_episodes) {
         (Some(mean), Some(std), Some(episodes)) => format!(
             "final eval {mean:.1} ± {std:.1} over {episodes} episodes ({})",

@@ -77,6 +77,12 @@ pub fn final_eval_seed(seed: u64) -> u64 {
     stream_seed(seed, Stream::FinalEvalEnvs)
 }
 
+/// The env seed of the evaluations that confirm a solved one, for a run seed: each
+/// confirmation plays the next block of this stream's envs, so none repeats another.
+pub fn confirm_eval_seed(seed: u64) -> u64 {
+    stream_seed(seed, Stream::ConfirmEvalEnvs)
+}
+
 /// The env seed of periodic evaluations for a run seed (every evaluation of a run sees
 /// the same initial states, so their results compare).
 pub fn periodic_eval_seed(seed: u64) -> u64 {
@@ -97,26 +103,33 @@ pub fn evaluate(
     env_seed: u64,
     max_episode_steps: u32,
 ) -> Result<EvalResult> {
-    evaluate_in_batches(policy, episodes, env_seed, max_episode_steps, &mut |_| {})
+    evaluate_in_batches(
+        policy,
+        0..episodes,
+        env_seed,
+        max_episode_steps,
+        &mut |_| {},
+    )
 }
 
-/// Plays `episodes` greedy episodes, [`EPISODES_PER_BATCH`] at a time, env `i` seeded from
-/// `env_seed`, and scores the first episode of each; `done` hears how many are scored after
-/// each batch. At most [`MAX_EPISODES`].
+/// Plays one greedy episode on each env of `envs` (env `i` seeded from `env_seed`, as
+/// [`BatchedCartPole::of_envs`] seeds it), [`EPISODES_PER_BATCH`] at a time, and scores them;
+/// `done` hears how many are scored after each batch. At most [`MAX_EPISODES`].
 pub fn evaluate_in_batches(
     policy: &dyn Policy,
-    episodes: usize,
+    envs: std::ops::Range<usize>,
     env_seed: u64,
     max_episode_steps: u32,
     done: &mut dyn FnMut(usize),
 ) -> Result<EvalResult> {
+    let episodes = envs.len();
     if episodes > MAX_EPISODES {
         bail!("{episodes} evaluation episodes are more than the {MAX_EPISODES} qnet plays at once");
     }
     let mut returns = Vec::with_capacity(episodes);
-    let mut start = 0;
-    while start < episodes {
-        let end = episodes.min(start + EPISODES_PER_BATCH);
+    let mut start = envs.start;
+    while start < envs.end {
+        let end = envs.end.min(start + EPISODES_PER_BATCH);
         let envs = BatchedCartPole::of_envs(start..end, env_seed, max_episode_steps);
         returns.extend(play_batch(policy, envs)?);
         done(returns.len());
@@ -199,7 +212,7 @@ mod tests {
     fn batches_score_the_same_episodes_as_one_batch_would() -> Result<()> {
         let episodes = EPISODES_PER_BATCH + 3;
         let mut seen = Vec::new();
-        let batched = evaluate_in_batches(&Left, episodes, 7, 500, &mut |done| seen.push(done))?;
+        let batched = evaluate_in_batches(&Left, 0..episodes, 7, 500, &mut |done| seen.push(done))?;
         assert_eq!(seen, [EPISODES_PER_BATCH, episodes]);
         let whole = play_batch(&Left, BatchedCartPole::new(episodes, 7, 500))?;
         assert_eq!(batched, EvalResult::from_returns(&whole));

@@ -22,6 +22,8 @@ pub enum Stream {
     EvalEnvs,
     /// Resets of the final evaluation envs.
     FinalEvalEnvs,
+    /// Resets of the evaluations that confirm a solved one (`eval.stop_when_solved`).
+    ConfirmEvalEnvs,
 }
 
 impl Stream {
@@ -33,6 +35,7 @@ impl Stream {
             Stream::TrainEnvs => 0x04,
             Stream::EvalEnvs => 0x05,
             Stream::FinalEvalEnvs => 0x06,
+            Stream::ConfirmEvalEnvs => 0x07,
         }
     }
 }

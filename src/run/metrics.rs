@@ -256,6 +256,13 @@ pub struct Summary {
     pub solved_at_step: Option<u64>,
     /// Training seconds at that evaluation.
     pub solved_at_seconds: Option<f64>,
+    /// Env step at which a confirmation on fresh episodes agreed, and training stopped
+    /// (`eval.stop_when_solved`).
+    #[serde(default)]
+    pub confirmed_at_step: Option<u64>,
+    /// Training seconds at that confirmation.
+    #[serde(default)]
+    pub confirmed_at_seconds: Option<f64>,
     /// Highest mean of a periodic evaluation (the one `model_best.*` holds).
     pub best_eval_mean: Option<f64>,
     /// Env step of that evaluation.

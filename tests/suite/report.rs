@@ -41,6 +41,8 @@ fn fake_run(dir: &Path, lr: f64, seed: u64, final_return: f64) {
         final_eval_solved: Some(final_return >= 475.0),
         solved_at_step: solved,
         solved_at_seconds: solved.map(|s| s as f64 / 8000.0),
+        confirmed_at_step: None,
+        confirmed_at_seconds: None,
         best_eval_mean: Some(final_return.max(480.0)),
         best_eval_step: Some(20_000),
         diverged_at_step: None,

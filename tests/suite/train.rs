@@ -328,3 +328,38 @@ fn eval_and_render_can_pick_the_best_model() {
     let output = run(qnet().args(["eval", "--best", "--checkpoint"]).arg(&none));
     assert_clean_error(&output, &["model_best.safetensors", "eval.every"]);
 }
+
+/// With `eval.stop_when_solved`, a solved evaluation stops training only when a confirmation
+/// on fresh episodes agrees: the run stops at the confirmation, which summary.json and the
+/// closing line name beside the first solved evaluation.
+#[test]
+fn a_solved_evaluation_stops_training_only_once_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut confirmed_later = 0;
+    // Seeds whose first solved evaluation is not confirmed with this build's kernels; the
+    // invariants below hold for any seed.
+    for seed in [4, 5] {
+        let out = dir.path().join(format!("seed{seed}"));
+        let output = run(train_command(&out, &["device=cpu"]).args(["--seed", &seed.to_string()]));
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        let summary = summary(&out);
+        let steps = summary["env_steps"].as_u64().expect("env_steps");
+        let solved = summary["solved_at_step"]
+            .as_u64()
+            .expect("solved during training");
+        let confirmed = summary["confirmed_at_step"].as_u64().expect("confirmed");
+        assert!(solved <= confirmed && confirmed == steps, "{summary}");
+        assert!(
+            stdout.contains(&format!("confirmed at step {confirmed}")),
+            "{stdout}"
+        );
+        if confirmed > solved {
+            confirmed_later += 1;
+        }
+    }
+    assert!(
+        confirmed_later > 0,
+        "every first solve was confirmed: the test shows nothing"
+    );
+}

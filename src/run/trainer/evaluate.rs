@@ -138,6 +138,40 @@ impl Trainer<'_> {
         Ok(solved)
     }
 
+    /// Plays a confirmation of a solved periodic evaluation: as many episodes as the final
+    /// evaluation, on envs no evaluation has played; returns whether it is solved too (and
+    /// then records the step). A solved evaluation of a few episodes can be luck: stopping on
+    /// it alone leaves runs whose final evaluation falls short.
+    pub(super) fn confirm_solved(&mut self) -> Result<bool> {
+        let n = self.cfg.eval.final_episodes;
+        let first = self.state.confirmations.saturating_mul(n);
+        let result = eval::evaluate_in_batches(
+            &GreedyPolicy(&self.learner),
+            first..first.saturating_add(n),
+            eval::confirm_eval_seed(self.cfg.seed),
+            self.cfg.env.max_episode_steps,
+            &mut |_| {},
+        )?;
+        self.state.confirmations += 1;
+        let confirmed = result.solved();
+        self.progress.line(&format!(
+            "step {}: solved; confirmation over {} fresh episodes: mean {:.1} ({})",
+            self.state.env_steps,
+            result.episodes,
+            result.mean,
+            if confirmed {
+                "confirmed, stopping"
+            } else {
+                "not confirmed, training on"
+            }
+        ));
+        if confirmed {
+            self.state.confirmed_at_step = Some(self.state.env_steps);
+            self.state.confirmed_at_seconds = Some(self.seconds());
+        }
+        Ok(confirmed)
+    }
+
     /// Writes `model_best.*` from [`Trainer::best`], or removes them when there is none yet
     /// (a fresh start, or a checkpoint from before the first evaluation).
     pub(super) fn write_best_model(&self) -> Result<()> {
@@ -197,6 +231,8 @@ impl Trainer<'_> {
             final_eval_solved: result.map(EvalResult::solved),
             solved_at_step: self.state.solved_at_step,
             solved_at_seconds: self.state.solved_at_seconds,
+            confirmed_at_step: self.state.confirmed_at_step,
+            confirmed_at_seconds: self.state.confirmed_at_seconds,
             best_eval_mean: self.best.best.as_ref().map(|best| best.mean),
             best_eval_step: self.best.best.as_ref().map(|best| best.step),
             diverged_at_step: divergence.map(|d| d.env_step),

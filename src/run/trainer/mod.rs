@@ -325,7 +325,10 @@ impl<'a> Trainer<'a> {
             if !self.parameters_finite() {
                 return Ok(Some(Stop::Diverged));
             }
-            if self.evaluate_periodic()? && self.cfg.eval.stop_when_solved {
+            if self.evaluate_periodic()?
+                && self.cfg.eval.stop_when_solved
+                && self.confirm_solved()?
+            {
                 return Ok(Some(Stop::Solved));
             }
         }

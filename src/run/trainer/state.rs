@@ -61,6 +61,15 @@ pub struct LoopState {
     pub solved_at_step: Option<u64>,
     /// Training seconds at that evaluation.
     pub solved_at_seconds: Option<f64>,
+    /// Confirmation evaluations run so far (each plays fresh envs).
+    #[serde(default)]
+    pub confirmations: usize,
+    /// Env step at which a confirmation evaluation agreed that the task is solved.
+    #[serde(default)]
+    pub confirmed_at_step: Option<u64>,
+    /// Training seconds at that confirmation.
+    #[serde(default)]
+    pub confirmed_at_seconds: Option<f64>,
     /// Training seconds so far, over all sessions.
     pub train_seconds: f64,
     /// Training stopped at a solved evaluation (`eval.stop_when_solved`).
@@ -97,6 +106,9 @@ impl LoopState {
             last_eval: None,
             solved_at_step: None,
             solved_at_seconds: None,
+            confirmations: 0,
+            confirmed_at_step: None,
+            confirmed_at_seconds: None,
             train_seconds: 0.0,
             stopped_solved: false,
             nstep: NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n),
