@@ -47,6 +47,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         max_runs: args.seeds.max_runs,
     };
     let (sweep, configs) = Sweep::expand(&spec, &out)?;
+    let _lock = sweep.lock(&crate::run::provenance::this_command())?;
     sweep.write(&configs)?;
     say!(
         "bench solve: {} over seeds {}..{} into {}",

@@ -162,8 +162,8 @@ struct RenderArgs {
     /// Seed of the episode's initial state.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Time limit of the episode.
-    #[arg(long, default_value_t = 500)]
+    /// Time limit of the episode (1..=100000: every frame is kept until the GIF is written).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_steps: u32,
 }
 

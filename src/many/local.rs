@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use super::sweep::{Job, RunState, Sweep};
 use super::tally::Tally;
 use super::worker::{fail, JobOutcome, Report, Request, PARENT_PID_ENV};
-use crate::platform::files::open_for_append;
+use crate::platform::files::{child_dir, open_for_append};
 use crate::run::progress::SweepProgress;
 use crate::run::session::stop_flag;
 
@@ -107,7 +107,7 @@ pub(super) fn run(
     on_report: &mut dyn FnMut(&Job, &Report) -> Result<()>,
 ) -> Result<()> {
     let logs = sweep.out.join("logs");
-    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    child_dir(&sweep.out, &logs).with_context(|| format!("creating {}", logs.display()))?;
     let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
     let stopping = Arc::new(AtomicBool::new(false));
     let pids = Arc::new(Mutex::new(Vec::new()));

@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::many::sweep::{Failure, Job, RunState};
+use crate::platform::files::child_dir;
 use crate::platform::parent::terminate_with_parent;
 use crate::run::preflight::Placement;
 use crate::run::run_dir::LockedRun;
@@ -82,8 +83,10 @@ pub fn execute(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Report {
     }
 }
 
+/// Creates (through no link) and locks the run directory `OUT/<setting>/seed<N>` of `job`.
 fn lock(job: &Job) -> Result<LockedRun> {
-    std::fs::create_dir_all(&job.dir)
+    let out = job.dir.ancestors().nth(2).unwrap_or(&job.dir);
+    child_dir(out, &job.dir)
         .with_context(|| format!("creating the run directory {}", job.dir.display()))?;
     LockedRun::lock(&job.dir, &job.command())
 }
@@ -111,6 +114,16 @@ fn attempt(
     let outcome = match state {
         RunState::Finished(_) => return Ok((JobOutcome::AlreadyFinished, None)),
         RunState::Failed(_) if !retry_failed => return Ok((JobOutcome::SkippedFailed, None)),
+        // New, or failed before its config.yaml was written (a preflight check, say).
+        RunState::New | RunState::Failed(_) if !job.dir.join("config.yaml").exists() => {
+            Failure::clear(&job.dir)?;
+            let cfg = job.load_config()?;
+            let placement = Placement::of(&cfg)?;
+            (
+                start_run(cfg, placement, run, true, stop, job.command())?,
+                true,
+            )
+        }
         RunState::Failed(_) | RunState::Unfinished => {
             Failure::clear(&job.dir)?;
             let fresh = !job
@@ -127,14 +140,10 @@ fn attempt(
                 Err(err) => return Err(err),
             }
         }
-        RunState::New => {
-            let cfg = job.load_config()?;
-            let placement = Placement::of(&cfg)?;
-            (
-                start_run(cfg, placement, run, true, stop, job.command())?,
-                true,
-            )
-        }
+        RunState::New => bail!(
+            "{} holds a config.yaml but no run state; remove it or the directory",
+            job.dir.display()
+        ),
     };
     Ok(match outcome {
         (Outcome::Finished(summary), fresh) => {

@@ -81,6 +81,32 @@ fn open_checked(path: &Path, options: &mut OpenOptions) -> Result<File> {
     Ok(file)
 }
 
+/// Creates the directory `child` of `parent` (a directory qnet already checked) if it is not
+/// there; an existing `child` must be a real directory, not a link to one elsewhere, so that
+/// nothing written under it can land outside `parent`.
+pub fn child_dir(parent: &Path, child: &Path) -> Result<()> {
+    debug_assert!(child.starts_with(parent));
+    let mut dir = parent.to_path_buf();
+    for part in child.strip_prefix(parent).unwrap_or(child).components() {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            Ok(meta) => bail!(
+                "{} is {}, not a directory; qnet only writes into real directories",
+                dir.display(),
+                describe(meta.file_type())
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot inspect {}", dir.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fails unless `path` is absent or a regular file (not a link, FIFO, socket, device or
 /// directory): what a rename may replace.
 pub fn check_replaceable(path: &Path) -> Result<()> {

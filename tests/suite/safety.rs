@@ -22,7 +22,7 @@ fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 
 /// The PID a directory's lock file records, once its holder has written it.
 fn holder(dir: &Path) -> u32 {
-    let lock = dir.join(".qnet.lock");
+    let lock = dir.join(qnet::platform::lock::LOCK_FILE);
     wait_for(Duration::from_secs(120), "a lock holder", || {
         fs::read_to_string(&lock).is_ok_and(|t| t.lines().count() >= 2)
     });
@@ -109,7 +109,7 @@ fn a_killed_sweep_leaves_no_orphans_and_a_rerun_finishes_it() {
         command.arg("sweep").arg("--out").arg(&out);
         for set in [
             "device=cpu",
-            "train.total_env_steps=20000",
+            "train.total_env_steps=200000",
             "replay.learning_starts=500",
             "eval.every=0",
             "eval.final_episodes=5",
@@ -147,6 +147,10 @@ fn a_killed_sweep_leaves_no_orphans_and_a_rerun_finishes_it() {
             "the orphaned worker to end",
             || !alive(worker),
         );
+    }
+    // Stopped mid-run, not finished.
+    for run_dir in &runs {
+        assert!(!run_dir.join("summary.json").exists());
     }
     let output = run(&mut sweep(&[]));
     let (stdout, stderr) = text(&output);
@@ -390,4 +394,24 @@ fn retrying_a_failed_run_that_had_finished_counts_it_finished() {
         "{stdout}"
     );
     assert!(!out.join("base/seed0/failure.json").exists());
+}
+
+/// A sweep directory from someone else whose setting directory links elsewhere: nothing is
+/// written through the link.
+#[test]
+fn a_sweep_never_writes_through_a_linked_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sweep");
+    let victim = dir.path().join("victim");
+    fs::create_dir_all(&out).expect("mkdir");
+    fs::create_dir_all(&victim).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, out.join("base")).expect("symlink");
+    let mut command = qnet();
+    command.arg("sweep").arg("--out").arg(&out);
+    for set in SHORT {
+        command.args(["--set", set]);
+    }
+    let output = run(command.args(["--seeds", "1"]));
+    assert_clean_error(&output, &["not a directory", "base"]);
+    assert_eq!(fs::read_dir(&victim).expect("victim").count(), 0);
 }

@@ -336,11 +336,12 @@ fn eval_and_render_can_pick_the_best_model() {
 fn a_solved_evaluation_stops_training_only_once_confirmed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut confirmed_later = 0;
-    // Seeds whose first solved evaluation is not confirmed with this build's kernels; the
-    // invariants below hold for any seed.
-    for seed in [4, 5] {
+    // One-episode evaluations: a lucky 500 solves one, and the 100-episode confirmation tells
+    // luck from learning; the invariants below hold for any seed.
+    for seed in 0..4 {
         let out = dir.path().join(format!("seed{seed}"));
-        let output = run(train_command(&out, &["device=cpu"]).args(["--seed", &seed.to_string()]));
+        let output = run(train_command(&out, &["device=cpu", "eval.episodes=1"])
+            .args(["--seed", &seed.to_string()]));
         let (stdout, stderr) = text(&output);
         assert!(output.status.success(), "{stdout}\n{stderr}");
         let summary = summary(&out);

@@ -144,7 +144,7 @@ impl Trainer<'_> {
     /// it alone leaves runs whose final evaluation falls short.
     pub(super) fn confirm_solved(&mut self) -> Result<bool> {
         let n = self.cfg.eval.final_episodes;
-        let first = self.state.confirmations.saturating_mul(n);
+        let first = self.state.confirm_next_env;
         let result = eval::evaluate_in_batches(
             &GreedyPolicy(&self.learner),
             first..first.saturating_add(n),
@@ -152,7 +152,7 @@ impl Trainer<'_> {
             self.cfg.env.max_episode_steps,
             &mut |_| {},
         )?;
-        self.state.confirmations += 1;
+        self.state.confirm_next_env = first.saturating_add(n);
         let confirmed = result.solved();
         self.progress.line(&format!(
             "step {}: solved; confirmation over {} fresh episodes: mean {:.1} ({})",

@@ -61,9 +61,10 @@ pub struct LoopState {
     pub solved_at_step: Option<u64>,
     /// Training seconds at that evaluation.
     pub solved_at_seconds: Option<f64>,
-    /// Confirmation evaluations run so far (each plays fresh envs).
+    /// The first env of the confirmation stream no confirmation has played yet (each plays
+    /// fresh envs, however `eval.final_episodes` changes on resume).
     #[serde(default)]
-    pub confirmations: usize,
+    pub confirm_next_env: usize,
     /// Env step at which a confirmation evaluation agreed that the task is solved.
     #[serde(default)]
     pub confirmed_at_step: Option<u64>,
@@ -106,7 +107,7 @@ impl LoopState {
             last_eval: None,
             solved_at_step: None,
             solved_at_seconds: None,
-            confirmations: 0,
+            confirm_next_env: 0,
             confirmed_at_step: None,
             confirmed_at_seconds: None,
             train_seconds: 0.0,
