@@ -203,6 +203,8 @@ impl Sweep {
     /// Writes each setting's config.yaml, jobs.txt and sweep.json. A setting directory
     /// that already holds a different config is refused: its runs would no longer match.
     pub fn write(&self, configs: &[Config]) -> Result<()> {
+        fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating the sweep directory {}", self.out.display()))?;
         for (setting, config) in self.settings.iter().zip(configs) {
             let dir = self.out.join(&setting.name);
             child_dir(&self.out, &dir)
