@@ -64,7 +64,7 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         plural(args.seeds.seeds as usize),
         sweep.jobs.len(),
         sweep.out.display(),
-        disk::human(bytes),
+        crate::run::preflight::human(bytes),
         sweep.out.join(crate::many::sweep::JOBS_TXT).display()
     );
     if let Some(options) = array {

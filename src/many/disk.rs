@@ -70,18 +70,6 @@ pub fn run_bytes(cfg: &Config) -> u64 {
     .fold(0, u64::saturating_add)
 }
 
-/// `bytes` in human units (KiB, MiB, ...).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +97,5 @@ mod tests {
             "{}",
             run_bytes(&tutorial)
         );
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(u64::MAX), "16.0 EiB");
     }
 }

@@ -22,6 +22,7 @@ use crate::platform::atomic::{remove_if_exists, write_bytes_atomic};
 use crate::platform::files::{child_dir, plain_name, remove_stale_temp_files};
 use crate::platform::lock::DirLock;
 use crate::run::metrics::{RunStatus, Summary};
+use crate::run::preflight::human;
 
 /// File name of the expansion inside a sweep directory.
 pub const SWEEP_JSON: &str = "sweep.json";
@@ -280,9 +281,7 @@ impl Sweep {
     pub fn lock(&self, command: &str) -> Result<DirLock> {
         fs::create_dir_all(&self.out)
             .with_context(|| format!("creating the sweep directory {}", self.out.display()))?;
-        let lock = DirLock::acquire(&self.out, command)?;
-        remove_stale_temp_files(&self.out)?;
-        Ok(lock)
+        DirLock::acquire_and_clean(&self.out, command)
     }
 }
 
@@ -310,8 +309,8 @@ fn check_size(spec: &SweepSpec) -> Result<()> {
         plural(settings),
         plural(seeds),
         spec.max_runs,
-        disk::human(per_run.saturating_mul(runs)),
-        disk::human(per_run)
+        human(per_run.saturating_mul(runs)),
+        human(per_run)
     );
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::platform::files::open_for_write;
+use crate::platform::files::{open_for_write, remove_stale_temp_files};
 
 /// Name of the lock file inside a locked directory.
 pub const LOCK_FILE: &str = ".qnet.lock";
@@ -67,6 +67,14 @@ impl DirLock {
             dir: dir.to_path_buf(),
             _file: file,
         })
+    }
+
+    /// [`DirLock::acquire`], then removes the temporary files an interrupted write left in
+    /// `dir` (safe now: no other qnet process writes there).
+    pub fn acquire_and_clean(dir: &Path, command: &str) -> Result<Self> {
+        let lock = Self::acquire(dir, command)?;
+        remove_stale_temp_files(dir)?;
+        Ok(lock)
     }
 
     /// The locked directory.

@@ -41,9 +41,9 @@ pub struct Estimate {
     parts: Vec<Part>,
 }
 
-/// `bytes` in human units.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+/// `bytes` in human units (KiB, MiB, ...).
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit + 1 < UNITS.len() {
@@ -294,6 +294,12 @@ fn host_available() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(u64::MAX), "16.0 EiB");
+    }
 
     fn config(edit: impl FnOnce(&mut Config)) -> Config {
         let mut cfg = Config::default();

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 
-use crate::platform::files::remove_stale_temp_files;
 use crate::platform::lock::DirLock;
 use crate::run::checkpoint::training::FILE_NAME;
 
@@ -21,9 +20,9 @@ pub struct LockedRun {
 impl LockedRun {
     /// Locks the existing directory `dir` for `command`.
     pub fn lock(dir: &Path, command: &str) -> Result<Self> {
-        let lock = DirLock::acquire(dir, command)?;
-        remove_stale_temp_files(dir)?;
-        Ok(Self { lock })
+        Ok(Self {
+            lock: DirLock::acquire_and_clean(dir, command)?,
+        })
     }
 
     /// Locks `dir`, which must hold a run (its config.yaml), for `command`.

@@ -161,3 +161,12 @@ pub fn assert_tensorboard_matches_metrics(run_dir: &Path) {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("OK"), "{stdout}");
 }
+
+/// Sends signal `name` (e.g. `-INT`) to `pid` with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}

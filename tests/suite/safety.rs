@@ -41,14 +41,6 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 fn spawn_quiet(command: &mut Command) -> Child {
     command
         .stdout(Stdio::piped())

@@ -196,14 +196,6 @@ fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
 /// A worker killed outright fails only the run it held; SIGINT stops the sweep with every
 /// run in progress checkpointed, and running the sweep again finishes them, each exactly
 /// like the same run trained on its own.
