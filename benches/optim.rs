@@ -1,11 +1,10 @@
-//! The host kernel's Adam step (gradient clipping, then the moments and parameters) on a
+//! The host Adam step (gradient clipping, then the moments and parameters) on a
 //! buffer the size of the default network's (4-64-64 with a dueling head: 4,675 parameters).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use qnet::learn::optim::{Adam, AdamConfig};
-use tch::{Kind, Tensor};
+use qnet::learn::optim::{AdamConfig, HostAdam};
 
 const PARAMS: usize = 4 * 64 + 64 + 64 * 64 + 64 + 64 + 1 + 64 * 2 + 2;
 
@@ -15,8 +14,7 @@ fn adam_step(c: &mut Criterion) {
         beta2: 0.999,
         eps: 1e-8,
     };
-    let flat = Tensor::zeros([PARAMS as i64], (Kind::Float, tch::Device::Cpu));
-    let mut adam = Adam::new(config, &flat).expect("Adam state");
+    let mut adam = HostAdam::new(config, PARAMS).expect("Adam state");
     let mut params: Vec<f32> = (0..PARAMS).map(|i| (i % 97) as f32 * 1e-2 - 0.5).collect();
     let gradient: Vec<f32> = (0..PARAMS).map(|i| (i % 89) as f32 * 1e-3 - 0.04).collect();
     let mut grad = gradient.clone();
@@ -26,7 +24,7 @@ fn adam_step(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 grad.copy_from_slice(&gradient);
-                adam.step_on_host(black_box(&mut params), &mut grad, max_norm, 1e-3)
+                adam.step(black_box(&mut params), &mut grad, max_norm, 1e-3)
                     .expect("a step");
             })
         });

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use qnet::env::OBS_DIM;
-use qnet::learn::replay::{Prioritization, ReplayBuffer, TdErrors, Transition};
+use qnet::env::{N_ACTIONS, OBS_DIM};
+use qnet::learn::replay::{Prioritization, ReplayBuffer, Transition};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tch::Device;
@@ -17,8 +17,14 @@ fn full_buffer(capacity: usize, prioritized: bool) -> ReplayBuffer {
         alpha: 0.6,
         eps: 1e-6,
     });
-    let mut buffer = ReplayBuffer::new(capacity, Device::Cpu, Device::Cpu, prioritization)
-        .expect("a replay buffer");
+    let mut buffer = ReplayBuffer::new(
+        capacity,
+        N_ACTIONS,
+        Device::Cpu,
+        Device::Cpu,
+        prioritization,
+    )
+    .expect("a replay buffer");
     let obs = [0.1f32; OBS_DIM];
     for i in 0..capacity {
         buffer
@@ -47,7 +53,7 @@ fn sampling(c: &mut Criterion) {
             })
         });
         let mut prioritized = full_buffer(capacity, true);
-        // TD errors as the host kernel hands them back.
+        // TD errors as the learner hands them back.
         let td_errors: Vec<f32> = (0..BATCH).map(|i| (i as f32 * 0.37).fract()).collect();
         group.bench_with_input(
             BenchmarkId::new("prioritized_with_update", capacity),
@@ -55,9 +61,7 @@ fn sampling(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     black_box(prioritized.sample(BATCH, &mut rng, 0.4).expect("sample"));
-                    prioritized
-                        .update_priorities(&TdErrors::Host(&td_errors))
-                        .expect("update");
+                    prioritized.update_priorities(&td_errors).expect("update");
                 })
             },
         );

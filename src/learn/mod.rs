@@ -6,6 +6,7 @@ pub mod nstep;
 pub mod optim;
 pub mod qfunction;
 pub mod replay;
+pub mod rows;
 pub mod schedule;
 pub mod state;
 pub mod sum_tree;

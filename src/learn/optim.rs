@@ -11,17 +11,21 @@
 //! p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 //! ```
 //!
-//! The step runs libtorch's fused Adam kernel (`torch.optim.Adam(fused=True)`) on the
-//! network's flat buffer, through a small C++ shim (`csrc/fused_adam.cpp`): one pass over
-//! the parameters instead of eight, whatever the number of layers.
+//! [`Adam`] runs libtorch's fused Adam kernel (`torch.optim.Adam(fused=True)`) on the
+//! network's flat buffer, on any device, through a small C++ shim (`csrc/fused_adam.cpp`): one
+//! pass over the parameters instead of eight, whatever the number of layers. [`HostAdam`] is the
+//! same arithmetic on host buffers, for the host kernel. Each clips the gradient's global norm
+//! first, as `torch.nn.utils.clip_grad_norm_` does.
+
+mod host;
+
+pub use host::HostAdam;
 
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int};
 
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
-
-use crate::platform::simd::vectorized;
 
 mod ffi {
     use std::os::raw::{c_char, c_int};
@@ -60,7 +64,7 @@ pub struct AdamConfig {
     pub eps: f64,
 }
 
-/// Adam's state for one flat parameter buffer.
+/// Adam's state for one flat parameter tensor, on its device.
 #[derive(Debug)]
 pub struct Adam {
     config: AdamConfig,
@@ -141,53 +145,6 @@ impl Adam {
         Ok(())
     }
 
-    /// [`Adam::step`] on host buffers in place (for the host kernel): the same clipping and
-    /// the same arithmetic as libtorch's fused kernel, without a libtorch op.
-    pub fn step_on_host(
-        &mut self,
-        params: &mut [f32],
-        grad: &mut [f32],
-        max_grad_norm: Option<f64>,
-        lr: f64,
-    ) -> Result<()> {
-        // SAFETY: the moments are this optimizer's own buffers, sliced once each here.
-        let (m, v) = unsafe {
-            (
-                crate::learn::qfunction::host_slice_mut(&self.m)?,
-                crate::learn::qfunction::host_slice_mut(&self.v)?,
-            )
-        };
-        if m.len() != params.len() || grad.len() != params.len() {
-            bail!(
-                "Adam has {} moments for {} parameters and {} gradients",
-                m.len(),
-                params.len(),
-                grad.len()
-            );
-        }
-        let avx2 = crate::platform::simd::Avx2::detect();
-        if let Some(max_norm) = max_grad_norm {
-            let norm = l2_norm(avx2, grad);
-            let coef = max_norm / (norm + 1e-6);
-            if coef < 1.0 {
-                scale(avx2, grad, coef as f32);
-            }
-        }
-        let AdamConfig { beta1, beta2, eps } = self.config;
-        let step = (self.step + 1) as f64;
-        let constants = AdamStep {
-            step_size: (lr / (1.0 - beta1.powf(step))) as f32,
-            correction2_sqrt: (1.0 - beta2.powf(step)).sqrt() as f32,
-            one_minus_beta1: (1.0 - beta1) as f32,
-            beta2: beta2 as f32,
-            one_minus_beta2: (1.0 - beta2) as f32,
-            eps: eps as f32,
-        };
-        adam_elements(avx2, params, grad, m, v, constants);
-        self.step += 1;
-        Ok(())
-    }
-
     /// Updates taken so far.
     pub fn steps(&self) -> u64 {
         self.step
@@ -213,56 +170,6 @@ impl Adam {
         });
         self.step = step;
         Ok(())
-    }
-}
-
-/// One Adam step's constants, in the floats [`adam_elements`] computes with.
-#[derive(Debug, Clone, Copy)]
-struct AdamStep {
-    step_size: f32,
-    correction2_sqrt: f32,
-    one_minus_beta1: f32,
-    beta2: f32,
-    one_minus_beta2: f32,
-    eps: f32,
-}
-
-vectorized! {
-    /// The L2 norm of `grad`, in eight running f64 sums (one sum would be a chain of
-    /// dependent adds, which does not vectorize).
-    fn l2_norm(grad: &[f32]) -> f64 {
-        let mut sums = [0.0f64; 8];
-        let chunks = grad.chunks_exact(8);
-        let tail = chunks
-            .remainder()
-            .iter()
-            .map(|&g| f64::from(g) * f64::from(g))
-            .sum::<f64>();
-        for chunk in chunks {
-            for (s, &g) in sums.iter_mut().zip(chunk) {
-                *s += f64::from(g) * f64::from(g);
-            }
-        }
-        (sums.iter().sum::<f64>() + tail).sqrt()
-    }
-}
-
-vectorized! {
-    /// `grad *= coef`.
-    fn scale(grad: &mut [f32], coef: f32) {
-        grad.iter_mut().for_each(|g| *g *= coef);
-    }
-}
-
-vectorized! {
-    /// Adam's update of each parameter, its moments and its gradient, as libtorch's fused
-    /// kernel computes it.
-    fn adam_elements(params: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: AdamStep) {
-        for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(m).zip(v) {
-            *m += c.one_minus_beta1 * (g - *m);
-            *v = c.beta2 * *v + c.one_minus_beta2 * g * g;
-            *p -= c.step_size * *m / (v.sqrt() / c.correction2_sqrt + c.eps);
-        }
     }
 }
 
@@ -355,7 +262,7 @@ mod tests {
         Ok(())
     }
 
-    /// The host kernel's Adam (clipping included) takes the fused kernel's steps.
+    /// The host Adam (clipping included) takes the fused kernel's steps.
     #[test]
     fn the_host_step_matches_the_fused_kernel() -> Result<()> {
         let config = AdamConfig {
@@ -365,32 +272,32 @@ mod tests {
         };
         tch::manual_seed(4);
         let fused_params = Tensor::randn([300], (Kind::Float, Device::Cpu));
-        let host_params = fused_params.copy();
         let mut fused = Adam::new(config, &fused_params)?;
-        let mut host = Adam::new(config, &host_params)?;
+        let mut host = HostAdam::new(config, 300)?;
+        let mut host_params = Vec::<f32>::try_from(&fused_params)?;
         for step in 0..30 {
             // Large gradients on even steps, so that clipping to norm 1 acts on those only.
             let scale = if step % 2 == 0 { 5.0 } else { 0.01 };
             let grad = Tensor::randn([300], (Kind::Float, Device::Cpu)) * scale;
-            let host_grad = grad.copy();
+            let mut host_grad = Vec::<f32>::try_from(&grad)?;
             fused.step(&fused_params, &grad, Some(1.0), 3e-3)?;
-            // SAFETY: distinct tensors, one slice each.
-            let (p, g) = unsafe {
-                (
-                    crate::learn::qfunction::host_slice_mut(&host_params)?,
-                    crate::learn::qfunction::host_slice_mut(&host_grad)?,
-                )
-            };
-            host.step_on_host(p, g, Some(1.0), 3e-3)?;
+            host.step(&mut host_params, &mut host_grad, Some(1.0), 3e-3)?;
+            let tensor = |values: &[f32]| Tensor::from_slice(values);
             assert!(
-                grad.allclose(&host_grad, 1e-5, 1e-7, false),
+                grad.allclose(&tensor(&host_grad), 1e-5, 1e-7, false),
                 "step {step}: clipping"
             );
-            let diff = (&fused_params - &host_params).abs().max().double_value(&[]);
+            let diff = (&fused_params - tensor(&host_params))
+                .abs()
+                .max()
+                .double_value(&[]);
             assert!(diff < 1e-6, "step {step}: parameters differ by {diff}");
             let (fm, fv) = fused.moments();
             let (hm, hv) = host.moments();
-            assert!(fm.allclose(hm, 1e-5, 1e-8, false) && fv.allclose(hv, 1e-5, 1e-10, false));
+            assert!(
+                fm.allclose(&tensor(hm), 1e-5, 1e-8, false)
+                    && fv.allclose(&tensor(hv), 1e-5, 1e-10, false)
+            );
         }
         assert!(fused_params.abs().sum(Kind::Float).double_value(&[]) > 0.0);
         assert_eq!(host.steps(), 30);

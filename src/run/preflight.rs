@@ -340,7 +340,7 @@ mod tests {
             .to_string();
         assert!(err.contains("TiB of host memory"), "{err}");
         assert!(
-            err.contains("replay.capacity = 100000000000: 4.0 TiB"),
+            err.contains("replay.capacity = 100000000000: 4.4 TiB"),
             "{err}"
         );
     }

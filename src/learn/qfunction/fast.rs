@@ -84,8 +84,7 @@ impl FastQ {
         }
         let q = match (self.spec.head, self.head.as_slice()) {
             (Head::Dueling, [value, advantage]) => {
-                let a = advantage.forward(&x);
-                value.forward(&x) + &a - a.mean_dim(1, true, Kind::Float)
+                super::dueling_q(&value.forward(&x), &advantage.forward(&x))
             }
             (_, layers) => layers[0].forward(&x),
         };

@@ -8,41 +8,16 @@
 //! `sgemm_`, or the network is on a GPU, the learner keeps to the ops; tests hold this
 //! kernel to them.
 
-use anyhow::{bail, Result};
-use tch::{Device, Kind, Tensor};
+use anyhow::Result;
+use tch::Device;
 
-use super::products::{grad_bias, Gemm, Rows};
+use super::products::{grad_bias, Gemm};
 use super::spec::{Head, Layer, NetworkSpec};
 use crate::config::Activation;
+use crate::learn::rows::Rows;
 
 fn to_usize(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| anyhow::anyhow!("negative tensor size {n}"))
-}
-
-/// The elements of a contiguous CPU float tensor, in place and writable.
-///
-/// # Safety
-/// No other slice of `t`'s storage may be alive while the result lives.
-// The storage belongs to libtorch and is shared by every handle of the tensor, so writing it
-// through a shared handle is what its in-place ops do too; the contract above is the rule.
-#[allow(clippy::mut_from_ref)]
-pub unsafe fn host_slice_mut(t: &Tensor) -> Result<&mut [f32]> {
-    if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
-        bail!("the host kernel writes contiguous CPU float tensors");
-    }
-    let len = t.numel();
-    // SAFETY: a contiguous CPU float tensor holds `numel` floats from its data pointer; the
-    // caller guarantees no other slice of them.
-    Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, len) })
-}
-
-/// The elements of a contiguous CPU float tensor, in place.
-///
-/// # Safety
-/// Nothing may write to `t`'s storage while the result lives.
-pub unsafe fn host_slice(t: &Tensor) -> Result<&[f32]> {
-    // SAFETY: forwarded to the caller.
-    unsafe { host_slice_mut(t).map(|s| &*s) }
 }
 
 /// A layer's place in the flat buffer as index ranges.
@@ -213,46 +188,9 @@ impl HostNet {
         grad: &mut [f32],
     ) {
         let batch = x.rows;
-        let actions = self.n_actions;
         let mut grad_hidden = std::mem::take(&mut pass.grad_hidden);
         let mut grad_z = std::mem::take(&mut pass.grad_z);
-        {
-            let h = self.trunk_output(&pass.hidden, x);
-            grad_hidden.resize(batch * h.cols, 0.0);
-            let dq = Rows::dense(grad_q, actions);
-            match (self.kind, self.head.as_slice()) {
-                // Q = V + A - mean(A): dV = sum_a dQ, dA = dQ - mean_a(dQ).
-                (Head::Dueling, [value, advantage]) => {
-                    let (dv, da) = (&mut pass.grad_value, &mut pass.grad_advantage);
-                    dv.clear();
-                    da.clear();
-                    for row in grad_q.chunks_exact(actions) {
-                        let sum = row.iter().sum::<f32>();
-                        dv.push(sum);
-                        let mean = sum / actions as f32;
-                        da.extend(row.iter().map(|g| g - mean));
-                    }
-                    let (dv, da) = (Rows::dense(dv, 1), Rows::dense(da, actions));
-                    for (slot, dz) in [(value, dv), (advantage, da)] {
-                        let dw = &mut grad[slot.weight.clone()];
-                        self.gemm.grad_weight(dz, h, dw, &mut pass.scratch);
-                        grad_bias(dz.data, &mut grad[slot.bias.clone()]);
-                    }
-                    let wv = &params[value.weight.clone()];
-                    let wa = &params[advantage.weight.clone()];
-                    self.gemm.grad_input(dv, wv, h.cols, 0.0, &mut grad_hidden);
-                    self.gemm.grad_input(da, wa, h.cols, 1.0, &mut grad_hidden);
-                }
-                (_, layers) => {
-                    let slot = &layers[0];
-                    let dw = &mut grad[slot.weight.clone()];
-                    self.gemm.grad_weight(dq, h, dw, &mut pass.scratch);
-                    grad_bias(grad_q, &mut grad[slot.bias.clone()]);
-                    let w = &params[slot.weight.clone()];
-                    self.gemm.grad_input(dq, w, h.cols, 0.0, &mut grad_hidden);
-                }
-            }
-        }
+        self.backward_head(params, x, pass, grad_q, grad, &mut grad_hidden);
         for (index, slot) in self.trunk.iter().enumerate().rev() {
             // dz = dy * act'(z), read off the activation's output y.
             let y = &pass.hidden[index];
@@ -274,6 +212,55 @@ impl HostNet {
         }
         pass.grad_hidden = grad_hidden;
         pass.grad_z = grad_z;
+    }
+
+    /// The head's part of [`HostNet::backward`]: its parameters' gradients into `grad`, and
+    /// dLoss/d(trunk output) into `grad_hidden`.
+    fn backward_head(
+        &self,
+        params: &[f32],
+        x: Rows,
+        pass: &mut Pass,
+        grad_q: &[f32],
+        grad: &mut [f32],
+        grad_hidden: &mut Vec<f32>,
+    ) {
+        let actions = self.n_actions;
+        let h = self.trunk_output(&pass.hidden, x);
+        grad_hidden.resize(x.rows * h.cols, 0.0);
+        let dq = Rows::dense(grad_q, actions);
+        match (self.kind, self.head.as_slice()) {
+            // Q = V + A - mean(A): dV = sum_a dQ, dA = dQ - mean_a(dQ).
+            (Head::Dueling, [value, advantage]) => {
+                let (dv, da) = (&mut pass.grad_value, &mut pass.grad_advantage);
+                dv.clear();
+                da.clear();
+                for row in grad_q.chunks_exact(actions) {
+                    let sum = row.iter().sum::<f32>();
+                    dv.push(sum);
+                    let mean = sum / actions as f32;
+                    da.extend(row.iter().map(|g| g - mean));
+                }
+                let (dv, da) = (Rows::dense(dv, 1), Rows::dense(da, actions));
+                for (slot, dz) in [(value, dv), (advantage, da)] {
+                    let dw = &mut grad[slot.weight.clone()];
+                    self.gemm.grad_weight(dz, h, dw, &mut pass.scratch);
+                    grad_bias(dz.data, &mut grad[slot.bias.clone()]);
+                }
+                let wv = &params[value.weight.clone()];
+                let wa = &params[advantage.weight.clone()];
+                self.gemm.grad_input(dv, wv, h.cols, 0.0, grad_hidden);
+                self.gemm.grad_input(da, wa, h.cols, 1.0, grad_hidden);
+            }
+            (_, layers) => {
+                let slot = &layers[0];
+                let dw = &mut grad[slot.weight.clone()];
+                self.gemm.grad_weight(dq, h, dw, &mut pass.scratch);
+                grad_bias(grad_q, &mut grad[slot.bias.clone()]);
+                let w = &params[slot.weight.clone()];
+                self.gemm.grad_input(dq, w, h.cols, 0.0, grad_hidden);
+            }
+        }
     }
 }
 

@@ -25,12 +25,17 @@ use tch::{Device, Tensor};
 use crate::config::{Implementation, NetworkConfig};
 
 pub use fast::FastQ;
-pub use host::{argmax_rows, host_slice, host_slice_mut, HostNet, Pass};
+pub use host::{argmax_rows, HostNet, Pass};
 #[cfg(test)]
 pub(crate) use products::blas_available;
-pub use products::Rows;
 pub use reference::ReferenceQ;
 pub use spec::{Head, Layer, ModuleDef, NetworkSpec};
+
+/// The dueling head's combine (Wang et al., 2016), `Q = V + A - mean_a(A)`, for `V` `[B, 1]`
+/// and `A` `[B, n_actions]`: the one tensor form both implementations compute.
+fn dueling_q(value: &Tensor, advantage: &Tensor) -> Tensor {
+    value + advantage - advantage.mean_dim(1, true, tch::Kind::Float)
+}
 
 /// What a traced forward pass keeps for the backward pass (opaque to callers).
 #[derive(Debug)]
@@ -87,7 +92,17 @@ pub fn build(
 ) -> Result<Box<dyn QFunction>> {
     let spec = NetworkSpec::new(cfg, obs_dim, n_actions)?;
     let flat = spec.init_flat(device)?;
-    Ok(match cfg.implementation {
+    with_implementation(cfg.implementation, spec, flat)
+}
+
+/// The network `spec` describes with the parameters `flat` (taken over), trained through
+/// `implementation`.
+pub fn with_implementation(
+    implementation: Implementation,
+    spec: NetworkSpec,
+    flat: Tensor,
+) -> Result<Box<dyn QFunction>> {
+    Ok(match implementation {
         Implementation::Fast => Box::new(FastQ::new(spec, flat)?),
         Implementation::Reference => Box::new(ReferenceQ::new(spec, flat)?),
     })

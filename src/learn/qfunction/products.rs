@@ -10,63 +10,8 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
+use crate::learn::rows::Rows;
 use crate::platform::simd::{vectorized, Avx2};
-
-/// A row-major matrix read in place: `rows` rows of `cols` values, `ld` apart.
-#[derive(Debug, Clone, Copy)]
-pub struct Rows<'a> {
-    pub(super) data: &'a [f32],
-    pub(super) rows: usize,
-    pub(super) cols: usize,
-    ld: usize,
-}
-
-impl<'a> Rows<'a> {
-    /// Contiguous rows of `cols` values.
-    pub fn dense(data: &'a [f32], cols: usize) -> Self {
-        Self {
-            data,
-            rows: data.len() / cols.max(1),
-            cols,
-            ld: cols,
-        }
-    }
-
-    /// `rows` rows of `cols` values, `ld` apart, from the start of `data`.
-    pub fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            ld,
-        }
-    }
-
-    /// The number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// The number of columns.
-    pub(super) fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Element `(row, col)`.
-    pub fn at(&self, row: usize, col: usize) -> f32 {
-        self.data[row * self.ld + col]
-    }
-
-    /// Row `row`'s `cols` values.
-    pub(super) fn row(&self, row: usize) -> &'a [f32] {
-        &self.data[row * self.ld..][..self.cols]
-    }
-
-    /// The values and the distance between rows, as BLAS reads a matrix.
-    pub(super) fn raw(&self) -> (&'a [f32], usize) {
-        (self.data, self.ld)
-    }
-}
 
 /// A side at most this long makes a product narrow (loops, not BLAS).
 const NARROW: usize = 8;

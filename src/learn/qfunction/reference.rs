@@ -89,8 +89,7 @@ impl ReferenceQ {
         let h = self.trunk.forward(obs);
         match (self.spec.head, self.heads.as_slice()) {
             (Head::Dueling, [value, advantage]) => {
-                let a = advantage.forward(&h);
-                value.forward(&h) + &a - a.mean_dim(1, true, Kind::Float)
+                super::dueling_q(&value.forward(&h), &advantage.forward(&h))
             }
             (_, heads) => heads[0].forward(&h),
         }

@@ -1,10 +1,13 @@
 //! A replay buffer in a checkpoint: its rows in slot order, its priorities, and where the ring
 //! stands.
 
+use std::borrow::Cow;
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use super::minibatch::{ACTION, DISCOUNT, REWARD, TERMINATED};
 use super::{zeroed, ReplayBuffer, Storage, ROW};
 use crate::learn::state::{Checkpointed, Part};
 use crate::learn::sum_tree::SumTree;
@@ -16,6 +19,52 @@ pub(super) struct ReplayState {
     pub(super) next: usize,
     /// Prioritized replay's largest priority so far.
     max_priority: Option<f64>,
+    /// Floats per row: `ROW`, or (absent) the folded layout's `ROW - 1`, whose last value is
+    /// `gamma^k (1 - terminated)`.
+    #[serde(default)]
+    row_floats: Option<usize>,
+}
+
+/// Floats per row of the folded layout.
+const FOLDED_ROW: usize = ROW - 1;
+
+/// Rows of the folded layout as `ROW`-float rows: a transition whose bootstrap weight is 0
+/// reads as terminated (its target is the reward either way), any other as not terminated
+/// with that weight as its discount.
+fn unfold(folded: &[f32]) -> Vec<f32> {
+    let mut rows = Vec::with_capacity(folded.len() / FOLDED_ROW * ROW);
+    for row in folded.chunks_exact(FOLDED_ROW) {
+        let bootstrap = row[FOLDED_ROW - 1];
+        rows.extend_from_slice(&row[..FOLDED_ROW - 1]);
+        rows.push(bootstrap);
+        rows.push(if bootstrap == 0.0 { 1.0 } else { 0.0 });
+    }
+    rows
+}
+
+/// Checks what a minibatch relies on: each row's action is one of `0..n_actions`, its
+/// termination flag 0 or 1, its discount in `[0, 1]`.
+fn check_rows(rows: &[f32], n_actions: usize) -> Result<()> {
+    for (index, row) in rows.chunks_exact(ROW).enumerate() {
+        let action = row[ACTION];
+        if !(action >= 0.0 && action < n_actions as f32 && action.fract() == 0.0) {
+            bail!("its replay row {index} has action {action}, not one of 0..{n_actions}");
+        }
+        if !(row[TERMINATED] == 0.0 || row[TERMINATED] == 1.0) {
+            bail!(
+                "its replay row {index} has a termination flag of {}",
+                row[TERMINATED]
+            );
+        }
+        if !(0.0..=1.0).contains(&row[DISCOUNT]) || !row[REWARD].is_finite() {
+            bail!(
+                "its replay row {index} has discount {} and reward {}",
+                row[DISCOUNT],
+                row[REWARD]
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The stored rows in slot order (`len * ROW` floats).
@@ -39,6 +88,7 @@ impl Checkpointed for ReplayBuffer {
         let mut part = Part::new(&ReplayState {
             next: self.next,
             max_priority: self.priorities.as_ref().map(|p| p.max),
+            row_floats: Some(ROW),
         })?;
         part.f32s.insert(ROWS.to_owned(), rows);
         if let Some(p) = &self.priorities {
@@ -51,7 +101,15 @@ impl Checkpointed for ReplayBuffer {
     /// Refills the buffer from the part of a buffer like this one.
     fn load_part(&mut self, part: &Part) -> Result<()> {
         let state: ReplayState = part.state()?;
-        let rows = part.f32s(ROWS)?;
+        let rows = match state.row_floats.unwrap_or(FOLDED_ROW) {
+            ROW => Cow::Borrowed(part.f32s(ROWS)?),
+            FOLDED_ROW if part.f32s(ROWS)?.len() % FOLDED_ROW == 0 => {
+                Cow::Owned(unfold(part.f32s(ROWS)?))
+            }
+            FOLDED_ROW => bail!("its replay rows are not whole {FOLDED_ROW}-value rows"),
+            other => bail!("its replay rows have {other} values each, not {ROW}"),
+        };
+        check_rows(&rows, self.n_actions)?;
         let (next, len) = (state.next, rows.len() / ROW);
         let consistent = rows.len() % ROW == 0
             && len <= self.capacity
@@ -81,7 +139,7 @@ impl Checkpointed for ReplayBuffer {
             ),
         }
         match &mut self.storage {
-            Storage::Host(storage) => storage[..rows.len()].copy_from_slice(rows),
+            Storage::Host(storage) => storage[..rows.len()].copy_from_slice(&rows),
             Storage::Device {
                 rows: storage,
                 staged,
@@ -90,7 +148,7 @@ impl Checkpointed for ReplayBuffer {
                 staged.clear();
                 staged_slots.clear();
                 if len > 0 {
-                    let values = Tensor::from_slice(rows)
+                    let values = Tensor::from_slice(&rows)
                         .f_view([len as i64, ROW as i64])?
                         .f_to_device(storage.device())?;
                     storage.narrow(0, 0, len as i64).f_copy_(&values)?;

@@ -1,19 +1,18 @@
-//! The row layout of a stored transition, and what sampling hands the learner: a minibatch
-//! (host rows read in place, or tensors on the training device) and the TD errors it gives back.
+//! The row layout of a stored transition, and what sampling hands the learner: a minibatch of
+//! rows, read in place as columns or made into tensors on the training device.
 
-use std::borrow::Cow;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::env::OBS_DIM;
-use crate::learn::qfunction::Rows;
+use crate::learn::rows::Rows;
 
 /// Floats per stored transition.
-pub const ROW: usize = 2 * OBS_DIM + 3;
+pub const ROW: usize = 2 * OBS_DIM + 4;
 pub(super) const ACTION: usize = 2 * OBS_DIM;
 pub(super) const REWARD: usize = ACTION + 1;
-pub(super) const BOOTSTRAP: usize = ACTION + 2;
+pub(super) const DISCOUNT: usize = ACTION + 2;
+pub(super) const TERMINATED: usize = ACTION + 3;
 
 /// One transition as the acting loop hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,49 +38,51 @@ impl Transition<'_> {
         out[OBS_DIM..ACTION].copy_from_slice(self.next_obs);
         out[ACTION] = self.action as f32;
         out[REWARD] = self.reward;
-        out[BOOTSTRAP] = if self.terminated { 0.0 } else { self.discount };
+        out[DISCOUNT] = self.discount;
+        out[TERMINATED] = if self.terminated { 1.0 } else { 0.0 };
     }
 }
 
-/// A minibatch as sampling hands it to the learner.
+/// A sampled minibatch: `B` transitions as `ROW`-float rows, where sampling gathered them
+/// (host memory, or the training device when the buffer lives there), and prioritized
+/// replay's importance weights.
 #[derive(Debug, Clone, Copy)]
-pub enum Minibatch<'a> {
-    /// `[B, ROW]` rows gathered into host memory, and prioritized replay's importance
-    /// weights `[B]`: what host storage, or any storage training on the CPU, gives. The host
-    /// kernel reads them in place ([`Minibatch::parts`]); the ops path makes tensors of them.
-    Rows {
-        /// The rows, `ROW` values each.
-        rows: &'a [f32],
-        /// Importance weights, one per row (prioritized replay only).
-        weights: Option<&'a [f32]>,
-    },
-    /// Tensors on the training device (device storage training there).
-    Tensors(&'a Batch),
+pub struct Minibatch<'a> {
+    rows: Gathered<'a>,
+    weights: Option<&'a [f32]>,
 }
 
-/// A minibatch of host rows read in place, column by column.
+/// Where a minibatch's rows are.
 #[derive(Debug, Clone, Copy)]
-pub struct Parts<'a> {
+enum Gathered<'a> {
+    /// `[B, ROW]` floats, row-major, in host memory.
+    Host(&'a [f32]),
+    /// A `[B, ROW]` float tensor on the training device.
+    Device(&'a Tensor),
+}
+
+/// A minibatch in host memory, read in place column by column.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
     /// `[B, OBS_DIM]`.
     pub obs: Rows<'a>,
     /// `[B, OBS_DIM]`.
     pub next_obs: Rows<'a>,
-    /// `[B, 1]`: the actions, as the rows store them (whole numbers as floats).
+    /// `[B, 1]`: the actions, whole numbers stored as floats, checked when stored.
     pub actions: Rows<'a>,
     /// `[B, 1]`.
     pub rewards: Rows<'a>,
-    /// `[B, 1]`: `gamma^k (1 - terminated)`.
-    pub bootstrap: Rows<'a>,
+    /// `[B, 1]`: `gamma^k` for a transition of `k` steps.
+    pub discounts: Rows<'a>,
+    /// `[B, 1]`: 1 where the episode terminated, else 0.
+    pub terminated: Rows<'a>,
     /// `[B]` importance-sampling weights (prioritized replay only).
     pub weights: Option<&'a [f32]>,
 }
 
 impl<'a> Minibatch<'a> {
-    /// The rows' columns, read in place; `None` for a minibatch of tensors.
-    pub fn parts(&self) -> Result<Option<Parts<'a>>> {
-        let &Minibatch::Rows { rows, weights } = self else {
-            return Ok(None);
-        };
+    /// Host rows (`ROW` floats each) and, for prioritized replay, a weight per row.
+    pub fn from_rows(rows: &'a [f32], weights: Option<&'a [f32]>) -> Result<Self> {
         let n = rows.len() / ROW;
         if rows.len() != n * ROW || weights.is_some_and(|w| w.len() != n) {
             bail!(
@@ -91,58 +92,55 @@ impl<'a> Minibatch<'a> {
                 weights.map(<[f32]>::len)
             );
         }
+        Ok(Self {
+            rows: Gathered::Host(rows),
+            weights,
+        })
+    }
+
+    /// Rows gathered on the training device, and host weights (one per row).
+    pub(super) fn on_device(rows: &'a Tensor, weights: Option<&'a [f32]>) -> Self {
+        Self {
+            rows: Gathered::Device(rows),
+            weights,
+        }
+    }
+
+    /// The columns, read in place; `None` when the rows are on a device.
+    pub fn host_columns(&self) -> Option<Columns<'a>> {
+        let Gathered::Host(rows) = self.rows else {
+            return None;
+        };
+        let n = rows.len() / ROW;
         let column = |start: usize, cols: usize| Rows::strided(&rows[start..], n, cols, ROW);
-        Ok(Some(Parts {
+        Some(Columns {
             obs: column(0, OBS_DIM),
             next_obs: column(OBS_DIM, OBS_DIM),
             actions: column(ACTION, 1),
             rewards: column(REWARD, 1),
-            bootstrap: column(BOOTSTRAP, 1),
-            weights,
-        }))
+            discounts: column(DISCOUNT, 1),
+            terminated: column(TERMINATED, 1),
+            weights: self.weights,
+        })
     }
 
     /// The minibatch as tensors on `device`.
-    pub fn to_batch(&self, device: Device) -> Result<Batch> {
-        match *self {
-            Minibatch::Rows { rows, weights } => {
+    pub fn to_tensors(&self, device: Device) -> Result<Batch> {
+        let rows = match self.rows {
+            Gathered::Host(rows) => {
                 let n = (rows.len() / ROW) as i64;
-                let tensor = Tensor::from_slice(rows)
+                Tensor::from_slice(rows)
                     .f_view([n, ROW as i64])?
-                    .f_to_device(device)?;
-                let mut batch = Batch::from_rows(&tensor);
-                batch.weights = weights
-                    .map(|w| Tensor::from_slice(w).f_to_device(device))
-                    .transpose()?;
-                Ok(batch)
+                    .f_to_device(device)?
             }
-            Minibatch::Tensors(batch) => Ok(batch.shallow_clone()),
-        }
-    }
-}
-
-/// The TD errors `Q(s, a) - y` of an update, where it computed them: what prioritized
-/// replay turns into priorities.
-#[derive(Debug)]
-pub enum TdErrors<'a> {
-    /// The host kernel's.
-    Host(&'a [f32]),
-    /// `[B]`, detached, on the training device.
-    Tensor(Tensor),
-}
-
-impl TdErrors<'_> {
-    /// The errors in host memory: the host kernel's as they are, a tensor's copied from its
-    /// device.
-    pub fn values(&self) -> Result<Cow<'_, [f32]>> {
-        match self {
-            TdErrors::Host(errors) => Ok(Cow::Borrowed(errors)),
-            TdErrors::Tensor(t) => {
-                let host = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?;
-                let values = Vec::<f32>::try_from(&host).context("reading TD errors")?;
-                Ok(Cow::Owned(values))
-            }
-        }
+            Gathered::Device(rows) => rows.f_to_device(device)?,
+        };
+        let mut batch = Batch::from_rows(&rows);
+        batch.weights = self
+            .weights
+            .map(|w| Tensor::from_slice(w).f_to_device(device))
+            .transpose()?;
+        Ok(batch)
     }
 }
 
@@ -157,33 +155,24 @@ pub struct Batch {
     pub actions: Tensor,
     /// `[B]` float.
     pub rewards: Tensor,
-    /// `[B]` float: `gamma^k (1 - terminated)`, the weight of the bootstrap `Q(s', a')`.
-    pub bootstrap: Tensor,
+    /// `[B]` float: `gamma^k` for a transition of `k` steps.
+    pub discounts: Tensor,
+    /// `[B]` float: 1 where the episode terminated, else 0.
+    pub terminated: Tensor,
     /// `[B]` float importance-sampling weights (prioritized replay only).
     pub weights: Option<Tensor>,
 }
 
 impl Batch {
-    /// The same tensors, shared.
-    pub(super) fn shallow_clone(&self) -> Self {
-        Batch {
-            obs: self.obs.shallow_clone(),
-            next_obs: self.next_obs.shallow_clone(),
-            actions: self.actions.shallow_clone(),
-            rewards: self.rewards.shallow_clone(),
-            bootstrap: self.bootstrap.shallow_clone(),
-            weights: self.weights.as_ref().map(Tensor::shallow_clone),
-        }
-    }
-
     /// Splits a `[B, ROW]` tensor of rows into a minibatch (views, no copies but the actions).
-    pub(super) fn from_rows(rows: &Tensor) -> Self {
+    fn from_rows(rows: &Tensor) -> Self {
         Batch {
             obs: rows.narrow(1, 0, OBS_DIM as i64),
             next_obs: rows.narrow(1, OBS_DIM as i64, OBS_DIM as i64),
             actions: rows.narrow(1, ACTION as i64, 1).to_kind(Kind::Int64),
             rewards: rows.select(1, REWARD as i64),
-            bootstrap: rows.select(1, BOOTSTRAP as i64),
+            discounts: rows.select(1, DISCOUNT as i64),
+            terminated: rows.select(1, TERMINATED as i64),
             weights: None,
         }
     }

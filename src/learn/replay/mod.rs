@@ -2,10 +2,11 @@
 //! proportion to priorities (Schaul et al., 2016).
 //!
 //! A transition is stored as one row of `ROW` floats: observation, the observation it
-//! bootstraps from, action, reward (an n-step return when `agent.n_step > 1`), and the
-//! bootstrap's weight `gamma^k (1 - terminated)` for a transition of `k` steps (zero when the
-//! episode terminated, so nothing else about termination needs storing). The ring is
-//! allocated once at full capacity; adding and sampling allocate nothing per transition.
+//! bootstraps from, action, reward (an n-step return when `agent.n_step > 1`), the discount
+//! `gamma^k` of a transition of `k` steps, and whether the episode terminated. Actions are
+//! checked when stored (and when a checkpoint is read), so a minibatch's actions are valid.
+//! The ring is allocated once at full capacity; adding and sampling allocate nothing per
+//! transition.
 //!
 //! Storage is either host memory or a tensor on the training device
 //! (`replay.device: cuda`): then minibatches are gathered on the device with one
@@ -23,7 +24,7 @@ mod minibatch;
 #[cfg(test)]
 mod tests;
 
-pub use minibatch::{Batch, Minibatch, Parts, TdErrors, Transition, ROW};
+pub use minibatch::{Batch, Columns, Minibatch, Transition, ROW};
 
 #[derive(Debug)]
 enum Storage {
@@ -59,6 +60,8 @@ fn zeroed(len: Option<usize>, what: &str) -> Result<Vec<f32>> {
 pub struct ReplayBuffer {
     storage: Storage,
     capacity: usize,
+    /// Actions are `0..n_actions`.
+    n_actions: usize,
     len: usize,
     next: usize,
     train_device: Device,
@@ -69,8 +72,8 @@ pub struct ReplayBuffer {
     gathered: Vec<f32>,
     /// ...its importance weights (prioritized replay)...
     weights: Vec<f32>,
-    /// ...or its tensors on the training device (device storage training there).
-    batch: Option<Batch>,
+    /// ...or its rows on the training device (device storage training there).
+    device_rows: Option<Tensor>,
 }
 
 /// How prioritized replay turns TD errors into priorities.
@@ -83,10 +86,12 @@ pub struct Prioritization {
 }
 
 impl ReplayBuffer {
-    /// An empty ring for `capacity` transitions, kept on `storage_device`, whose
-    /// minibatches are used on `train_device`; prioritized when `prioritization` is given.
+    /// An empty ring for `capacity` transitions of actions `0..n_actions`, kept on
+    /// `storage_device`, whose minibatches are used on `train_device`; prioritized when
+    /// `prioritization` is given.
     pub fn new(
         capacity: usize,
+        n_actions: usize,
         storage_device: Device,
         train_device: Device,
         prioritization: Option<Prioritization>,
@@ -117,6 +122,7 @@ impl ReplayBuffer {
         Ok(Self {
             storage,
             capacity,
+            n_actions,
             len: 0,
             next: 0,
             train_device,
@@ -125,7 +131,7 @@ impl ReplayBuffer {
             slots: Vec::new(),
             gathered: Vec::new(),
             weights: Vec::new(),
-            batch: None,
+            device_rows: None,
         })
     }
 
@@ -144,9 +150,21 @@ impl ReplayBuffer {
         self.capacity
     }
 
+    /// True for prioritized replay, which takes the TD errors of each minibatch back.
+    pub fn is_prioritized(&self) -> bool {
+        self.priorities.is_some()
+    }
+
     /// Adds a transition, overwriting the oldest when full; it gets the largest priority
     /// given so far.
     pub fn push(&mut self, t: Transition<'_>) -> Result<()> {
+        if !(0..self.n_actions as i64).contains(&t.action) {
+            bail!(
+                "action {} is not one of the env's actions 0..{}",
+                t.action,
+                self.n_actions
+            );
+        }
         let slot = self.next;
         let row = |out: &mut [f32]| t.write_row(out);
         match &mut self.storage {
@@ -242,11 +260,9 @@ impl ReplayBuffer {
                 let index = Tensor::from_slice(&self.indices).to_device(rows.device());
                 let gathered = rows.f_index_select(0, &index)?;
                 if self.train_device != Device::Cpu {
-                    let mut batch = Batch::from_rows(&gathered.f_to_device(self.train_device)?);
-                    batch.weights = prioritized
-                        .then(|| Tensor::from_slice(&self.weights).f_to_device(self.train_device))
-                        .transpose()?;
-                    return Ok(Minibatch::Tensors(self.batch.insert(batch)));
+                    let rows = self.device_rows.insert(gathered);
+                    let weights = prioritized.then_some(self.weights.as_slice());
+                    return Ok(Minibatch::on_device(rows, weights));
                 }
                 self.gathered.resize(batch_size * ROW, 0.0);
                 gathered
@@ -254,19 +270,18 @@ impl ReplayBuffer {
                     .f_copy_data(&mut self.gathered, batch_size * ROW)?;
             }
         }
-        Ok(Minibatch::Rows {
-            rows: &self.gathered,
-            weights: prioritized.then_some(self.weights.as_slice()),
-        })
+        Minibatch::from_rows(
+            &self.gathered,
+            prioritized.then_some(self.weights.as_slice()),
+        )
     }
 
     /// Prioritized replay: sets the priorities of the last sample's transitions from their
-    /// TD errors `[B]`; nothing for uniform replay.
-    pub fn update_priorities(&mut self, td_errors: &TdErrors<'_>) -> Result<()> {
+    /// TD errors `Q(s, a) - y`; nothing for uniform replay.
+    pub fn update_priorities(&mut self, errors: &[f32]) -> Result<()> {
         let Some(p) = &mut self.priorities else {
             return Ok(());
         };
-        let errors = td_errors.values()?;
         if errors.len() != self.slots.len() {
             bail!(
                 "{} TD errors for a minibatch of {} transitions",

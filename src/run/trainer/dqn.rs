@@ -25,7 +25,7 @@ impl Trainer<'_> {
             // Target network: refreshed on env-step boundaries, as SB3 and CleanRL do.
             let (step, every) = (self.state.env_steps, self.cfg.agent.target_update_every);
             if self.state.next_target_at.fire(step, every) {
-                self.learner.update_target();
+                self.learner.update_target()?;
             }
 
             // Learn: gradient_steps minibatch updates every train_freq vector steps.
@@ -50,8 +50,10 @@ impl Trainer<'_> {
             let batch =
                 self.replay
                     .sample(self.cfg.replay.batch_size, &mut self.state.replay_rng, beta)?;
-            let td_errors = self.learner.update(batch, lr)?;
-            self.replay.update_priorities(&td_errors)?;
+            self.learner.update(&batch, lr)?;
+            if self.replay.is_prioritized() {
+                self.replay.update_priorities(self.learner.td_errors()?)?;
+            }
             self.state.gradient_updates += 1;
         }
         Ok(())

@@ -128,7 +128,7 @@ impl Trainer<'_> {
         if self.best.offer(
             result.mean,
             self.state.env_steps,
-            self.learner.online().flat(),
+            &self.learner.parameters()?,
         )? {
             self.write_best_model()?;
         }
@@ -180,7 +180,7 @@ impl Trainer<'_> {
                 &self.run_dir,
                 ModelFiles::Best,
                 &self.cfg,
-                self.learner.online().spec(),
+                self.learner.spec(),
                 &best.params,
                 best.step,
             ),

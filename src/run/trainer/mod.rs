@@ -24,7 +24,7 @@ use tch::Device;
 use evaluate::BestModel;
 
 use crate::config::{Config, Procedure};
-use crate::env::OBS_DIM;
+use crate::env::{N_ACTIONS, OBS_DIM};
 use crate::learn::agent::Learner;
 use crate::learn::nstep::Step;
 use crate::learn::replay::{Prioritization, ReplayBuffer, ROW};
@@ -136,7 +136,13 @@ impl<'a> Trainer<'a> {
             alpha: cfg.replay.alpha,
             eps: cfg.replay.priority_eps,
         });
-        let replay = ReplayBuffer::new(capacity, placement.replay, device, prioritization)?;
+        let replay = ReplayBuffer::new(
+            capacity,
+            N_ACTIONS,
+            placement.replay,
+            device,
+            prioritization,
+        )?;
         let records = match start {
             Start::Fresh => Records::create(run_dir)?,
             Start::Resume(checkpoint) => state::reopen_records(run_dir, checkpoint)?,

@@ -184,13 +184,12 @@ impl Trainer<'_> {
             parts: saved,
         };
         checkpoint.save(&self.run_dir.join(FILE_NAME))?;
-        let online = self.learner.online();
         crate::run::checkpoint::save_model(
             &self.run_dir,
             ModelFiles::Final,
             &self.cfg,
-            online.spec(),
-            online.flat(),
+            self.learner.spec(),
+            &self.learner.parameters()?,
             self.state.env_steps,
         )?;
         self.write_learning_curve()?;

@@ -49,12 +49,8 @@ impl Trainer<'_> {
             // Fit: every transition once, in collection order.
             let batch_rows = self.cfg.replay.batch_size * ROW;
             for rows in memory.chunks(batch_rows) {
-                let batch = Minibatch::Rows {
-                    rows,
-                    weights: None,
-                };
-                // The TD errors serve prioritized replay, which the tutorial does not use.
-                let _td_errors = self.learner.update(batch, self.lr())?;
+                let batch = Minibatch::from_rows(rows, None)?;
+                self.learner.update(&batch, self.lr())?;
                 self.state.gradient_updates += 1;
             }
             self.state.tutorial_iterations += 1;
