@@ -31,7 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 use crate::artifacts::safetensors::save_safetensors;
-use crate::learn::qfunction::NetworkSpec;
+use crate::learn::qfunction::{ModuleDef, NetworkSpec};
 use crate::platform::atomic::commit_atomic;
 
 /// Name of the TorchScript extra file (`extra/qnet.json` in the archive) holding the metadata.
@@ -108,63 +108,101 @@ pub fn save_torchscript(
     let params = spec
         .named_parameters(flat)
         .with_context(|| format!("cannot export {}", path.display()))?;
-    let modules = spec.torchscript_modules();
-    let strings = |texts: Vec<&str>, what: &str| -> Result<Vec<CString>> {
-        texts.into_iter().map(|t| c_string(t, what)).collect()
-    };
-    let module_paths = strings(
-        modules.iter().map(|m| m.path.as_str()).collect(),
-        "module path",
-    )?;
-    let module_classes = strings(modules.iter().map(|m| m.class).collect(), "module class")?;
-    let module_sources = strings(
-        modules.iter().map(|m| m.source.as_str()).collect(),
-        "module source",
-    )?;
-    let param_names = strings(
-        params.iter().map(|(n, _)| n.as_str()).collect(),
-        "parameter name",
-    )?;
-    let extra_keys = strings(
-        extra.iter().map(|(k, _)| k.as_str()).collect(),
-        "extra file name",
-    )?;
-    let pointers = |strings: &[CString]| -> Vec<*const c_char> {
-        strings.iter().map(|s| s.as_ptr()).collect()
-    };
-    let (path_ptrs, class_ptrs, source_ptrs) = (
-        pointers(&module_paths),
-        pointers(&module_classes),
-        pointers(&module_sources),
-    );
-    let (name_ptrs, key_ptrs) = (pointers(&param_names), pointers(&extra_keys));
-    let tensor_ptrs: Vec<_> = params.iter().map(|(_, t)| t.as_ptr()).collect();
-    let extra_value_ptrs: Vec<*const c_char> = extra
-        .iter()
-        .map(|(_, v)| v.as_ptr().cast::<c_char>())
-        .collect();
-    let extra_value_lens: Vec<usize> = extra.iter().map(|(_, v)| v.len()).collect();
+    let module = ModuleArrays::new(&spec.torchscript_modules(), &params, extra)?;
+    commit_atomic(path, |tmp| module.save(tmp))
+}
 
-    commit_atomic(path, |tmp| {
-        let c_path = path_to_cstring(tmp)?;
+/// Strings as the shim reads them: C copies and the array of pointers into them.
+struct CStringArray {
+    /// The copies; moving the vector leaves their bytes, and so `pointers`, in place.
+    _owned: Vec<CString>,
+    pointers: Vec<*const c_char>,
+}
+
+impl CStringArray {
+    /// `texts` as C strings; `what` names them in the error about a NUL byte.
+    fn new<'t>(texts: impl Iterator<Item = &'t str>, what: &str) -> Result<Self> {
+        let owned = texts
+            .map(|text| c_string(text, what))
+            .collect::<Result<Vec<_>>>()?;
+        let pointers = owned.iter().map(|s| s.as_ptr()).collect();
+        Ok(Self {
+            _owned: owned,
+            pointers,
+        })
+    }
+}
+
+/// A network as the arrays `ffi::qnet_save_module` reads: its modules, its named parameters
+/// and the archive's extra files.
+struct ModuleArrays<'a> {
+    module_paths: CStringArray,
+    module_classes: CStringArray,
+    module_sources: CStringArray,
+    param_names: CStringArray,
+    params: &'a [(String, Tensor)],
+    extra_keys: CStringArray,
+    extra: &'a [(String, String)],
+}
+
+impl<'a> ModuleArrays<'a> {
+    fn new(
+        modules: &[ModuleDef],
+        params: &'a [(String, Tensor)],
+        extra: &'a [(String, String)],
+    ) -> Result<Self> {
+        Ok(Self {
+            module_paths: CStringArray::new(
+                modules.iter().map(|m| m.path.as_str()),
+                "module path",
+            )?,
+            module_classes: CStringArray::new(modules.iter().map(|m| m.class), "module class")?,
+            module_sources: CStringArray::new(
+                modules.iter().map(|m| m.source.as_str()),
+                "module source",
+            )?,
+            param_names: CStringArray::new(
+                params.iter().map(|(n, _)| n.as_str()),
+                "parameter name",
+            )?,
+            params,
+            extra_keys: CStringArray::new(
+                extra.iter().map(|(k, _)| k.as_str()),
+                "extra file name",
+            )?,
+            extra,
+        })
+    }
+
+    /// Has the shim write the module to `path`.
+    fn save(&self, path: &Path) -> Result<()> {
+        let c_path = path_to_cstring(path)?;
+        let tensors: Vec<_> = self.params.iter().map(|(_, t)| t.as_ptr()).collect();
+        // Extra files are bytes with a length, not C strings: they may hold NUL bytes.
+        let extra_values: Vec<*const c_char> = self
+            .extra
+            .iter()
+            .map(|(_, v)| v.as_ptr().cast::<c_char>())
+            .collect();
+        let extra_value_lens: Vec<usize> = self.extra.iter().map(|(_, v)| v.len()).collect();
         let mut error: *mut c_char = std::ptr::null_mut();
-        // SAFETY: every pointer refers to data (`params`, `modules`, `extra` and the vectors
-        // above) that outlives the call; the C++ side copies what it keeps and catches all
-        // exceptions.
+        // SAFETY: every pointer refers to data (`self`, the parameters and extra files it
+        // borrows, and the vectors above) that outlives the call; the C++ side copies what it
+        // keeps and catches all exceptions.
         let rc = unsafe {
             ffi::qnet_save_module(
                 c_path.as_ptr(),
-                path_ptrs.len(),
-                path_ptrs.as_ptr(),
-                class_ptrs.as_ptr(),
-                source_ptrs.as_ptr(),
-                tensor_ptrs.len(),
-                name_ptrs.as_ptr(),
-                tensor_ptrs.as_ptr(),
-                key_ptrs.as_ptr(),
-                extra_value_ptrs.as_ptr(),
+                self.module_paths.pointers.len(),
+                self.module_paths.pointers.as_ptr(),
+                self.module_classes.pointers.as_ptr(),
+                self.module_sources.pointers.as_ptr(),
+                tensors.len(),
+                self.param_names.pointers.as_ptr(),
+                tensors.as_ptr(),
+                self.extra_keys.pointers.as_ptr(),
+                extra_values.as_ptr(),
                 extra_value_lens.as_ptr(),
-                extra.len(),
+                self.extra.len(),
                 &mut error,
             )
         };
@@ -176,7 +214,7 @@ pub fn save_torchscript(
                 take_error(error)
             ))
         }
-    })
+    }
 }
 
 /// Writes `<dir>/<stem>.pt` and `<dir>/<stem>.safetensors` (e.g. [`MODEL_PT`] and

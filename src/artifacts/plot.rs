@@ -1,6 +1,7 @@
 //! The learning curve of a run as an SVG document.
 
 use anyhow::Context;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::learn::eval::SOLVED_RETURN as SOLVED_THRESHOLD;
@@ -50,58 +51,68 @@ pub fn learning_curve_svg(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).context("clearing the plot")?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..x_max, 0.0..Y_MAX)
-            .context("laying out the plot")?;
-        chart
-            .configure_mesh()
-            .x_desc("env steps")
-            .y_desc("return")
-            .x_label_formatter(&|step| format_steps(*step))
-            .y_label_formatter(&|ret| format!("{ret:.0}"))
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 13))
-            .bold_line_style(BLACK.mix(0.08))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .context("drawing the axes")?;
-
+        let mut chart = return_axes(&root, title, x_max)?;
         draw_training(&mut chart, &train)?;
         draw_evaluation(&mut chart, &eval)?;
-        chart
-            .draw_series(DashedLineSeries::new(
-                [(0.0, SOLVED_THRESHOLD), (x_max, SOLVED_THRESHOLD)],
-                8,
-                5,
-                SOLVED_COLOUR.stroke_width(2),
-            ))
-            .context("drawing the solved threshold")?
-            .label(format!("solved ({SOLVED_THRESHOLD})"))
-            .legend(|(x, y)| {
-                PathElement::new([(x, y), (x + 20, y)], SOLVED_COLOUR.stroke_width(2))
-            });
-
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .context("drawing the legend")?;
+        draw_solved_threshold(&mut chart, x_max)?;
+        draw_legend(&mut chart)?;
         root.present().context("finishing the SVG")?;
     }
     Ok(svg)
 }
 
-type Chart<'a, 'b> = ChartContext<
+/// A chart with f64 axes drawn into an SVG string, as both the run's and the sweep
+/// report's plots are.
+pub type Chart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
+
+/// The run's axes: env steps from 0 to `x_max` against returns from 0 to [`Y_MAX`].
+fn return_axes<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x_max: f64,
+) -> anyhow::Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, 0.0..Y_MAX)
+        .context("laying out the plot")?;
+    chart
+        .configure_mesh()
+        .x_desc("env steps")
+        .y_desc("return")
+        .x_label_formatter(&|step| format_steps(*step))
+        .y_label_formatter(&|ret| format!("{ret:.0}"))
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 13))
+        .bold_line_style(BLACK.mix(0.08))
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .context("drawing the axes")?;
+    Ok(chart)
+}
+
+/// The legend swatch of a line series drawn in `style`.
+pub fn line_swatch(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style)
+}
+
+/// Draws the legend of the chart's labelled series in its lower right corner.
+pub fn draw_legend<'b: 'a, 'a>(chart: &mut Chart<'a, 'b>) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .context("drawing the legend")?;
+    Ok(())
+}
 
 /// Raw episode returns as a faint line, their moving average as a bold one.
 fn draw_training(chart: &mut Chart<'_, '_>, train: &[(f64, f64)]) -> anyhow::Result<()> {
@@ -115,12 +126,7 @@ fn draw_training(chart: &mut Chart<'_, '_>, train: &[(f64, f64)]) -> anyhow::Res
         ))
         .context("drawing training returns")?
         .label("training episode return")
-        .legend(|(x, y)| {
-            PathElement::new(
-                [(x, y), (x + 20, y)],
-                TRAIN_COLOUR.mix(0.25).stroke_width(1),
-            )
-        });
+        .legend(line_swatch(TRAIN_COLOUR.mix(0.25).stroke_width(1)));
     let returns: Vec<f64> = train.iter().map(|p| p.1).collect();
     let averaged = train
         .iter()
@@ -130,7 +136,7 @@ fn draw_training(chart: &mut Chart<'_, '_>, train: &[(f64, f64)]) -> anyhow::Res
         .draw_series(LineSeries::new(averaged, TRAIN_COLOUR.stroke_width(2)))
         .context("drawing the training moving average")?
         .label(format!("training, mean of last {AVERAGE_WINDOW} episodes"))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], TRAIN_COLOUR.stroke_width(2)));
+        .legend(line_swatch(TRAIN_COLOUR.stroke_width(2)));
     Ok(())
 }
 
@@ -168,7 +174,22 @@ fn draw_evaluation(chart: &mut Chart<'_, '_>, eval: &[(f64, f64, f64)]) -> anyho
         .draw_series(LineSeries::new(means.clone(), EVAL_COLOUR.stroke_width(2)).point_size(3))
         .context("drawing evaluation means")?
         .label("evaluation mean (greedy)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], EVAL_COLOUR.stroke_width(2)));
+        .legend(line_swatch(EVAL_COLOUR.stroke_width(2)));
+    Ok(())
+}
+
+/// The solved threshold as a dashed line across the whole x range.
+fn draw_solved_threshold(chart: &mut Chart<'_, '_>, x_max: f64) -> anyhow::Result<()> {
+    chart
+        .draw_series(DashedLineSeries::new(
+            [(0.0, SOLVED_THRESHOLD), (x_max, SOLVED_THRESHOLD)],
+            8,
+            5,
+            SOLVED_COLOUR.stroke_width(2),
+        ))
+        .context("drawing the solved threshold")?
+        .label(format!("solved ({SOLVED_THRESHOLD})"))
+        .legend(line_swatch(SOLVED_COLOUR.stroke_width(2)));
     Ok(())
 }
 

@@ -214,6 +214,8 @@ pub struct CheckpointConfig {
 impl Default for Config {
     /// The defaults documented in `configs/reference.yaml`: a plain DQN
     /// (CleanRL/SB3-like) that trains CartPole-v1 on one environment.
+    // One literal nested as `configs/reference.yaml` is, to be read beside it: it reads
+    // better whole than split by section.
     fn default() -> Self {
         Config {
             experiment: "cartpole".to_owned(),

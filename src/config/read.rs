@@ -10,6 +10,8 @@ use super::{
 };
 
 /// Builds the typed (not yet range-checked) config from the merged tree.
+// One literal with one line per key, nested as `Config` is: whole, it shows at a glance
+// that every key is read once; split by section it would not read any better.
 pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
     Ok(Config {
         experiment: tree.get("experiment")?,

@@ -1,5 +1,5 @@
 //! A sweep's grid: `--grid KEY=V1,V2,...` arguments parsed, checked for keys and values
-//! that would train one setting twice, and counted.
+//! that would train one setting twice, counted, and expanded into its points.
 
 use std::collections::HashMap;
 
@@ -91,6 +91,25 @@ pub fn settings(grid: &[(String, Vec<String>)]) -> u64 {
     })
 }
 
+/// Every point of `grid`: each key with one of its values, in the grid's key order; the
+/// last key's values vary fastest. One empty point without a grid.
+pub fn points(grid: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (key, values) in grid {
+        points = points
+            .iter()
+            .flat_map(|point| {
+                values.iter().map(move |value| {
+                    let mut next = point.clone();
+                    next.push((key.clone(), value.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +124,21 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn points_vary_the_last_key_fastest() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            points(&grid(&[("a", &["1", "2"]), ("b", &["x", "y"])])),
+            vec![
+                vec![pair("a", "1"), pair("b", "x")],
+                vec![pair("a", "1"), pair("b", "y")],
+                vec![pair("a", "2"), pair("b", "x")],
+                vec![pair("a", "2"), pair("b", "y")],
+            ]
+        );
+        assert_eq!(points(&[]), vec![Vec::<(String, String)>::new()]);
     }
 
     #[test]

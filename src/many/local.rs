@@ -62,6 +62,15 @@ impl Worker {
         })
     }
 
+    /// Spawns a worker and adds its pid to `pids`, the processes a stop is passed to.
+    fn spawn_listed(log: &Path, pids: &Mutex<Vec<i32>>) -> Result<Self> {
+        let worker = Self::spawn(log)?;
+        if let (Ok(mut list), Ok(pid)) = (pids.lock(), i32::try_from(worker.child.id())) {
+            list.push(pid);
+        }
+        Ok(worker)
+    }
+
     /// Sends `request` and reads the report; `None` when the worker died on the way.
     fn run(&mut self, request: &Request) -> Option<Report> {
         let line = serde_json::to_string(request).ok()?;
@@ -82,6 +91,30 @@ impl Worker {
             .and_then(|text| text.lines().last().map(str::to_owned))
             .unwrap_or_default();
         (status, last)
+    }
+
+    /// The report on the job a worker died running: interrupted when the sweep is
+    /// stopping, failed with the worker's exit status and last log line otherwise.
+    fn died_running(self, job: &Job, stopping: &AtomicBool) -> Report {
+        let (status, last) = self.post_mortem();
+        // Stopping, a worker may die of the SIGINT before its handler is in place.
+        let outcome = if stopping.load(Ordering::Relaxed) {
+            JobOutcome::Interrupted
+        } else {
+            let error = format!("the sweep worker running it died: {last}");
+            fail(job, &status, &error)
+        };
+        Report {
+            outcome,
+            wall_seconds: 0.0,
+            fresh_train_seconds: None,
+        }
+    }
+
+    /// Ends an idle worker: closing its stdin ends its loop.
+    fn close(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
     }
 }
 
@@ -171,13 +204,7 @@ fn feed(
         let Some(index) = next else { break };
         let mut current = match worker.take() {
             Some(w) => w,
-            None => {
-                let w = Worker::spawn(log)?;
-                if let (Ok(mut list), Ok(pid)) = (pids.lock(), i32::try_from(w.child.id())) {
-                    list.push(pid);
-                }
-                w
-            }
+            None => Worker::spawn_listed(log, pids)?,
         };
         let request = Request {
             job: jobs[index].clone(),
@@ -188,31 +215,15 @@ fn feed(
                 worker = Some(current);
                 report
             }
-            None => {
-                let (status, last) = current.post_mortem();
-                // Stopping, a worker may die of the SIGINT before its handler is in place.
-                let outcome = if stopping.load(Ordering::Relaxed) {
-                    JobOutcome::Interrupted
-                } else {
-                    let error = format!("the sweep worker running it died: {last}");
-                    fail(&jobs[index], &status, &error)
-                };
-                Report {
-                    outcome,
-                    wall_seconds: 0.0,
-                    fresh_train_seconds: None,
-                }
-            }
+            None => current.died_running(&jobs[index], stopping),
         };
         let interrupted = report.outcome == JobOutcome::Interrupted;
         if tx.send((index, report)).is_err() || interrupted {
             break;
         }
     }
-    if let Some(mut w) = worker {
-        // Closing stdin ends the worker's loop.
-        drop(w.stdin);
-        let _ = w.child.wait();
+    if let Some(w) = worker {
+        w.close();
     }
     Ok(())
 }

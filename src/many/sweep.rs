@@ -136,6 +136,23 @@ fn name_piece(value: &str) -> String {
         .collect()
 }
 
+/// The directory name of the grid point `point`: its `key=value` pairs joined by `_`
+/// (`base` without a grid), with its index appended where `settings` already use the name.
+fn setting_name(point: &[(String, String)], settings: &[Setting]) -> String {
+    let mut name = point
+        .iter()
+        .map(|(k, v)| format!("{k}={}", name_piece(v)))
+        .collect::<Vec<_>>()
+        .join("_");
+    if name.is_empty() {
+        name = "base".to_owned();
+    }
+    if settings.iter().any(|s| s.name == name) {
+        name = format!("{name}-{}", settings.len());
+    }
+    name
+}
+
 impl Sweep {
     /// Expands `spec` into settings and jobs under `out`, loading and validating every
     /// setting's config (so a bad grid value fails before anything runs).
@@ -145,34 +162,11 @@ impl Sweep {
         }
         grid::check(&spec.grid)?;
         check_size(spec)?;
-        let mut points: Vec<Vec<(String, String)>> = vec![Vec::new()];
-        for (key, values) in &spec.grid {
-            points = points
-                .iter()
-                .flat_map(|point| {
-                    values.iter().map(move |value| {
-                        let mut next = point.clone();
-                        next.push((key.clone(), value.clone()));
-                        next
-                    })
-                })
-                .collect();
-        }
-        let mut settings = Vec::with_capacity(points.len());
-        let mut configs = Vec::with_capacity(points.len());
-        for point in points {
+        let mut settings = Vec::new();
+        let mut configs = Vec::new();
+        for point in grid::points(&spec.grid) {
+            let name = setting_name(&point, &settings);
             let grid: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let mut name = point
-                .iter()
-                .map(|(k, v)| format!("{k}={}", name_piece(v)))
-                .collect::<Vec<_>>()
-                .join("_");
-            if name.is_empty() {
-                name = "base".to_owned();
-            }
-            if settings.iter().any(|s: &Setting| s.name == name) {
-                name = format!("{name}-{}", settings.len());
-            }
             let mut overrides = spec.overrides.clone();
             overrides.extend(grid.iter().cloned());
             let config = Config::load(&spec.config, &overrides)

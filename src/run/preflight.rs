@@ -53,95 +53,44 @@ pub fn human(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The sizes of the Q-network that memory grows with.
+struct NetworkSize {
+    /// Weights and biases of one copy.
+    parameters: u64,
+    /// Activations of one row through the network (its inputs, hidden units and outputs).
+    activations_per_row: u64,
+}
+
+impl NetworkSize {
+    fn of(hidden: &[i64]) -> Self {
+        let mut widths = vec![OBS_DIM as u64];
+        widths.extend(hidden.iter().map(|&w| w.max(0) as u64));
+        widths.push(N_ACTIONS as u64);
+        Self {
+            parameters: widths
+                .windows(2)
+                .map(|pair| pair[1].saturating_mul(pair[0] + 1))
+                .fold(0, u64::saturating_add),
+            activations_per_row: widths.iter().fold(0, |sum, w| sum.saturating_add(*w)),
+        }
+    }
+
+    /// Bytes of `copies` activation-sized f32 tensors over `rows` rows.
+    fn activations(&self, rows: u64, copies: u64) -> u64 {
+        rows.saturating_mul(self.activations_per_row)
+            .saturating_mul(copies)
+            .saturating_mul(F32)
+    }
+}
+
 impl Estimate {
     /// The estimate for `cfg` with the replay buffer on the training device or not.
     pub fn of(cfg: &Config, replay_on_device: bool) -> Self {
-        let mut widths = vec![OBS_DIM as u64];
-        widths.extend(cfg.network.hidden.iter().map(|&w| w.max(0) as u64));
-        widths.push(N_ACTIONS as u64);
-        let parameters: u64 = widths
-            .windows(2)
-            .map(|pair| pair[1].saturating_mul(pair[0] + 1))
-            .fold(0, u64::saturating_add);
-        let activations_per_row: u64 = widths.iter().fold(0, |sum, w| sum.saturating_add(*w));
-        let activations = |rows: u64, copies: u64| {
-            rows.saturating_mul(activations_per_row)
-                .saturating_mul(copies)
-                .saturating_mul(F32)
-        };
-        let replay_bytes = match cfg.train.procedure {
-            Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(ROW as u64 * F32),
-            Procedure::Tutorial => 0,
-        };
-        let eval_rows = cfg.eval.episodes.max(cfg.eval.final_episodes) as u64;
-        let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
-        let capacity = format!("replay.capacity = {}", cfg.replay.capacity);
-        let mut parts = vec![
-            Part {
-                keys: hidden.clone(),
-                bytes: parameters.saturating_mul(PARAMETER_COPIES * F32),
-                on_device: true,
-            },
-            Part {
-                keys: format!(
-                    "replay.batch_size = {} with {hidden}",
-                    cfg.replay.batch_size
-                ),
-                bytes: activations(cfg.replay.batch_size as u64, UPDATE_ACTIVATIONS),
-                on_device: true,
-            },
-            Part {
-                keys: format!("eval.episodes / eval.final_episodes = {eval_rows} with {hidden}"),
-                bytes: activations(eval_rows, 2),
-                on_device: true,
-            },
-            Part {
-                keys: format!(
-                    "eval.episodes / eval.final_episodes = {eval_rows}, env.n_envs = {}",
-                    cfg.env.n_envs
-                ),
-                bytes: (eval_rows + cfg.env.n_envs as u64).saturating_mul(ENV_BYTES),
-                on_device: false,
-            },
-            Part {
-                keys: capacity.clone(),
-                bytes: replay_bytes,
-                on_device: replay_on_device,
-            },
-            // A checkpoint gathers every array on the host and encodes it once more.
-            Part {
-                keys: format!("checkpoint copies of {capacity} and {hidden}"),
-                bytes: replay_bytes
-                    .saturating_add(parameters.saturating_mul(5 * F32))
-                    .saturating_mul(2),
-                on_device: false,
-            },
-        ];
-        if cfg.replay.prioritized && cfg.train.procedure == Procedure::Dqn {
-            // The sum tree: f64 nodes over twice the capacity rounded up to a power of two.
-            let leaves = (cfg.replay.capacity as u64).checked_next_power_of_two();
-            parts.push(Part {
-                keys: format!("{capacity} with replay.prioritized"),
-                bytes: leaves.map_or(u64::MAX, |l| l.saturating_mul(16)),
-                on_device: false,
-            });
-        }
-        if cfg.train.procedure == Procedure::Tutorial {
-            let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
-                (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.max_episode_steps)),
-            );
-            parts.push(Part {
-                keys: format!(
-                    "train.tutorial.min_memory = {}",
-                    cfg.train.tutorial.min_memory
-                ),
-                bytes: rows.saturating_mul(ROW as u64 * F32),
-                on_device: false,
-            });
-        }
+        let network = NetworkSize::of(&cfg.network.hidden);
+        let mut parts = network_parts(cfg, &network);
+        parts.extend(replay_parts(cfg, &network, replay_on_device));
         Self { parts }
     }
-
     /// Bytes in host memory when training on `device`.
     fn host_bytes(&self, device: Device) -> u64 {
         self.parts
@@ -211,6 +160,89 @@ impl Estimate {
         }
         Ok(())
     }
+}
+
+/// The network's copies, the activations of an update and of evaluation, and the envs.
+fn network_parts(cfg: &Config, network: &NetworkSize) -> Vec<Part> {
+    let eval_rows = cfg.eval.episodes.max(cfg.eval.final_episodes) as u64;
+    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    vec![
+        Part {
+            keys: hidden.clone(),
+            bytes: network.parameters.saturating_mul(PARAMETER_COPIES * F32),
+            on_device: true,
+        },
+        Part {
+            keys: format!(
+                "replay.batch_size = {} with {hidden}",
+                cfg.replay.batch_size
+            ),
+            bytes: network.activations(cfg.replay.batch_size as u64, UPDATE_ACTIVATIONS),
+            on_device: true,
+        },
+        Part {
+            keys: format!("eval.episodes / eval.final_episodes = {eval_rows} with {hidden}"),
+            bytes: network.activations(eval_rows, 2),
+            on_device: true,
+        },
+        Part {
+            keys: format!(
+                "eval.episodes / eval.final_episodes = {eval_rows}, env.n_envs = {}",
+                cfg.env.n_envs
+            ),
+            bytes: (eval_rows + cfg.env.n_envs as u64).saturating_mul(ENV_BYTES),
+            on_device: false,
+        },
+    ]
+}
+
+/// The stored transitions: the replay buffer (or the tutorial's memory), its sum tree, and
+/// the checkpoint's copies of it.
+fn replay_parts(cfg: &Config, network: &NetworkSize, replay_on_device: bool) -> Vec<Part> {
+    let replay_bytes = match cfg.train.procedure {
+        Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(ROW as u64 * F32),
+        Procedure::Tutorial => 0,
+    };
+    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    let capacity = format!("replay.capacity = {}", cfg.replay.capacity);
+    let mut parts = vec![
+        Part {
+            keys: capacity.clone(),
+            bytes: replay_bytes,
+            on_device: replay_on_device,
+        },
+        // A checkpoint gathers every array on the host and encodes it once more.
+        Part {
+            keys: format!("checkpoint copies of {capacity} and {hidden}"),
+            bytes: replay_bytes
+                .saturating_add(network.parameters.saturating_mul(5 * F32))
+                .saturating_mul(2),
+            on_device: false,
+        },
+    ];
+    if cfg.replay.prioritized && cfg.train.procedure == Procedure::Dqn {
+        // The sum tree: f64 nodes over twice the capacity rounded up to a power of two.
+        let leaves = (cfg.replay.capacity as u64).checked_next_power_of_two();
+        parts.push(Part {
+            keys: format!("{capacity} with replay.prioritized"),
+            bytes: leaves.map_or(u64::MAX, |l| l.saturating_mul(16)),
+            on_device: false,
+        });
+    }
+    if cfg.train.procedure == Procedure::Tutorial {
+        let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
+            (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.max_episode_steps)),
+        );
+        parts.push(Part {
+            keys: format!(
+                "train.tutorial.min_memory = {}",
+                cfg.train.tutorial.min_memory
+            ),
+            bytes: rows.saturating_mul(ROW as u64 * F32),
+            on_device: false,
+        });
+    }
+    parts
 }
 
 /// What the machine offers; `None` where it cannot be read.

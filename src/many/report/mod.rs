@@ -7,6 +7,7 @@
 //! counting at its budget (its total env steps, or its training seconds).
 
 mod find;
+mod names;
 mod plot;
 mod render;
 
@@ -21,6 +22,7 @@ use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
 use find::find_runs;
+use names::group_names;
 
 pub use plot::LEARNING_CURVES;
 
@@ -144,71 +146,6 @@ impl Run {
     }
 }
 
-/// The names of groups: their experiment names when those tell them apart (an ablation
-/// names each variant with `--set experiment=...`); otherwise the `key=value` settings by
-/// which each group differs from the others (for a key where most groups agree, only the
-/// groups that differ name it); the experiment name for a lone group.
-fn group_names(keys: &[Config]) -> Result<Vec<String>> {
-    let experiments: Vec<&str> = keys.iter().map(|k| k.experiment.as_str()).collect();
-    let distinct = experiments
-        .iter()
-        .enumerate()
-        .all(|(i, e)| !experiments[..i].contains(e));
-    if distinct {
-        return Ok(experiments.into_iter().map(str::to_owned).collect());
-    }
-    let mut differing: Vec<String> = Vec::new();
-    for key in keys.iter().skip(1) {
-        for k in keys[0].differing_keys(key)? {
-            if !differing.contains(&k) {
-                differing.push(k);
-            }
-        }
-    }
-    let trees = keys
-        .iter()
-        .map(serde_yaml::to_value)
-        .collect::<Result<Vec<_>, _>>()?;
-    let value_of = |tree: &serde_yaml::Value, dotted: &str| {
-        dotted
-            .split('.')
-            .try_fold(tree, |node, part| node.get(part))
-            .map(|v| serde_json::to_string(v).unwrap_or_default())
-            .unwrap_or_default()
-    };
-    // The value most groups share, per key, when a strict majority shares one.
-    let majority: Vec<Option<String>> = differing
-        .iter()
-        .map(|dotted| {
-            let values: Vec<String> = trees.iter().map(|t| value_of(t, dotted)).collect();
-            values
-                .iter()
-                .find(|v| 2 * values.iter().filter(|w| w == v).count() > values.len())
-                .cloned()
-        })
-        .collect();
-    Ok(trees
-        .iter()
-        .enumerate()
-        .map(|(index, tree)| {
-            let pairs: Vec<String> = differing
-                .iter()
-                .zip(&majority)
-                .filter_map(|(dotted, common)| {
-                    let value = value_of(tree, dotted);
-                    (common.as_ref() != Some(&value))
-                        .then(|| format!("{dotted}={}", value.trim_matches('"')))
-                })
-                .collect();
-            match (pairs.is_empty(), keys.len()) {
-                (false, _) => pairs.join(" "),
-                (true, 1) => keys[index].experiment.clone(),
-                (true, _) => format!("{} (the common settings)", keys[index].experiment),
-            }
-        })
-        .collect())
-}
-
 impl Report {
     /// Reads the runs in `dirs`, groups them and computes every statistic.
     pub fn build(dirs: &[PathBuf], bootstrap: &Bootstrap) -> Result<Self> {
@@ -320,63 +257,77 @@ impl Group {
         for run in runs {
             match &run.state {
                 RunState::Finished(summary) => {
-                    let Some(final_return) = summary.final_eval_mean else {
-                        bail!(
-                            "{}: a finished run without a final evaluation",
-                            run.dir.display()
-                        );
-                    };
-                    group.finished += 1;
-                    let s = &mut group.scores;
-                    s.final_return.push(final_return);
-                    match summary.best_eval_mean {
-                        Some(best) => s.best_eval.push(best),
-                        None => all_kept_best = false,
-                    }
-                    let budget = step_budget(&run.config, summary);
-                    s.steps_to_solve
-                        .push(summary.solved_at_step.unwrap_or(budget) as f64);
-                    s.seconds_to_solve
-                        .push(summary.solved_at_seconds.unwrap_or(summary.train_seconds));
-                    let curves = Curves::read(&run.dir)?;
-                    group.curves.push(
-                        curves
-                            .eval
-                            .iter()
-                            .map(|&(step, mean, _)| (step, mean))
-                            .collect(),
-                    );
+                    let kept_best = group.add_finished(run, summary)?;
+                    all_kept_best &= kept_best;
                 }
                 RunState::Failed(_) => group.failed += 1,
                 RunState::Unfinished | RunState::New => group.unfinished += 1,
             }
         }
         if group.finished > 0 {
-            let s = &group.scores;
-            let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
-            let success = Statistic::SuccessRate {
-                threshold: SOLVED_RETURN,
-            };
-            group.stats = Some(GroupStats {
-                final_iqm: ci(&s.final_return, Statistic::Iqm)?,
-                final_median: ci(&s.final_return, Statistic::Median)?,
-                final_mean: ci(&s.final_return, Statistic::Mean)?,
-                success_rate: ci(&s.final_return, success)?,
-                best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
-                    Some(ci(&s.best_eval, success)?)
-                } else {
-                    None
-                },
-                steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
-                seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
-            });
+            group.stats = Some(GroupStats::of(&group.scores, all_kept_best, bootstrap)?);
         }
         Ok(group)
+    }
+
+    /// Adds a finished run's scores and evaluation curve; false when it kept no best
+    /// evaluation.
+    fn add_finished(&mut self, run: &Run, summary: &Summary) -> Result<bool> {
+        let Some(final_return) = summary.final_eval_mean else {
+            bail!(
+                "{}: a finished run without a final evaluation",
+                run.dir.display()
+            );
+        };
+        self.finished += 1;
+        let s = &mut self.scores;
+        s.final_return.push(final_return);
+        if let Some(best) = summary.best_eval_mean {
+            s.best_eval.push(best);
+        }
+        let budget = step_budget(&run.config, summary);
+        s.steps_to_solve
+            .push(summary.solved_at_step.unwrap_or(budget) as f64);
+        s.seconds_to_solve
+            .push(summary.solved_at_seconds.unwrap_or(summary.train_seconds));
+        let curves = Curves::read(&run.dir)?;
+        self.curves.push(
+            curves
+                .eval
+                .iter()
+                .map(|&(step, mean, _)| (step, mean))
+                .collect(),
+        );
+        Ok(summary.best_eval_mean.is_some())
     }
 
     /// Evaluation returns of each finished run against env steps.
     pub fn curves(&self) -> &[Vec<(u64, f64)>] {
         &self.curves
+    }
+}
+
+impl GroupStats {
+    /// The aggregates of a group's `scores`, with the success rate of their best evaluations
+    /// only when every run kept one (`all_kept_best`).
+    fn of(s: &Scores, all_kept_best: bool, bootstrap: &Bootstrap) -> Result<Self> {
+        let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
+        let success = Statistic::SuccessRate {
+            threshold: SOLVED_RETURN,
+        };
+        Ok(GroupStats {
+            final_iqm: ci(&s.final_return, Statistic::Iqm)?,
+            final_median: ci(&s.final_return, Statistic::Median)?,
+            final_mean: ci(&s.final_return, Statistic::Mean)?,
+            success_rate: ci(&s.final_return, success)?,
+            best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
+                Some(ci(&s.best_eval, success)?)
+            } else {
+                None
+            },
+            steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
+            seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
+        })
     }
 }
 
@@ -388,44 +339,5 @@ fn step_budget(config: &Config, summary: &Summary) -> u64 {
     match config.train.procedure {
         Procedure::Dqn => config.train.total_env_steps.max(summary.env_steps),
         Procedure::Tutorial => summary.env_steps,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_are_named_by_what_differs() -> Result<()> {
-        let a = Config::default();
-        let mut b = Config::default();
-        b.optimizer.lr = 3e-3;
-        b.network.hidden = vec![128, 128];
-        let names = group_names(&[a.clone(), b.clone()])?;
-        assert_eq!(
-            names,
-            [
-                "network.hidden=[64,64] optimizer.lr=0.001",
-                "network.hidden=[128,128] optimizer.lr=0.003"
-            ]
-        );
-        assert_eq!(group_names(std::slice::from_ref(&a))?, ["cartpole"]);
-        // Where most groups agree, only the others name the key.
-        let mut c = Config::default();
-        c.agent.gamma = 0.9;
-        let names = group_names(&[a.clone(), b.clone(), c])?;
-        assert_eq!(
-            names,
-            [
-                "cartpole (the common settings)",
-                "network.hidden=[128,128] optimizer.lr=0.003",
-                "agent.gamma=0.9"
-            ]
-        );
-        // Distinct experiment names are the names.
-        let mut named = b;
-        named.experiment = "wide".to_owned();
-        assert_eq!(group_names(&[a, named])?, ["cartpole", "wide"]);
-        Ok(())
     }
 }

@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{Group, Report};
-use crate::artifacts::plot::format_steps;
+use crate::artifacts::plot::{draw_legend, format_steps, line_swatch};
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::platform::atomic::write_bytes_atomic;
 
@@ -86,130 +87,159 @@ pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
         .iter()
         .map(|g| iqm_curve(g, &bootstrap))
         .collect::<Result<Vec<_>>>()?;
-    let (tau_lo, tau_hi) = profile_range(
-        report
-            .groups
-            .iter()
-            .flat_map(|g| g.scores.final_return.iter().copied()),
-    );
-    let taus: Vec<f64> = (0..=100)
-        .map(|i| tau_lo + (tau_hi - tau_lo) * f64::from(i) / 100.0)
-        .collect();
-    let profiles = report
-        .groups
-        .iter()
-        .map(|g| match g.stats {
-            Some(_) => {
-                stats::performance_profile_ci(&g.scores.final_return, &taus, &bootstrap).map(Some)
-            }
-            None => Ok(None),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let x_max = curves
-        .iter()
-        .flatten()
-        .map(|(step, _)| *step)
-        .fold(1000.0, f64::max);
+    let profiles = Profiles::of(report, &bootstrap)?;
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).context("clearing the plot")?;
         let (left, right) = root.split_horizontally(SIZE.0 * 3 / 5);
-        let mut chart = ChartBuilder::on(&left)
-            .caption(
-                "Evaluation return: IQM across runs (band: 95% CI)",
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..x_max, 0.0..RETURN_MAX)
-            .context("laying out the curves")?;
-        chart
-            .configure_mesh()
-            .x_desc("env steps")
-            .x_label_formatter(&|step| format_steps(*step))
-            .y_desc("greedy return")
-            .bold_line_style(BLACK.mix(0.08))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .context("drawing the axes")?;
-        for (index, (group, curve)) in report.groups.iter().zip(&curves).enumerate() {
-            let colour = PALETTE[index % PALETTE.len()];
-            if curve.is_empty() {
-                continue;
-            }
-            let band: Vec<(f64, f64)> = curve
-                .iter()
-                .map(|(s, e)| (*s, e.hi))
-                .chain(curve.iter().rev().map(|(s, e)| (*s, e.lo)))
-                .collect();
-            chart
-                .draw_series(std::iter::once(Polygon::new(
-                    band,
-                    colour.mix(0.15).filled(),
-                )))
-                .context("drawing a band")?;
-            chart
-                .draw_series(LineSeries::new(
-                    curve.iter().map(|(s, e)| (*s, e.point)),
-                    colour.stroke_width(2),
-                ))
-                .context("drawing a curve")?
-                .label(group.name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .context("drawing the legend")?;
-
-        let mut profile_chart = ChartBuilder::on(&right)
-            .caption("Performance profile of final returns", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(tau_lo..tau_hi, 0.0..1.05)
-            .context("laying out the profile")?;
-        profile_chart
-            .configure_mesh()
-            .x_desc("final return tau")
-            .y_desc("fraction of runs with return > tau")
-            .bold_line_style(BLACK.mix(0.08))
-            .light_line_style(TRANSPARENT)
-            .draw()
-            .context("drawing the profile axes")?;
-        for (index, profile) in profiles.iter().enumerate() {
-            let Some(profile) = profile else { continue };
-            let colour = PALETTE[index % PALETTE.len()];
-            let band: Vec<(f64, f64)> = taus
-                .iter()
-                .zip(profile)
-                .map(|(t, e)| (*t, e.hi))
-                .chain(taus.iter().zip(profile).rev().map(|(t, e)| (*t, e.lo)))
-                .collect();
-            profile_chart
-                .draw_series(std::iter::once(Polygon::new(
-                    band,
-                    colour.mix(0.15).filled(),
-                )))
-                .context("drawing a profile band")?;
-            profile_chart
-                .draw_series(LineSeries::new(
-                    taus.iter().zip(profile).map(|(t, e)| (*t, e.point)),
-                    colour.stroke_width(2),
-                ))
-                .context("drawing a profile")?;
-        }
+        draw_curves(&left, report, &curves)?;
+        draw_profiles(&right, &profiles)?;
         root.present().context("finishing the SVG")?;
     }
     write_bytes_atomic(&dir.join(LEARNING_CURVES), svg.as_bytes())
+}
+
+/// The performance profiles of the groups' final returns, on one grid of returns tau.
+struct Profiles {
+    /// The ends of the tau axis.
+    range: (f64, f64),
+    /// The returns tau, 101 of them across `range`.
+    taus: Vec<f64>,
+    /// Per group, the fraction of runs above each tau; `None` for a group without
+    /// finished runs.
+    per_group: Vec<Option<Vec<Estimate>>>,
+}
+
+impl Profiles {
+    fn of(report: &Report, bootstrap: &Bootstrap) -> Result<Self> {
+        let (tau_lo, tau_hi) = profile_range(
+            report
+                .groups
+                .iter()
+                .flat_map(|g| g.scores.final_return.iter().copied()),
+        );
+        let taus: Vec<f64> = (0..=100)
+            .map(|i| tau_lo + (tau_hi - tau_lo) * f64::from(i) / 100.0)
+            .collect();
+        let per_group = report
+            .groups
+            .iter()
+            .map(|g| match g.stats {
+                Some(_) => stats::performance_profile_ci(&g.scores.final_return, &taus, bootstrap)
+                    .map(Some),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            range: (tau_lo, tau_hi),
+            taus,
+            per_group,
+        })
+    }
+}
+
+/// An interval band as a closed polygon: out along the upper bounds, back along the lower.
+fn band<'e>(
+    points: impl DoubleEndedIterator<Item = (f64, &'e Estimate)> + Clone,
+) -> Vec<(f64, f64)> {
+    points
+        .clone()
+        .map(|(x, e)| (x, e.hi))
+        .chain(points.rev().map(|(x, e)| (x, e.lo)))
+        .collect()
+}
+
+/// The left panel: each group's IQM curve over its band, with the legend naming the groups.
+fn draw_curves(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    report: &Report,
+    curves: &[Vec<(f64, Estimate)>],
+) -> Result<()> {
+    let x_max = curves
+        .iter()
+        .flatten()
+        .map(|(step, _)| *step)
+        .fold(1000.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "Evaluation return: IQM across runs (band: 95% CI)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..x_max, 0.0..RETURN_MAX)
+        .context("laying out the curves")?;
+    chart
+        .configure_mesh()
+        .x_desc("env steps")
+        .x_label_formatter(&|step| format_steps(*step))
+        .y_desc("greedy return")
+        .bold_line_style(BLACK.mix(0.08))
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .context("drawing the axes")?;
+    for (index, (group, curve)) in report.groups.iter().zip(curves).enumerate() {
+        let colour = PALETTE[index % PALETTE.len()];
+        if curve.is_empty() {
+            continue;
+        }
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band(curve.iter().map(|(s, e)| (*s, e))),
+                colour.mix(0.15).filled(),
+            )))
+            .context("drawing a band")?;
+        chart
+            .draw_series(LineSeries::new(
+                curve.iter().map(|(s, e)| (*s, e.point)),
+                colour.stroke_width(2),
+            ))
+            .context("drawing a curve")?
+            .label(group.name.clone())
+            .legend(line_swatch(colour.stroke_width(2)));
+    }
+    draw_legend(&mut chart)
+}
+
+/// The right panel: each group's performance profile over its band.
+fn draw_profiles(area: &DrawingArea<SVGBackend<'_>, Shift>, profiles: &Profiles) -> Result<()> {
+    let (tau_lo, tau_hi) = profiles.range;
+    let mut chart = ChartBuilder::on(area)
+        .caption("Performance profile of final returns", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(tau_lo..tau_hi, 0.0..1.05)
+        .context("laying out the profile")?;
+    chart
+        .configure_mesh()
+        .x_desc("final return tau")
+        .y_desc("fraction of runs with return > tau")
+        .bold_line_style(BLACK.mix(0.08))
+        .light_line_style(TRANSPARENT)
+        .draw()
+        .context("drawing the profile axes")?;
+    let taus = &profiles.taus;
+    for (index, profile) in profiles.per_group.iter().enumerate() {
+        let Some(profile) = profile else { continue };
+        let colour = PALETTE[index % PALETTE.len()];
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band(taus.iter().copied().zip(profile)),
+                colour.mix(0.15).filled(),
+            )))
+            .context("drawing a profile band")?;
+        chart
+            .draw_series(LineSeries::new(
+                taus.iter().zip(profile).map(|(t, e)| (*t, e.point)),
+                colour.stroke_width(2),
+            ))
+            .context("drawing a profile")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
