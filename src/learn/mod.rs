@@ -1,6 +1,7 @@
 //! The DQN algorithm: what is learned and how, with no files and no terminal.
 
 pub mod agent;
+pub mod aligned;
 pub mod eval;
 pub mod nstep;
 pub mod optim;

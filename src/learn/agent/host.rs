@@ -1,5 +1,5 @@
 //! The update on the host kernel ([`HostNet`]): the same arithmetic as the ops kernel's, on
-//! buffers Rust owns (parameters, gradient, target and Adam's moments as `Vec<f32>`), in a few
+//! buffers Rust owns (parameters, gradient and target in [`AlignedFloats`], Adam's moments in `Vec<f32>`), in a few
 //! BLAS calls and loops.
 
 use std::cell::RefCell;
@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 use super::{check_target, Kernel, UpdateRule, ADAM_M, ADAM_V, ONLINE, TARGET};
 use crate::config::Loss;
 use crate::env::OBS_DIM;
+use crate::learn::aligned::AlignedFloats;
 use crate::learn::optim::HostAdam;
 use crate::learn::qfunction::{argmax_rows, HostNet, NetworkSpec, Pass};
 use crate::learn::replay::{Columns, Minibatch};
@@ -22,9 +23,9 @@ pub(super) struct HostKernel {
     spec: NetworkSpec,
     net: HostNet,
     rule: UpdateRule,
-    params: Vec<f32>,
-    grad: Vec<f32>,
-    target: Option<Vec<f32>>,
+    params: AlignedFloats,
+    grad: AlignedFloats,
+    target: Option<AlignedFloats>,
     adam: HostAdam,
     /// Sums of the loss and of mean Q(s, a).
     sums: [f32; 2],
@@ -55,12 +56,13 @@ impl HostKernel {
         with_target: bool,
     ) -> Result<Self> {
         let init = spec.init_flat(Device::Cpu)?;
-        let params = Vec::<f32>::try_from(&init).context("reading the initial parameters")?;
+        let init = Vec::<f32>::try_from(&init).context("reading the initial parameters")?;
+        let params = AlignedFloats::from_slice(&init)?;
         Ok(Self {
             spec,
             net,
             rule,
-            grad: vec![0.0; params.len()],
+            grad: AlignedFloats::zeros(params.len())?,
             target: with_target.then(|| params.clone()),
             adam: HostAdam::new(rule.adam, params.len())?,
             params,
@@ -221,11 +223,11 @@ impl Kernel for HostKernel {
     fn save(&self, part: &mut Part) -> Result<()> {
         let (m, v) = self.adam.moments();
         let arrays = &mut part.f32s;
-        arrays.insert(ONLINE.to_owned(), self.params.clone());
+        arrays.insert(ONLINE.to_owned(), self.params.to_vec());
         arrays.insert(ADAM_M.to_owned(), m.to_vec());
         arrays.insert(ADAM_V.to_owned(), v.to_vec());
         if let Some(target) = &self.target {
-            arrays.insert(TARGET.to_owned(), target.clone());
+            arrays.insert(TARGET.to_owned(), target.to_vec());
         }
         Ok(())
     }
