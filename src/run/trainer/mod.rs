@@ -11,7 +11,7 @@ mod divergence;
 mod dqn;
 mod evaluate;
 mod state;
-mod throughput;
+pub mod throughput;
 mod tutorial;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,6 @@ use crate::run::records::Records;
 
 pub use divergence::Divergence;
 pub use state::{work_left, LoopState};
-pub use throughput::Throughput;
 
 /// Finished training episodes averaged for the progress display.
 const RECENT_EPISODES: usize = 20;

@@ -1,13 +1,19 @@
 //! `qnet bench throughput`: the two halves of the training loop timed apart, through the
 //! loop's own code (the acting step and the training phase the runs use).
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tch::Device;
 
-use super::{Sink, Trainer};
+use super::{Sink, Start, Trainer};
+use crate::config::Config;
 use crate::env::OBS_DIM;
+use crate::run::preflight::Placement;
+use crate::run::progress::Progress;
+use crate::run::provenance::this_command;
+use crate::run::run_dir;
 
 /// Rates of the two halves of the loop.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +27,27 @@ pub struct Throughput {
     pub kernel: &'static str,
 }
 
+/// Times `cfg` on `placement` for `seconds` per half, in a scratch run directory removed
+/// afterwards.
+pub fn measure(cfg: &Config, placement: Placement, seconds: f64) -> Result<Throughput> {
+    let dir = run_dir::unique(&std::env::temp_dir(), "-qnet-throughput");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let never = AtomicBool::new(false);
+    let mut progress = Progress::Quiet;
+    let measured = Trainer::new(
+        cfg.clone(),
+        placement,
+        &dir,
+        Start::Fresh,
+        &mut progress,
+        &never,
+        this_command(),
+    )
+    .and_then(|mut trainer| trainer.throughput(seconds));
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    measured
+}
+
 /// Waits for queued CUDA work so timings include it.
 fn synchronize(device: Device) {
     if let Device::Cuda(index) = device {
@@ -31,7 +58,7 @@ fn synchronize(device: Device) {
 impl Trainer<'_> {
     /// Fills the replay buffer to `learning_starts` (at least a batch) with random actions,
     /// then times `seconds` of acting and `seconds` of training phases.
-    pub fn throughput(&mut self, seconds: f64) -> Result<Throughput> {
+    fn throughput(&mut self, seconds: f64) -> Result<Throughput> {
         let n = self.cfg.env.n_envs;
         let mut actions = vec![0i64; n];
         let mut obs = vec![0.0f32; n * OBS_DIM];
