@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::{SolveArgs, ThroughputArgs};
 use crate::config::Config;
 use crate::learn::eval::SOLVED_RETURN;
-use crate::many::bench::{SeedRun, SolveBench};
+use crate::many::bench::{SeedRun, SolveBench, SolveResult};
 use crate::platform::device;
 use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
@@ -28,6 +28,13 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
         say!("{line}");
         Ok(())
     })?;
+    print_seeds(&result)?;
+    print_statistics(&result)?;
+    Ok(result.tally.exit_code())
+}
+
+/// The table of seeds: a row per seed.
+fn print_seeds(result: &SolveResult) -> Result<()> {
     say!(
         "{:>4} {:>12} {:>10} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "seed",
@@ -47,6 +54,11 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
             SeedRun::Unfinished => say!("{seed:>4} not finished"),
         }
     }
+    Ok(())
+}
+
+/// The solve times over the seeds and the report's statistics.
+fn print_statistics(result: &SolveResult) -> Result<()> {
     let (times, n) = (&result.times, result.seeds.len());
     if let Some((confirmed, steps, seconds)) = times.confirmed {
         say!(
@@ -86,7 +98,7 @@ pub(super) fn solve(args: SolveArgs) -> Result<i32> {
             result.out.display()
         );
     }
-    Ok(result.tally.exit_code())
+    Ok(())
 }
 
 /// A seed's row of the table.
