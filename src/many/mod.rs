@@ -1,5 +1,6 @@
 //! Many runs: sweeps over settings and seeds, their workers, statistics and reports.
 
+pub mod bench;
 pub mod disk;
 pub mod grid;
 pub mod local;

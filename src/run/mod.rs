@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod play;
 pub mod preflight;
 pub mod progress;
 pub mod provenance;

@@ -86,41 +86,8 @@ pub fn resume_run(
 ) -> Result<Outcome> {
     let dir = run.path();
     let config_path = dir.join("config.yaml");
-    if !config_path.exists() {
-        bail!(
-            "{} is not a qnet run directory: it has no config.yaml",
-            dir.display()
-        );
-    }
-    let recorded = Config::load(&config_path, &[])?;
-    let cfg = Config::load(&config_path, overrides)?;
-    let refused = fixed_keys_that_differ(&recorded, &cfg)?;
-    if let Some(key) = refused.first() {
-        bail!(
-            "--set {key}: a resumed run keeps the settings it was trained with; only {} may \
-             change (they do not alter what was already computed). Start a new run to change \
-             {key}",
-            RESUMABLE_KEYS.join(", ")
-        );
-    }
-    let checkpoint_path = dir.join(FILE_NAME);
-    let checkpoint = if checkpoint_path.exists() {
-        Some(TrainingCheckpoint::load(&checkpoint_path)?)
-    } else {
-        None
-    };
-    if let Some(checkpoint) = &checkpoint {
-        check_matches_checkpoint(&config_path, &recorded, checkpoint)?;
-        if !work_left(&cfg, checkpoint)?
-            && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
-        {
-            return Err(AlreadyFinished {
-                dir: dir.to_path_buf(),
-                budget: budget(&cfg),
-            }
-            .into());
-        }
-    }
+    let (recorded, cfg) = resumed_config(dir, overrides)?;
+    let checkpoint = checkpoint_to_resume(dir, &recorded, &cfg)?;
     let placement = Placement::of(&cfg)?;
     if cfg != recorded {
         write_bytes_atomic(&config_path, cfg.to_yaml()?.as_bytes())?;
@@ -142,6 +109,56 @@ pub fn resume_run(
     let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop, command)
         .with_context(|| format!("resuming {}", dir.display()))?;
     trainer.run()
+}
+
+/// The config the run in `dir` recorded, and the one it resumes with (`overrides` applied);
+/// an override of a key a resumed run must keep is refused.
+fn resumed_config(dir: &Path, overrides: &[String]) -> Result<(Config, Config)> {
+    let config_path = dir.join("config.yaml");
+    if !config_path.exists() {
+        bail!(
+            "{} is not a qnet run directory: it has no config.yaml",
+            dir.display()
+        );
+    }
+    let recorded = Config::load(&config_path, &[])?;
+    let cfg = Config::load(&config_path, overrides)?;
+    let refused = fixed_keys_that_differ(&recorded, &cfg)?;
+    if let Some(key) = refused.first() {
+        bail!(
+            "--set {key}: a resumed run keeps the settings it was trained with; only {} may \
+             change (they do not alter what was already computed). Start a new run to change \
+             {key}",
+            RESUMABLE_KEYS.join(", ")
+        );
+    }
+    Ok((recorded, cfg))
+}
+
+/// The checkpoint of the run in `dir`, if it has one, checked against the `recorded`
+/// config; a run that finished and that `cfg` gives no more work is refused
+/// ([`AlreadyFinished`]).
+fn checkpoint_to_resume(
+    dir: &Path,
+    recorded: &Config,
+    cfg: &Config,
+) -> Result<Option<TrainingCheckpoint>> {
+    let checkpoint_path = dir.join(FILE_NAME);
+    if !checkpoint_path.exists() {
+        return Ok(None);
+    }
+    let checkpoint = TrainingCheckpoint::load(&checkpoint_path)?;
+    check_matches_checkpoint(&dir.join("config.yaml"), recorded, &checkpoint)?;
+    if !work_left(cfg, &checkpoint)?
+        && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
+    {
+        return Err(AlreadyFinished {
+            dir: dir.to_path_buf(),
+            budget: budget(cfg),
+        }
+        .into());
+    }
+    Ok(Some(checkpoint))
 }
 
 /// Why [`resume_run`] refused: the run already trained its whole budget (a sweep counts it

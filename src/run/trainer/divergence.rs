@@ -107,11 +107,11 @@ impl Trainer<'_> {
         if self.divergence.is_some() {
             return false;
         }
-        if self.learner.online_is_finite() {
+        if self.algorithm.learner.online_is_finite() {
             return true;
         }
         self.divergence = Some(Divergence::new(
-            self.state.env_steps,
+            self.env_steps(),
             "a parameter of the Q-network is not finite".to_owned(),
         ));
         false
@@ -120,15 +120,13 @@ impl Trainer<'_> {
     /// Ends a diverged run: its records so far reach the disk and summary.json says what
     /// happened; the last checkpoint and model files stay as they were.
     pub(super) fn diverged(mut self) -> Result<Outcome> {
-        self.state.train_seconds = self.seconds();
+        self.book.train_seconds = self.seconds();
         self.records.sync()?;
         self.write_learning_curve()?;
         let divergence = self
             .divergence
             .take()
-            .unwrap_or_else(|| {
-                Divergence::new(self.state.env_steps, "training diverged".to_owned())
-            })
+            .unwrap_or_else(|| Divergence::new(self.env_steps(), "training diverged".to_owned()))
             .complete(&self.cfg, &self.run_dir, self.checkpointed_at);
         self.divergence = Some(divergence.clone());
         self.summary(RunStatus::Diverged, None)

@@ -100,41 +100,41 @@ impl Checkpointed for BestModel {
 impl Trainer<'_> {
     /// A periodic evaluation is due (and the schedule moves on to the next one).
     pub(super) fn evaluation_due(&mut self) -> bool {
-        let (step, every) = (self.state.env_steps, self.cfg.eval.every);
-        self.state.next_eval_at.fire(step, every)
+        let (step, every) = (self.env_steps(), self.cfg.eval.every);
+        self.book.next_eval_at.fire(step, every)
     }
 
     /// Runs a periodic evaluation, records it, keeps the model if it is the best so far;
     /// returns whether it is solved. Its rows reach the disk before training goes on.
     pub(super) fn evaluate_periodic(&mut self) -> Result<bool> {
         let result = eval::evaluate(
-            &GreedyPolicy(&self.learner),
+            &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.episodes,
             eval::periodic_eval_seed(self.cfg.seed),
             self.cfg.env.max_episode_steps,
         )?;
         let seconds = self.seconds();
-        if result.solved() && self.state.solved_at_step.is_none() {
-            self.state.solved_at_step = Some(self.state.env_steps);
-            self.state.solved_at_seconds = Some(seconds);
+        if result.solved() && self.book.solved_at_step.is_none() {
+            self.book.solved_at_step = Some(self.env_steps());
+            self.book.solved_at_seconds = Some(seconds);
         }
         self.records.push(&Row::Eval {
-            env_step: self.state.env_steps,
-            episode: self.state.episodes,
+            env_step: self.env_steps(),
+            episode: self.algorithm.state.episodes,
             is_final: false,
             result: result.clone(),
             wall_seconds: seconds,
         });
         if self.best.offer(
             result.mean,
-            self.state.env_steps,
-            &self.learner.parameters()?,
+            self.algorithm.state.env_steps,
+            &self.algorithm.learner.parameters()?,
         )? {
             self.write_best_model()?;
         }
         self.records.flush()?;
         let solved = result.solved();
-        self.state.last_eval = Some(result);
+        self.book.last_eval = Some(result);
         Ok(solved)
     }
 
@@ -144,19 +144,19 @@ impl Trainer<'_> {
     /// it alone leaves runs whose final evaluation falls short.
     pub(super) fn confirm_solved(&mut self) -> Result<bool> {
         let n = self.cfg.eval.final_episodes;
-        let first = self.state.confirm_next_env;
+        let first = self.book.confirm_next_env;
         let result = eval::evaluate_in_batches(
-            &GreedyPolicy(&self.learner),
+            &GreedyPolicy(&self.algorithm.learner),
             first..first.saturating_add(n),
             eval::confirm_eval_seed(self.cfg.seed),
             self.cfg.env.max_episode_steps,
             &mut |_| {},
         )?;
-        self.state.confirm_next_env = first.saturating_add(n);
+        self.book.confirm_next_env = first.saturating_add(n);
         let confirmed = result.solved();
         self.progress.line(&format!(
             "step {}: solved; confirmation over {} fresh episodes: mean {:.1} ({})",
-            self.state.env_steps,
+            self.env_steps(),
             result.episodes,
             result.mean,
             if confirmed {
@@ -166,8 +166,8 @@ impl Trainer<'_> {
             }
         ));
         if confirmed {
-            self.state.confirmed_at_step = Some(self.state.env_steps);
-            self.state.confirmed_at_seconds = Some(self.seconds());
+            self.book.confirmed_at_step = Some(self.env_steps());
+            self.book.confirmed_at_seconds = Some(self.seconds());
         }
         Ok(confirmed)
     }
@@ -180,7 +180,7 @@ impl Trainer<'_> {
                 &self.run_dir,
                 ModelFiles::Best,
                 &self.cfg,
-                self.learner.spec(),
+                self.algorithm.learner.spec(),
                 &best.params,
                 best.step,
             ),
@@ -191,18 +191,18 @@ impl Trainer<'_> {
     /// Final evaluation on its own seeds, its record, summary.json; the run is complete.
     pub(super) fn finish(mut self) -> Result<Outcome> {
         let result = eval::evaluate(
-            &GreedyPolicy(&self.learner),
+            &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.final_episodes,
             eval::final_eval_seed(self.cfg.seed),
             self.cfg.env.max_episode_steps,
         )?;
-        self.state.train_seconds = self.seconds();
+        self.book.train_seconds = self.seconds();
         self.records.push(&Row::Eval {
-            env_step: self.state.env_steps,
-            episode: self.state.episodes,
+            env_step: self.env_steps(),
+            episode: self.algorithm.state.episodes,
             is_final: true,
             result: result.clone(),
-            wall_seconds: self.state.train_seconds,
+            wall_seconds: self.book.train_seconds,
         });
         self.records.sync()?;
         self.write_learning_curve()?;
@@ -213,26 +213,26 @@ impl Trainer<'_> {
 
     /// summary.json's content, with the final evaluation when there is one.
     pub(super) fn summary(&self, status: RunStatus, result: Option<&EvalResult>) -> Summary {
-        let seconds = self.state.train_seconds;
+        let seconds = self.book.train_seconds;
         let divergence = self.divergence.as_ref();
         Summary {
             status,
             experiment: self.cfg.experiment.clone(),
-            env_steps: self.state.env_steps,
-            gradient_updates: self.state.gradient_updates,
-            episodes: self.state.episodes,
+            env_steps: self.env_steps(),
+            gradient_updates: self.algorithm.state.gradient_updates,
+            episodes: self.algorithm.state.episodes,
             train_seconds: seconds,
-            env_steps_per_second: self.state.env_steps as f64 / seconds.max(1e-9),
+            env_steps_per_second: self.env_steps() as f64 / seconds.max(1e-9),
             final_eval_mean: result.map(|r| r.mean),
             final_eval_std: result.map(|r| r.std),
             final_eval_min: result.map(|r| r.min),
             final_eval_max: result.map(|r| r.max),
             final_eval_episodes: result.map(|r| r.episodes),
             final_eval_solved: result.map(EvalResult::solved),
-            solved_at_step: self.state.solved_at_step,
-            solved_at_seconds: self.state.solved_at_seconds,
-            confirmed_at_step: self.state.confirmed_at_step,
-            confirmed_at_seconds: self.state.confirmed_at_seconds,
+            solved_at_step: self.book.solved_at_step,
+            solved_at_seconds: self.book.solved_at_seconds,
+            confirmed_at_step: self.book.confirmed_at_step,
+            confirmed_at_seconds: self.book.confirmed_at_seconds,
             best_eval_mean: self.best.best.as_ref().map(|best| best.mean),
             best_eval_step: self.best.best.as_ref().map(|best| best.step),
             diverged_at_step: divergence.map(|d| d.env_step),

@@ -1,17 +1,20 @@
-//! The training loop: act, store, update, evaluate, checkpoint, report.
+//! A training run: the algorithm's steps (`algorithm`, no I/O) driven by a [`Trainer`]
+//! that owns what the run writes and shows: records, evaluations, checkpoints, progress,
+//! provenance, and the stop flag.
 //!
-//! Two procedures share this module's bookkeeping: `dqn` (replay buffer, minibatches,
-//! target network) and `tutorial` (the original tutorial's collect-then-fit loop, kept
-//! for comparison). All state that the loop carries from one step to the next lives in
-//! [`LoopState`] or in the learner and replay buffer, which is what a checkpoint saves;
-//! records stream to disk as they are produced ([`Records`]).
+//! Two procedures drive the algorithm, each a short loop of its own: `dqn` (replay buffer,
+//! minibatches, target network) and `tutorial` (the original tutorial's collect-then-fit
+//! loop, kept for comparison). What a checkpoint saves is the learner, the replay buffer,
+//! the algorithm's state and the run's bookkeeping; records stream to disk as they are
+//! produced ([`Records`]).
 
+mod algorithm;
 mod cadence;
 mod divergence;
 mod dqn;
 mod evaluate;
 mod state;
-mod throughput;
+pub mod throughput;
 mod tutorial;
 
 use std::path::{Path, PathBuf};
@@ -23,14 +26,11 @@ use tch::Device;
 
 use evaluate::BestModel;
 
+use algorithm::{Algorithm, EpisodeEnd};
+use state::Bookkeeping;
+
 use crate::config::{Config, Procedure};
-use crate::env::{N_ACTIONS, OBS_DIM};
-use crate::learn::agent::Learner;
-use crate::learn::nstep::Step;
-use crate::learn::replay::{Prioritization, ReplayBuffer, ROW};
-use crate::learn::schedule::{epsilon_at, lr_at};
 use crate::platform::device;
-use crate::platform::rng::{stream_seed, Stream};
 use crate::run::checkpoint::training::TrainingCheckpoint;
 use crate::run::metrics::{Row, Summary};
 use crate::run::preflight::Placement;
@@ -39,8 +39,7 @@ use crate::run::provenance::Provenance;
 use crate::run::records::Records;
 
 pub use divergence::Divergence;
-pub use state::{work_left, LoopState};
-pub use throughput::Throughput;
+pub use state::work_left;
 
 /// Finished training episodes averaged for the progress display.
 const RECENT_EPISODES: usize = 20;
@@ -81,21 +80,15 @@ enum Stop {
     Diverged,
 }
 
-/// Where [`Trainer::collect_step`] puts the transitions it collects.
-enum Sink<'m> {
-    /// The replay buffer (`dqn`).
-    Replay,
-    /// A flat list of `ROW`-float rows (the `tutorial`'s per-iteration memory).
-    Memory(&'m mut Vec<f32>),
-}
-
-/// A training run in progress, on one device, writing into one run directory.
+/// A training run in progress, on one device, writing into one run directory: it drives the
+/// algorithm and owns the records, evaluations, checkpoints, progress and stop flag.
 pub struct Trainer<'a> {
     cfg: Config,
     device: Device,
-    learner: Learner,
-    replay: ReplayBuffer,
-    state: LoopState,
+    /// The learner, replay buffer, envs and the algorithm's counters.
+    algorithm: Algorithm,
+    /// What the run tracks besides.
+    book: Bookkeeping,
     records: Records,
     /// The best periodic evaluation (what `model_best.*` holds).
     best: BestModel,
@@ -126,33 +119,16 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         let device = placement.train;
         let provenance = Provenance::capture(command, device);
-        let learner = Learner::new(&cfg, device, stream_seed(cfg.seed, Stream::Init))?;
-        let capacity = match cfg.train.procedure {
-            Procedure::Dqn => cfg.replay.capacity,
-            // The tutorial keeps its own per-iteration memory.
-            Procedure::Tutorial => 1,
-        };
-        let prioritization = cfg.replay.prioritized.then_some(Prioritization {
-            alpha: cfg.replay.alpha,
-            eps: cfg.replay.priority_eps,
-        });
-        let replay = ReplayBuffer::new(
-            capacity,
-            N_ACTIONS,
-            placement.replay,
-            device,
-            prioritization,
-        )?;
+        let algorithm = Algorithm::new(&cfg, placement)?;
         let records = match start {
             Start::Fresh => Records::create(run_dir)?,
             Start::Resume(checkpoint) => state::reopen_records(run_dir, checkpoint)?,
         };
         let mut trainer = Self {
-            state: LoopState::new(&cfg),
+            book: Bookkeeping::new(&cfg),
             cfg,
             device,
-            learner,
-            replay,
+            algorithm,
             records,
             best: BestModel::new(device),
             provenance,
@@ -173,20 +149,20 @@ impl<'a> Trainer<'a> {
     }
 
     fn has_work_left(&self) -> bool {
-        state::work_left_in(&self.cfg, &self.state)
+        state::work_left_in(&self.cfg, &self.algorithm.state, &self.book)
     }
 
     /// Runs until the budget is spent, the task is solved (with `eval.stop_when_solved`),
     /// training diverges, or a stop is requested.
     pub fn run(mut self) -> Result<Outcome> {
         self.session_start = Instant::now();
-        self.seconds_before = self.state.train_seconds;
+        self.seconds_before = self.book.train_seconds;
         self.last_checkpoint = Instant::now();
         let stop = if self.has_work_left() {
             crate::platform::atomic::remove_if_exists(
                 &self.run_dir.join(crate::run::metrics::SUMMARY_JSON),
             )?;
-            self.state.stopped_solved = false;
+            self.book.stopped_solved = false;
             self.progress.line(&format!(
                 "training {} on {} ({} procedure)",
                 self.cfg.experiment,
@@ -208,12 +184,12 @@ impl<'a> Trainer<'a> {
             return self.diverged();
         }
         if stop == Stop::Solved {
-            self.state.stopped_solved = true;
+            self.book.stopped_solved = true;
         }
         self.save_checkpoint()?;
         if stop == Stop::Interrupted {
             return Ok(Outcome::Interrupted {
-                env_steps: self.state.env_steps,
+                env_steps: self.env_steps(),
             });
         }
         self.finish()
@@ -228,97 +204,34 @@ impl<'a> Trainer<'a> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn epsilon(&self) -> f64 {
-        epsilon_at(&self.cfg.exploration, self.state.env_steps)
+    /// Env steps taken so far.
+    fn env_steps(&self) -> u64 {
+        self.algorithm.state.env_steps
     }
 
-    /// One vector step: `epsilon`-greedy actions (one batched forward pass for the envs that
-    /// do not explore), env step, each completed transition into `sink`, finished episodes
-    /// recorded. Returns how many episodes ended. `obs` and `actions` are scratch space, one
-    /// per env.
-    fn collect_step(
-        &mut self,
-        obs: &mut [f32],
-        actions: &mut [i64],
-        mut sink: Sink<'_>,
-        epsilon: f64,
-    ) -> Result<usize> {
-        obs.copy_from_slice(self.state.envs.obs());
-        self.learner
-            .act(obs, epsilon, &mut self.state.explore_rng, actions)?;
-        self.state.envs.step(actions)?;
-        let n = actions.len();
-        self.state.env_steps += n as u64;
-        self.state.vector_steps += 1;
-        let mut ended = 0;
-        for i in 0..n {
-            let envs = &self.state.envs;
-            let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
-            let done = terminated || truncated;
-            // An episode that ended bootstraps from its true last observation.
-            let next = if done { envs.final_obs() } else { envs.obs() };
-            let reward = envs.rewards()[i];
-            let step = Step {
-                obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
-                action: actions[i],
-                reward,
-                next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
-                terminated,
-                truncated,
+    /// Records the training episodes a step ended, and notices a non-finite loss or Q-value
+    /// in their update statistics.
+    fn record_episodes(&mut self, ended: &[EpisodeEnd]) {
+        for end in ended {
+            if let Some(stats) = end.stats {
+                self.book.last_loss = Some(stats.loss);
+                if self.divergence.is_none() {
+                    self.divergence = Divergence::in_stats(&stats, self.env_steps());
+                }
+            }
+            self.book.push_recent(end.episode_return, RECENT_EPISODES);
+            let row = Row::Episode {
+                env_step: self.env_steps(),
+                episode: end.episode,
+                episode_return: end.episode_return,
+                length: end.length,
+                // Nine decimals: the schedule's value without float noise in the records.
+                epsilon: (self.algorithm.epsilon() * 1e9).round() / 1e9,
+                loss_and_q: end.stats.map(|s| (s.loss, s.mean_q)),
+                wall_seconds: self.seconds(),
             };
-            // The n-step windows hand over each transition whose return is complete.
-            let replay = &mut self.replay;
-            self.state
-                .nstep
-                .push(i, step, |transition| match &mut sink {
-                    Sink::Replay => replay.push(transition),
-                    Sink::Memory(rows) => {
-                        let start = rows.len();
-                        rows.resize(start + ROW, 0.0);
-                        transition.write_row(&mut rows[start..]);
-                        Ok(())
-                    }
-                })?;
-            self.state.episode_returns[i] += f64::from(reward);
-            if done {
-                let length = self.state.envs.episode_lengths()[i];
-                let episode_return = std::mem::take(&mut self.state.episode_returns[i]);
-                self.end_episode(episode_return, length);
-                ended += 1;
-            }
+            self.records.push(&row);
         }
-        Ok(ended)
-    }
-
-    /// The learning rate at this env step.
-    fn lr(&self) -> f64 {
-        lr_at(&self.cfg.optimizer, self.state.env_steps)
-    }
-
-    /// Records a finished training episode of `length` steps and return `episode_return`.
-    /// Reading the update statistics is the loop's one host sync per episode, so this is
-    /// where a non-finite loss or Q-value is noticed.
-    fn end_episode(&mut self, episode_return: f64, length: u32) {
-        self.state.episodes += 1;
-        let stats = self.learner.take_stats();
-        if let Some(stats) = stats {
-            self.state.last_loss = Some(stats.loss);
-            if self.divergence.is_none() {
-                self.divergence = Divergence::in_stats(&stats, self.state.env_steps);
-            }
-        }
-        self.state.push_recent(episode_return, RECENT_EPISODES);
-        let row = Row::Episode {
-            env_step: self.state.env_steps,
-            episode: self.state.episodes,
-            episode_return,
-            length,
-            // Nine decimals: the schedule's value without float noise in the records.
-            epsilon: (self.epsilon() * 1e9).round() / 1e9,
-            loss_and_q: stats.map(|s| (s.loss, s.mean_q)),
-            wall_seconds: self.seconds(),
-        };
-        self.records.push(&row);
     }
 
     /// What follows every loop step: the divergence check, a due evaluation and checkpoint,
@@ -351,8 +264,8 @@ impl<'a> Trainer<'a> {
 
     /// A checkpoint is due by env steps (`checkpoint.every`) or by time (`every_seconds`).
     fn checkpoint_due(&mut self) -> bool {
-        let (step, every) = (self.state.env_steps, self.cfg.checkpoint.every);
-        let by_steps = self.state.next_checkpoint_at.fire(step, every);
+        let (step, every) = (self.env_steps(), self.cfg.checkpoint.every);
+        let by_steps = self.book.next_checkpoint_at.fire(step, every);
         let seconds = self.cfg.checkpoint.every_seconds;
         let by_time = seconds > 0.0 && self.last_checkpoint.elapsed().as_secs_f64() >= seconds;
         by_steps || by_time
@@ -362,15 +275,15 @@ impl<'a> Trainer<'a> {
         let device = device::name(self.device);
         let total = match self.cfg.train.procedure {
             Procedure::Dqn => self.cfg.train.total_env_steps,
-            Procedure::Tutorial => self.state.env_steps.max(1),
+            Procedure::Tutorial => self.env_steps().max(1),
         };
         let status = Status {
-            env_steps: self.state.env_steps,
+            env_steps: self.env_steps(),
             total_env_steps: total,
-            recent_return: self.state.recent_mean(),
-            epsilon: self.epsilon(),
-            loss: self.state.last_loss,
-            last_eval: self.state.last_eval.as_ref(),
+            recent_return: self.book.recent_mean(),
+            epsilon: self.algorithm.epsilon(),
+            loss: self.book.last_loss,
+            last_eval: self.book.last_eval.as_ref(),
             device: &device,
         };
         self.progress.update(&status);

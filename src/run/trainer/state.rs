@@ -1,6 +1,6 @@
-//! What the loop carries between steps, and the round trip of a run through a checkpoint:
-//! each component (learner, replay, records, best model, this loop state with its envs)
-//! hands over its own part and takes it back.
+//! What the run tracks between steps besides the algorithm, and the round trip of a run
+//! through a checkpoint: each component (learner, replay, records, best model, the loop's
+//! state with its envs) hands over its own part and takes it back.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
+use super::algorithm::AlgorithmState;
 use super::cadence::Cadence;
 use super::Trainer;
 use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
@@ -18,39 +19,19 @@ use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
 use crate::learn::state::{Checkpointed, Part};
 use crate::platform::atomic::write_bytes_atomic;
-use crate::platform::rng::{stream_rng, stream_seed, Stream};
 use crate::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
 use crate::run::checkpoint::ModelFiles;
 use crate::run::metrics::Curves;
 use crate::run::records::Records;
 
-/// The training loop's own state: counters, RNGs, envs, n-step windows, progress.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LoopState {
-    /// Env steps taken, summed over envs.
-    pub env_steps: u64,
-    /// Batched (vector) env steps taken.
-    pub vector_steps: u64,
-    /// Gradient updates applied.
-    pub gradient_updates: u64,
-    /// Training episodes finished.
-    pub episodes: u64,
-    /// Tutorial iterations completed.
-    pub tutorial_iterations: u64,
+/// What the run tracks between steps besides the algorithm: when it next evaluates and
+/// checkpoints, the figures of the progress display, when it solved, its training seconds.
+#[derive(Debug, Clone)]
+pub struct Bookkeeping {
     /// When the next periodic evaluation runs.
     pub next_eval_at: Cadence,
     /// When the next checkpoint is written.
     pub next_checkpoint_at: Cadence,
-    /// When the target network is next updated.
-    pub next_target_at: Cadence,
-    /// Epsilon-greedy draws.
-    pub explore_rng: Pcg64,
-    /// Replay minibatch indices.
-    pub replay_rng: Pcg64,
-    /// The training envs, mid-episode.
-    pub envs: BatchedCartPole,
-    /// Return so far of each env's current episode.
-    pub episode_returns: Vec<f64>,
     /// Returns of the last finished episodes (progress display).
     pub recent_returns: VecDeque<f64>,
     /// Mean loss at the last finished episode (progress display).
@@ -63,45 +44,23 @@ pub struct LoopState {
     pub solved_at_seconds: Option<f64>,
     /// The first env of the confirmation stream no confirmation has played yet (each plays
     /// fresh envs, however `eval.final_episodes` changes on resume).
-    #[serde(default)]
     pub confirm_next_env: usize,
     /// Env step at which a confirmation evaluation agreed that the task is solved.
-    #[serde(default)]
     pub confirmed_at_step: Option<u64>,
     /// Training seconds at that confirmation.
-    #[serde(default)]
     pub confirmed_at_seconds: Option<f64>,
     /// Training seconds so far, over all sessions.
     pub train_seconds: f64,
     /// Training stopped at a solved evaluation (`eval.stop_when_solved`).
     pub stopped_solved: bool,
-    /// The n-step windows of the training envs.
-    pub nstep: NStepWindows,
 }
 
-impl LoopState {
-    /// The state before the first step of a run of `cfg`.
+impl Bookkeeping {
+    /// Nothing tracked yet, in a run of `cfg`.
     pub fn new(cfg: &Config) -> Self {
-        let n = cfg.env.n_envs;
-        let mut envs = BatchedCartPole::new(
-            n,
-            stream_seed(cfg.seed, Stream::TrainEnvs),
-            cfg.env.max_episode_steps,
-        );
-        envs.reset_all();
         Self {
-            env_steps: 0,
-            vector_steps: 0,
-            gradient_updates: 0,
-            episodes: 0,
-            tutorial_iterations: 0,
             next_eval_at: Cadence::starting(cfg.eval.every),
             next_checkpoint_at: Cadence::starting(cfg.checkpoint.every),
-            next_target_at: Cadence::starting(cfg.agent.target_update_every),
-            explore_rng: stream_rng(cfg.seed, Stream::Explore),
-            replay_rng: stream_rng(cfg.seed, Stream::Replay),
-            envs,
-            episode_returns: vec![0.0; n],
             recent_returns: VecDeque::new(),
             last_loss: None,
             last_eval: None,
@@ -112,7 +71,6 @@ impl LoopState {
             confirmed_at_seconds: None,
             train_seconds: 0.0,
             stopped_solved: false,
-            nstep: NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n),
         }
     }
 
@@ -131,30 +89,117 @@ impl LoopState {
     }
 }
 
-impl Checkpointed for LoopState {
-    fn save_part(&mut self) -> Result<Part> {
-        Part::new(self)
+/// The loop's state as a checkpoint's `loop` part holds it: the algorithm's state and the
+/// run's bookkeeping in one JSON object, whose field names old checkpoints fix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LoopState {
+    env_steps: u64,
+    vector_steps: u64,
+    gradient_updates: u64,
+    episodes: u64,
+    tutorial_iterations: u64,
+    next_eval_at: Cadence,
+    next_checkpoint_at: Cadence,
+    next_target_at: Cadence,
+    explore_rng: Pcg64,
+    replay_rng: Pcg64,
+    envs: BatchedCartPole,
+    episode_returns: Vec<f64>,
+    recent_returns: VecDeque<f64>,
+    last_loss: Option<f64>,
+    last_eval: Option<EvalResult>,
+    solved_at_step: Option<u64>,
+    solved_at_seconds: Option<f64>,
+    #[serde(default)]
+    confirm_next_env: usize,
+    #[serde(default)]
+    confirmed_at_step: Option<u64>,
+    #[serde(default)]
+    confirmed_at_seconds: Option<f64>,
+    train_seconds: f64,
+    stopped_solved: bool,
+    nstep: NStepWindows,
+}
+
+impl LoopState {
+    /// The two halves as one.
+    fn join(algorithm: &AlgorithmState, book: &Bookkeeping) -> Self {
+        let a = algorithm.clone();
+        let b = book.clone();
+        Self {
+            env_steps: a.env_steps,
+            vector_steps: a.vector_steps,
+            gradient_updates: a.gradient_updates,
+            episodes: a.episodes,
+            tutorial_iterations: a.tutorial_iterations,
+            next_eval_at: b.next_eval_at,
+            next_checkpoint_at: b.next_checkpoint_at,
+            next_target_at: a.next_target_at,
+            explore_rng: a.explore_rng,
+            replay_rng: a.replay_rng,
+            envs: a.envs,
+            episode_returns: a.episode_returns,
+            recent_returns: b.recent_returns,
+            last_loss: b.last_loss,
+            last_eval: b.last_eval,
+            solved_at_step: b.solved_at_step,
+            solved_at_seconds: b.solved_at_seconds,
+            confirm_next_env: b.confirm_next_env,
+            confirmed_at_step: b.confirmed_at_step,
+            confirmed_at_seconds: b.confirmed_at_seconds,
+            train_seconds: b.train_seconds,
+            stopped_solved: b.stopped_solved,
+            nstep: a.nstep,
+        }
     }
 
-    fn load_part(&mut self, part: &Part) -> Result<()> {
-        *self = part.state()?;
-        Ok(())
+    /// The algorithm's half and the run's.
+    fn split(self) -> (AlgorithmState, Bookkeeping) {
+        let algorithm = AlgorithmState {
+            env_steps: self.env_steps,
+            vector_steps: self.vector_steps,
+            gradient_updates: self.gradient_updates,
+            episodes: self.episodes,
+            tutorial_iterations: self.tutorial_iterations,
+            next_target_at: self.next_target_at,
+            explore_rng: self.explore_rng,
+            replay_rng: self.replay_rng,
+            envs: self.envs,
+            episode_returns: self.episode_returns,
+            nstep: self.nstep,
+        };
+        let book = Bookkeeping {
+            next_eval_at: self.next_eval_at,
+            next_checkpoint_at: self.next_checkpoint_at,
+            recent_returns: self.recent_returns,
+            last_loss: self.last_loss,
+            last_eval: self.last_eval,
+            solved_at_step: self.solved_at_step,
+            solved_at_seconds: self.solved_at_seconds,
+            confirm_next_env: self.confirm_next_env,
+            confirmed_at_step: self.confirmed_at_step,
+            confirmed_at_seconds: self.confirmed_at_seconds,
+            train_seconds: self.train_seconds,
+            stopped_solved: self.stopped_solved,
+        };
+        (algorithm, book)
     }
 }
 
 /// True while `cfg`'s budget is not spent at `state` and no solved evaluation has ended
 /// training that `cfg` would still stop at.
-pub(super) fn work_left_in(cfg: &Config, state: &LoopState) -> bool {
+pub(super) fn work_left_in(cfg: &Config, state: &AlgorithmState, book: &Bookkeeping) -> bool {
     let budget_left = match cfg.train.procedure {
         Procedure::Dqn => state.env_steps < cfg.train.total_env_steps,
         Procedure::Tutorial => state.tutorial_iterations < cfg.train.tutorial.iterations,
     };
-    budget_left && !(state.stopped_solved && cfg.eval.stop_when_solved)
+    budget_left && !(book.stopped_solved && cfg.eval.stop_when_solved)
 }
 
 /// Whether a run resumed from `checkpoint` with `cfg` would train at all.
 pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
-    Ok(work_left_in(cfg, &checkpoint.state(part::LOOP)?))
+    let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split();
+    Ok(work_left_in(cfg, &state, &book))
 }
 
 /// The run's records as `checkpoint` saw them.
@@ -168,17 +213,19 @@ impl Trainer<'_> {
     /// so far, each atomically (the records first, so the checkpoint never claims rows that
     /// are not on disk). Callers check that the parameters are finite first.
     pub(super) fn save_checkpoint(&mut self) -> Result<()> {
-        self.state.train_seconds = self.seconds();
+        self.book.train_seconds = self.seconds();
         let mut saved = BTreeMap::from([(part::RECORDS.to_owned(), self.records.save_part()?)]);
-        let components: [(&str, &mut dyn Checkpointed); 4] = [
-            (part::LEARNER, &mut self.learner),
-            (part::REPLAY, &mut self.replay),
+        let algorithm = &mut self.algorithm;
+        let components: [(&str, &mut dyn Checkpointed); 3] = [
+            (part::LEARNER, &mut algorithm.learner),
+            (part::REPLAY, &mut algorithm.replay),
             (part::BEST, &mut self.best),
-            (part::LOOP, &mut self.state),
         ];
         for (name, component) in components {
             saved.insert(name.to_owned(), component.save_part()?);
         }
+        let state = LoopState::join(&algorithm.state, &self.book);
+        saved.insert(part::LOOP.to_owned(), Part::new(&state)?);
         let checkpoint = TrainingCheckpoint {
             config_yaml: self.cfg.to_yaml()?,
             parts: saved,
@@ -188,13 +235,13 @@ impl Trainer<'_> {
             &self.run_dir,
             ModelFiles::Final,
             &self.cfg,
-            self.learner.spec(),
-            &self.learner.parameters()?,
-            self.state.env_steps,
+            algorithm.learner.spec(),
+            &algorithm.learner.parameters()?,
+            algorithm.state.env_steps,
         )?;
         self.write_learning_curve()?;
         self.last_checkpoint = std::time::Instant::now();
-        self.checkpointed_at = Some(self.state.env_steps);
+        self.checkpointed_at = Some(self.env_steps());
         Ok(())
     }
 
@@ -209,21 +256,23 @@ impl Trainer<'_> {
     /// Puts a fresh trainer into the state a checkpoint recorded; model_best.* are rewritten
     /// from it, so they match the state training continues from.
     pub(super) fn restore(&mut self, checkpoint: &TrainingCheckpoint) -> Result<()> {
-        checkpoint.restore(part::LEARNER, &mut self.learner)?;
-        checkpoint.restore(part::REPLAY, &mut self.replay)?;
+        checkpoint.restore(part::LEARNER, &mut self.algorithm.learner)?;
+        checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
-        checkpoint.restore(part::LOOP, &mut self.state)?;
+        let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split();
+        self.algorithm.state = state;
+        self.book = book;
         // Evaluation and checkpoint cadences may have changed with the resumed config.
         let saved: Config =
             Config::from_yaml_str(&checkpoint.config_yaml, "the checkpoint's config", &[])?;
-        let state = &mut self.state;
+        let (step, book) = (self.algorithm.state.env_steps, &mut self.book);
         if saved.eval.every != self.cfg.eval.every {
-            state.next_eval_at = Cadence::after(state.env_steps, self.cfg.eval.every);
+            book.next_eval_at = Cadence::after(step, self.cfg.eval.every);
         }
         if saved.checkpoint.every != self.cfg.checkpoint.every {
-            state.next_checkpoint_at = Cadence::after(state.env_steps, self.cfg.checkpoint.every);
+            book.next_checkpoint_at = Cadence::after(step, self.cfg.checkpoint.every);
         }
-        self.checkpointed_at = Some(state.env_steps);
+        self.checkpointed_at = Some(step);
         self.write_best_model()
     }
 }

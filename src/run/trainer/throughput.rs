@@ -1,13 +1,14 @@
 //! `qnet bench throughput`: the two halves of the training loop timed apart, through the
-//! loop's own code (the acting step and the training phase the runs use).
+//! algorithm's own code (the acting step and the training phase the runs use).
 
 use std::time::Instant;
 
 use anyhow::Result;
 use tch::Device;
 
-use super::{Sink, Trainer};
-use crate::env::OBS_DIM;
+use super::algorithm::Algorithm;
+use crate::config::Config;
+use crate::run::preflight::Placement;
 
 /// Rates of the two halves of the loop.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,46 +29,41 @@ fn synchronize(device: Device) {
     }
 }
 
-impl Trainer<'_> {
-    /// Fills the replay buffer to `learning_starts` (at least a batch) with random actions,
-    /// then times `seconds` of acting and `seconds` of training phases.
-    pub fn throughput(&mut self, seconds: f64) -> Result<Throughput> {
-        let n = self.cfg.env.n_envs;
-        let mut actions = vec![0i64; n];
-        let mut obs = vec![0.0f32; n * OBS_DIM];
-        let fill = self
-            .cfg
-            .replay
-            .batch_size
-            .max(self.cfg.replay.learning_starts as usize)
-            .min(self.cfg.replay.capacity);
-        while self.replay.len() < fill {
-            self.collect_step(&mut obs, &mut actions, Sink::Replay, 1.0)?;
-        }
-        let epsilon = self.cfg.exploration.end;
-        let start = Instant::now();
-        let before = self.state.env_steps;
-        while start.elapsed().as_secs_f64() < seconds {
-            self.collect_step(&mut obs, &mut actions, Sink::Replay, epsilon)?;
-        }
-        synchronize(self.device);
-        let env_steps_per_second =
-            (self.state.env_steps - before) as f64 / start.elapsed().as_secs_f64();
-
-        self.learn()?;
-        synchronize(self.device);
-        let start = Instant::now();
-        let before = self.state.gradient_updates;
-        while start.elapsed().as_secs_f64() < seconds {
-            self.learn()?;
-            synchronize(self.device);
-        }
-        let updates_per_second =
-            (self.state.gradient_updates - before) as f64 / start.elapsed().as_secs_f64();
-        Ok(Throughput {
-            env_steps_per_second,
-            updates_per_second,
-            kernel: self.learner.kernel(),
-        })
+/// Fills a fresh algorithm of `cfg` on `placement` to `learning_starts` (at least a batch)
+/// with random actions, then times `seconds` of acting and `seconds` of training phases.
+pub fn measure(cfg: &Config, placement: Placement, seconds: f64) -> Result<Throughput> {
+    let mut algorithm = Algorithm::new(cfg, placement)?;
+    let fill = cfg
+        .replay
+        .batch_size
+        .max(cfg.replay.learning_starts as usize)
+        .min(cfg.replay.capacity);
+    while algorithm.replay.len() < fill {
+        algorithm.act(1.0)?;
     }
+    let epsilon = cfg.exploration.end;
+    let start = Instant::now();
+    let before = algorithm.state.env_steps;
+    while start.elapsed().as_secs_f64() < seconds {
+        algorithm.act(epsilon)?;
+    }
+    synchronize(placement.train);
+    let env_steps_per_second =
+        (algorithm.state.env_steps - before) as f64 / start.elapsed().as_secs_f64();
+
+    algorithm.learn()?;
+    synchronize(placement.train);
+    let start = Instant::now();
+    let before = algorithm.state.gradient_updates;
+    while start.elapsed().as_secs_f64() < seconds {
+        algorithm.learn()?;
+        synchronize(placement.train);
+    }
+    let updates_per_second =
+        (algorithm.state.gradient_updates - before) as f64 / start.elapsed().as_secs_f64();
+    Ok(Throughput {
+        env_steps_per_second,
+        updates_per_second,
+        kernel: algorithm.learner.kernel(),
+    })
 }

@@ -5,26 +5,23 @@
 
 use anyhow::{Context, Result};
 
-use super::{Sink, Stop, Trainer};
+use super::{Stop, Trainer};
 use crate::config::StepCounting;
-use crate::env::OBS_DIM;
-use crate::learn::replay::{Minibatch, ROW};
+use crate::learn::replay::ROW;
 
 impl Trainer<'_> {
     /// Runs the remaining iterations; says why it stopped (a stop request is honoured
     /// between iterations, so a checkpoint never holds a half-collected memory).
     pub(super) fn run_tutorial(&mut self) -> Result<Stop> {
-        let n = self.cfg.env.n_envs;
         let tutorial = self.cfg.train.tutorial.clone();
-        let mut actions = vec![0i64; n];
-        let mut obs = vec![0.0f32; n * OBS_DIM];
         // The memory outgrows min_memory by at most one vector step's worth of episodes.
         let mut memory: Vec<f32> = Vec::new();
-        let rows = tutorial.min_memory + n * self.cfg.env.max_episode_steps as usize;
+        let rows =
+            tutorial.min_memory + self.cfg.env.n_envs * self.cfg.env.max_episode_steps as usize;
         memory.try_reserve(rows * ROW).with_context(|| {
             format!("cannot allocate the tutorial's memory of {rows} transitions")
         })?;
-        while self.state.tutorial_iterations < tutorial.iterations {
+        while self.algorithm.state.tutorial_iterations < tutorial.iterations {
             if self.stop_requested() {
                 return Ok(Stop::Interrupted);
             }
@@ -33,11 +30,11 @@ impl Trainer<'_> {
             memory.clear();
             let mut counter = 0usize;
             while counter <= tutorial.min_memory {
-                let epsilon = self.epsilon();
-                let ended =
-                    self.collect_step(&mut obs, &mut actions, Sink::Memory(&mut memory), epsilon)?;
+                let epsilon = self.algorithm.epsilon();
+                let ended = self.algorithm.collect(epsilon, &mut memory)?;
+                self.record_episodes(&ended);
                 let held = memory.len() / ROW;
-                for _ in 0..ended {
+                for _ in 0..ended.len() {
                     counter = match tutorial.step_counting {
                         StepCounting::Text => held,
                         StepCounting::Code => counter + held,
@@ -47,13 +44,8 @@ impl Trainer<'_> {
             }
 
             // Fit: every transition once, in collection order.
-            let batch_rows = self.cfg.replay.batch_size * ROW;
-            for rows in memory.chunks(batch_rows) {
-                let batch = Minibatch::from_rows(rows, None)?;
-                self.learner.update(&batch, self.lr())?;
-                self.state.gradient_updates += 1;
-            }
-            self.state.tutorial_iterations += 1;
+            self.algorithm.fit(&memory)?;
+            self.algorithm.state.tutorial_iterations += 1;
 
             if let Some(stop) = self.after_step()? {
                 return Ok(stop);

@@ -1,0 +1,217 @@
+//! A saved model played greedily: evaluated over episodes, or one episode rendered as a GIF.
+//! The model is read from model.safetensors (data); a TorchScript model.pt, whose loading runs
+//! the code it holds, is loaded only when asked for.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tch::Device;
+
+use crate::artifacts::safetensors::load_safetensors;
+use crate::artifacts::torchscript::{load_torchscript, QModel};
+use crate::artifacts::video::GifWriter;
+use crate::env::render::{render_frame, HEIGHT, WIDTH};
+use crate::env::{env_seed, CartPole, N_ACTIONS, OBS_DIM};
+use crate::learn::eval::{
+    evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalResult, Policy,
+};
+use crate::learn::qfunction::{self, QFunction};
+use crate::platform::device;
+use crate::run::checkpoint::ModelFiles;
+use crate::run::progress::EvalProgress;
+
+/// Which saved model to play.
+#[derive(Debug, Clone)]
+pub struct ModelChoice {
+    /// A run directory, or a model file in one (none: the shipped model).
+    pub checkpoint: Option<PathBuf>,
+    /// The run's best periodic evaluation's model (model_best.*) instead of the final one.
+    pub best: bool,
+    /// The TorchScript model.pt instead of model.safetensors.
+    pub torchscript: bool,
+}
+
+/// The run directory whose model `qnet eval` and `qnet render` use when given none.
+const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";
+
+/// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
+pub const FPS: u32 = 50;
+
+/// The model file `args` choose: a run directory means its model.safetensors (model.pt with
+/// `--torchscript`; model_best.* with `--best`); none means the shipped model's directory
+/// (looked up from the working directory, then from the source tree).
+fn model_path(args: &ModelChoice) -> Result<PathBuf> {
+    let files = if args.best {
+        ModelFiles::Best
+    } else {
+        ModelFiles::Final
+    };
+    let dir = match &args.checkpoint {
+        Some(path) if !path.is_dir() => return model_file(path, args),
+        Some(dir) => dir.to_path_buf(),
+        None if Path::new(SHIPPED_MODEL_DIR).is_dir() => PathBuf::from(SHIPPED_MODEL_DIR),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL_DIR),
+    };
+    let model = if args.torchscript {
+        files.torchscript(&dir)
+    } else {
+        files.safetensors(&dir)
+    };
+    if !model.exists() {
+        let why = if args.best {
+            "a run writes its best model at its first periodic evaluation (eval.every > 0)"
+        } else {
+            "pass a run directory qnet train wrote, or a model file in one"
+        };
+        bail!(
+            "{} is a directory without a {}; {why}",
+            dir.display(),
+            model
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        );
+    }
+    Ok(model)
+}
+
+/// `--checkpoint` naming a file: a .safetensors file, or TorchScript when asked for.
+fn model_file(path: &Path, args: &ModelChoice) -> Result<PathBuf> {
+    if args.best {
+        bail!(
+            "--best picks the best model of a run directory; {} is a file (pass its \
+             directory, or drop --best)",
+            path.display()
+        );
+    }
+    let torchscript = path.extension().is_some_and(|e| e == "pt");
+    if torchscript && !args.torchscript {
+        bail!(
+            "{} is TorchScript, and loading TorchScript runs the code inside the file: pass \
+             the model.safetensors beside it (data only), or add --torchscript if you trust \
+             where the file came from",
+            path.display()
+        );
+    }
+    if args.torchscript && !torchscript {
+        bail!(
+            "--torchscript loads a model.pt; {} is not one",
+            path.display()
+        );
+    }
+    Ok(path.to_path_buf())
+}
+
+/// A Q-network acting greedily.
+enum Greedy {
+    /// Built from a model.safetensors.
+    Data(Box<dyn QFunction>),
+    /// A TorchScript module (`--torchscript`).
+    Code(QModel),
+}
+
+impl Policy for Greedy {
+    fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
+        match self {
+            Greedy::Data(q) => {
+                greedy_through_tensors(obs, actions, q.device(), |obs| Ok(q.forward(obs)))
+            }
+            Greedy::Code(m) => {
+                greedy_through_tensors(obs, actions, m.device(), |obs| m.q_values(obs))
+            }
+        }
+    }
+}
+
+/// The model `args` choose, on `device`, and its path.
+fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, Greedy)> {
+    let path = model_path(args)?;
+    let policy = if args.torchscript {
+        Greedy::Code(load_torchscript(
+            &path,
+            device,
+            OBS_DIM as i64,
+            N_ACTIONS as i64,
+        )?)
+    } else {
+        let model = load_safetensors(&path, OBS_DIM as i64, N_ACTIONS as i64)?;
+        let flat = model.flat.f_to_device(device).with_context(|| {
+            format!("cannot move {} to {}", path.display(), device::name(device))
+        })?;
+        Greedy::Data(qfunction::with_parameters(model.spec, flat)?)
+    };
+    Ok((path, policy))
+}
+
+/// A greedy evaluation of a saved model.
+#[derive(Debug)]
+pub struct Evaluated {
+    /// The model file played.
+    pub model: PathBuf,
+    /// Its returns.
+    pub result: EvalResult,
+}
+
+/// Plays `episodes` greedy episodes of the chosen model on `device`, on the envs a run of
+/// `seed` gives its final evaluation, with a progress display for long evaluations.
+pub fn evaluate(
+    choice: &ModelChoice,
+    device: Device,
+    episodes: usize,
+    seed: u64,
+) -> Result<Evaluated> {
+    device::configure_cpu_threads(&[]);
+    let (model, policy) = load(choice, device)?;
+    let mut progress = EvalProgress::choose(episodes);
+    let result = evaluate_in_batches(
+        &policy,
+        0..episodes,
+        final_eval_seed(seed),
+        500,
+        &mut |done| progress.update(done),
+    )?;
+    progress.finish();
+    Ok(Evaluated { model, result })
+}
+
+/// One greedy episode of a saved model, drawn.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The model file played.
+    pub model: PathBuf,
+    /// The episode as a GIF, a frame per state at [`FPS`].
+    pub gif: Vec<u8>,
+    /// Env steps the episode lasted.
+    pub steps: u32,
+    /// Its return.
+    pub episode_return: f64,
+}
+
+/// Plays one greedy episode of the chosen model on the CPU, from the initial state of the
+/// first final-evaluation env of `seed`, cut at `max_steps`, and draws each state.
+pub fn render(choice: &ModelChoice, seed: u64, max_steps: u32) -> Result<Rendered> {
+    let (model, policy) = load(choice, Device::Cpu)?;
+    let mut env = CartPole::with_max_episode_steps(env_seed(final_eval_seed(seed), 0), max_steps);
+    let mut obs = env.reset();
+    let mut gif = GifWriter::new(Vec::new(), WIDTH, HEIGHT, FPS)?;
+    let mut episode_return = 0.0;
+    let mut steps = 0;
+    gif.push(&render_frame(&env.state(), steps, episode_return))?;
+    loop {
+        let mut action = [0i64];
+        policy.greedy_actions(&obs, &mut action)?;
+        let step = env.step(action[0])?;
+        steps += 1;
+        episode_return += f64::from(step.reward);
+        obs = step.obs;
+        gif.push(&render_frame(&env.state(), steps, episode_return))?;
+        if step.terminated || step.truncated {
+            break;
+        }
+    }
+    Ok(Rendered {
+        model,
+        gif: gif.finish()?,
+        steps,
+        episode_return,
+    })
+}
