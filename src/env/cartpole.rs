@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_EPISODE_STEPS: u32 = 500;
 const FOUR_THIRDS: f64 = 4.0 / 3.0;
 
 /// The random number generator each env owns; seeded only from the env's seed.
-pub(crate) type EnvRng = Pcg64Mcg;
+pub type EnvRng = Pcg64Mcg;
 
 /// What one step returns.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,12 +3,14 @@
 
 pub mod batched;
 pub mod cartpole;
+pub mod dynamics;
 pub mod render;
 
 use std::fmt;
 
 pub use batched::{env_seed, BatchedCartPole};
-pub use cartpole::{CartPole, Step, DEFAULT_MAX_EPISODE_STEPS};
+pub use cartpole::{CartPole, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
+pub use dynamics::{Dynamics, EnvSpec};
 
 /// Length of a CartPole observation: cart position, cart velocity, pole angle, pole angular velocity.
 pub const OBS_DIM: usize = 4;

@@ -1,0 +1,41 @@
+//! What an environment is to qnet: its sizes and limits ([`EnvSpec`]) and its dynamics on a
+//! float64 state ([`Dynamics`]), step for step Gymnasium's. The batched and single envs, the
+//! learner, export and reports read everything else from these.
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::cartpole::EnvRng;
+
+/// An environment's sizes and limits, as Gymnasium registers it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EnvSpec {
+    /// Gymnasium's id, e.g. `CartPole-v1`.
+    pub id: &'static str,
+    /// Floats per observation.
+    pub obs_dim: usize,
+    /// Discrete actions `0..n_actions`.
+    pub n_actions: usize,
+    /// The registered time limit (`max_episode_steps`).
+    pub max_episode_steps: u32,
+    /// The registered `reward_threshold`: a mean return at or above it is solved.
+    pub reward_threshold: f64,
+}
+
+/// An environment's dynamics, as Gymnasium computes them: a float64 state, its initial
+/// distribution, one step under an action, and the float32 observation of a state.
+pub trait Dynamics: Debug + Clone + Send + 'static {
+    /// Sizes and limits.
+    const SPEC: EnvSpec;
+    /// The full-precision state.
+    type State: Debug + Copy + PartialEq + Serialize + DeserializeOwned + Send;
+    /// A state drawn from the reset distribution.
+    fn initial_state(rng: &mut EnvRng) -> Self::State;
+    /// One step from `state` under `action` (the caller checked `action < n_actions`):
+    /// the next state, the reward, and whether the episode terminated.
+    fn step(state: &Self::State, action: usize) -> (Self::State, f32, bool);
+    /// The observation of `state`, into `obs` (`obs_dim` floats).
+    fn observe(state: &Self::State, obs: &mut [f32]);
+}
