@@ -19,7 +19,7 @@ fn full_buffer(capacity: usize, prioritized: bool) -> ReplayBuffer {
     });
     let mut buffer = ReplayBuffer::new(
         capacity,
-        N_ACTIONS,
+        (OBS_DIM, N_ACTIONS),
         Device::Cpu,
         Device::Cpu,
         prioritization,

@@ -4,12 +4,30 @@ use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::learn::eval::SOLVED_RETURN as SOLVED_THRESHOLD;
+use crate::env::EnvSpec;
 
 /// File name of the learning curve inside a run directory.
 pub const LEARNING_CURVE: &str = "learning_curve.svg";
-/// Top of the y axis: a little above the 500-step cap so the cap stays visible.
-const Y_MAX: f64 = 520.0;
+
+/// The y axis of returns: the env's range of episode returns, topped by 4% of it so that the
+/// best return stays visible, and its solved threshold.
+#[derive(Debug, Clone, Copy)]
+struct ReturnAxis {
+    low: f64,
+    high: f64,
+    threshold: f64,
+}
+
+impl ReturnAxis {
+    fn of(env: &EnvSpec) -> Self {
+        let (low, best) = env.returns;
+        Self {
+            low,
+            high: best + 0.04 * (best - low),
+            threshold: env.reward_threshold,
+        }
+    }
+}
 /// Episodes averaged by the training curve's trailing moving average.
 const AVERAGE_WINDOW: usize = 20;
 /// Smallest x range plotted, in env steps.
@@ -28,7 +46,9 @@ pub fn learning_curve_svg(
     train: &[(u64, f64)],
     eval: &[(u64, f64, f64)],
     title: &str,
+    env: &EnvSpec,
 ) -> anyhow::Result<String> {
+    let returns = ReturnAxis::of(env);
     let train: Vec<(f64, f64)> = train
         .iter()
         .map(|&(step, ret)| (step as f64, ret))
@@ -51,10 +71,10 @@ pub fn learning_curve_svg(
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).context("clearing the plot")?;
-        let mut chart = return_axes(&root, title, x_max)?;
+        let mut chart = return_axes(&root, title, x_max, &returns)?;
         draw_training(&mut chart, &train)?;
-        draw_evaluation(&mut chart, &eval)?;
-        draw_solved_threshold(&mut chart, x_max)?;
+        draw_evaluation(&mut chart, &eval, &returns)?;
+        draw_solved_threshold(&mut chart, x_max, returns.threshold)?;
         draw_legend(&mut chart)?;
         root.present().context("finishing the SVG")?;
     }
@@ -69,18 +89,19 @@ pub type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// The run's axes: env steps from 0 to `x_max` against returns from 0 to [`Y_MAX`].
+/// The run's axes: env steps from 0 to `x_max` against the env's returns.
 fn return_axes<'a, 'b>(
     root: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
     x_max: f64,
+    returns: &ReturnAxis,
 ) -> anyhow::Result<Chart<'a, 'b>> {
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x_max, 0.0..Y_MAX)
+        .build_cartesian_2d(0.0..x_max, returns.low..returns.high)
         .context("laying out the plot")?;
     chart
         .configure_mesh()
@@ -142,11 +163,15 @@ fn draw_training(chart: &mut Chart<'_, '_>, train: &[(f64, f64)]) -> anyhow::Res
 
 /// Evaluation means joined by a line with markers, over a translucent ±1 std band
 /// clipped to the y range.
-fn draw_evaluation(chart: &mut Chart<'_, '_>, eval: &[(f64, f64, f64)]) -> anyhow::Result<()> {
+fn draw_evaluation(
+    chart: &mut Chart<'_, '_>,
+    eval: &[(f64, f64, f64)],
+    returns: &ReturnAxis,
+) -> anyhow::Result<()> {
     if eval.is_empty() {
         return Ok(());
     }
-    let clip = |value: f64| value.clamp(0.0, Y_MAX);
+    let clip = |value: f64| value.clamp(returns.low, returns.high);
     let band: Vec<(f64, f64)> = eval
         .iter()
         .map(|&(step, mean, std)| (step, clip(mean + std)))
@@ -179,16 +204,20 @@ fn draw_evaluation(chart: &mut Chart<'_, '_>, eval: &[(f64, f64, f64)]) -> anyho
 }
 
 /// The solved threshold as a dashed line across the whole x range.
-fn draw_solved_threshold(chart: &mut Chart<'_, '_>, x_max: f64) -> anyhow::Result<()> {
+fn draw_solved_threshold(
+    chart: &mut Chart<'_, '_>,
+    x_max: f64,
+    threshold: f64,
+) -> anyhow::Result<()> {
     chart
         .draw_series(DashedLineSeries::new(
-            [(0.0, SOLVED_THRESHOLD), (x_max, SOLVED_THRESHOLD)],
+            [(0.0, threshold), (x_max, threshold)],
             8,
             5,
             SOLVED_COLOUR.stroke_width(2),
         ))
         .context("drawing the solved threshold")?
-        .label(format!("solved ({SOLVED_THRESHOLD})"))
+        .label(format!("solved ({threshold})"))
         .legend(line_swatch(SOLVED_COLOUR.stroke_width(2)));
     Ok(())
 }
@@ -233,7 +262,12 @@ mod tests {
         let eval: Vec<(u64, f64, f64)> = (1..=10)
             .map(|i| (i * 5000, i as f64 * 48.0, 20.0))
             .collect();
-        let svg = learning_curve_svg(&train, &eval, "DQN on CartPole-v1")?;
+        let svg = learning_curve_svg(
+            &train,
+            &eval,
+            "DQN on CartPole-v1",
+            &crate::env::cartpole::SPEC,
+        )?;
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("DQN on CartPole-v1"));
         for label in [
@@ -259,10 +293,15 @@ mod tests {
 
     #[test]
     fn empty_run_still_plots_axes_and_threshold() -> anyhow::Result<()> {
-        let svg = learning_curve_svg(&[], &[], "no data yet")?;
+        let svg = learning_curve_svg(&[], &[], "no data yet", &crate::env::cartpole::SPEC)?;
         assert!(svg.contains("no data yet") && svg.contains("solved (475)"));
         assert!(!svg.contains("evaluation mean"));
-        let train_only = learning_curve_svg(&[(10, 9.0), (30, f64::NAN)], &[], "train only")?;
+        let train_only = learning_curve_svg(
+            &[(10, 9.0), (30, f64::NAN)],
+            &[],
+            "train only",
+            &crate::env::cartpole::SPEC,
+        )?;
         assert!(train_only.contains("training episode return") && !train_only.contains("<polygon"));
         Ok(())
     }

@@ -5,7 +5,6 @@ use anyhow::Result;
 
 use super::{SolveArgs, ThroughputArgs};
 use crate::config::Config;
-use crate::learn::eval::SOLVED_RETURN;
 use crate::many::bench::{SeedRun, SolveBench, SolveResult};
 use crate::platform::device;
 use crate::run::metrics::Summary;
@@ -59,7 +58,7 @@ fn print_seeds(result: &SolveResult) -> Result<()> {
 
 /// The solve times over the seeds and the report's statistics.
 fn print_statistics(result: &SolveResult) -> Result<()> {
-    let (times, n) = (&result.times, result.seeds.len());
+    let (times, n, threshold) = (&result.times, result.seeds.len(), result.threshold);
     if let Some((confirmed, steps, seconds)) = times.confirmed {
         say!(
             "confirmed solved (eval.stop_when_solved): {confirmed}/{n}; median confirmed_at \
@@ -67,8 +66,8 @@ fn print_statistics(result: &SolveResult) -> Result<()> {
         );
     }
     say!(
-        "final eval solved (100-episode mean >= {SOLVED_RETURN}): {solved}/{n}; reached \
-         {SOLVED_RETURN} during training: {reached}/{n}; median solved_at {} env steps, {} s; \
+        "final eval solved (100-episode mean >= {threshold}): {solved}/{n}; reached \
+         {threshold} during training: {reached}/{n}; median solved_at {} env steps, {} s; \
          median {:.0} env steps/s",
         times.median_steps.map_or("-".into(), |m| format!("{m:.0}")),
         times

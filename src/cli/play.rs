@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{EvalArgs, ModelArgs, RenderArgs};
 use crate::config::DeviceSpec;
-use crate::learn::eval::{MAX_EPISODES, SOLVED_RETURN};
+use crate::learn::eval::MAX_EPISODES;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::device;
 use crate::run::play::{self, ModelChoice, FPS};
@@ -39,10 +39,10 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
         result.episodes,
         args.seed,
         device::name(device),
-        if result.solved() {
-            format!("solved (mean >= {SOLVED_RETURN})")
+        if result.solved(played.threshold) {
+            format!("solved (mean >= {})", played.threshold)
         } else {
-            format!("not solved (mean < {SOLVED_RETURN})")
+            format!("not solved (mean < {})", played.threshold)
         }
     );
     Ok(())

@@ -25,8 +25,8 @@ use serde::Serialize;
 
 pub use clip::clip;
 pub use types::{
-    Activation, DeviceSpec, Implementation, Init, Loss, OptimizerKind, Procedure, ReplayDevice,
-    Schedule, StepCounting,
+    Activation, DeviceSpec, EnvId, Implementation, Init, Loss, OptimizerKind, Procedure,
+    ReplayDevice, Schedule, StepCounting,
 };
 
 /// A complete, validated experiment configuration.
@@ -61,12 +61,20 @@ pub struct Config {
 /// The environment and how many copies step together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnvConfig {
-    /// Gymnasium id; only `"CartPole-v1"`.
-    pub id: String,
-    /// Time limit: episodes are truncated (not terminated) after this many steps; 1..=100000.
-    pub max_episode_steps: u32,
+    /// The environment, by Gymnasium id.
+    pub id: EnvId,
+    /// Time limit: episodes are truncated (not terminated) after this many steps; 1..=100000,
+    /// or `None` for the environment's registered limit ([`EnvId::time_limit`]).
+    pub max_episode_steps: Option<u32>,
     /// Environments stepped as one batch; 1..=65536.
     pub n_envs: usize,
+}
+
+impl EnvConfig {
+    /// The time limit in force: `max_episode_steps`, or the environment's registered one.
+    pub fn time_limit(&self) -> u32 {
+        self.max_episode_steps.unwrap_or(self.id.time_limit())
+    }
 }
 
 /// The multilayer perceptron mapping an observation to one Q-value per action.
@@ -222,8 +230,8 @@ impl Default for Config {
             seed: 0,
             device: DeviceSpec::Auto,
             env: EnvConfig {
-                id: "CartPole-v1".to_owned(),
-                max_episode_steps: 500,
+                id: EnvId::CartPole,
+                max_episode_steps: None,
                 n_envs: 1,
             },
             network: NetworkConfig {

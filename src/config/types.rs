@@ -150,6 +150,36 @@ pub enum Init {
     GlorotUniform,
 }
 
+/// The environment to train on, by its Gymnasium id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EnvId {
+    /// `CartPole-v1`.
+    #[serde(rename = "CartPole-v1")]
+    CartPole,
+}
+
+impl EnvId {
+    /// The time limit Gymnasium registers (`max_episode_steps`).
+    pub fn time_limit(self) -> u32 {
+        match self {
+            EnvId::CartPole => 500,
+        }
+    }
+
+    /// The Gymnasium id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvId::CartPole => "CartPole-v1",
+        }
+    }
+}
+
+impl std::fmt::Display for EnvId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// TD loss between Q(s, a) and the TD target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,8 +12,6 @@ pub(super) struct Invalid {
     pub(super) message: String,
 }
 
-/// The only environment qnet implements.
-const CARTPOLE: &str = "CartPole-v1";
 /// Upper bound of layer widths and of `env.n_envs`: far beyond useful, well below overflow.
 const MAX_WIDTH: usize = 65_536;
 /// Upper bound of `env.max_episode_steps`.
@@ -39,22 +37,14 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
 /// The environment: its id and the sizes of its episodes and batches.
 fn check_env(config: &Config) -> Result<(), Invalid> {
     let env = &config.env;
-    if env.id != CARTPOLE {
-        return Err(invalid(
-            "env.id",
-            format!(
-                "env.id = '{}' is not supported: must be '{CARTPOLE}'",
-                super::clip(&env.id)
-            ),
-        ));
+    if let Some(steps) = env.max_episode_steps {
+        require(
+            (1..=MAX_EPISODE_STEPS).contains(&steps),
+            "env.max_episode_steps",
+            steps,
+            &format!("in [1, {MAX_EPISODE_STEPS}]"),
+        )?;
     }
-    let steps = env.max_episode_steps;
-    require(
-        (1..=MAX_EPISODE_STEPS).contains(&steps),
-        "env.max_episode_steps",
-        steps,
-        &format!("in [1, {MAX_EPISODE_STEPS}]"),
-    )?;
     require(
         (1..=MAX_WIDTH).contains(&env.n_envs),
         "env.n_envs",
@@ -400,7 +390,6 @@ mod tests {
             "replay.batch_size (512) must not exceed replay.capacity (100)"
         );
         assert!(violation("env.n_envs", |c| c.env.n_envs = 0).contains("[1, 65536]"));
-        assert!(violation("env.id", |c| c.env.id = "Pendulum-v1".into()).contains("'CartPole-v1'"));
         assert!(
             violation("exploration.decay_steps", |c| c.exploration.decay_steps = 0)
                 .contains("linear")

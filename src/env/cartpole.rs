@@ -8,7 +8,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{EnvError, OBS_DIM};
+use super::{EnvError, EnvSpec, OBS_DIM};
 
 /// Gravitational acceleration (m/s^2).
 pub const GRAVITY: f64 = 9.8;
@@ -36,6 +36,16 @@ pub const RESET_LOW: f64 = -0.05;
 pub const RESET_HIGH: f64 = 0.05;
 /// Episode length at which CartPole-v1's `TimeLimit` wrapper truncates.
 pub const DEFAULT_MAX_EPISODE_STEPS: u32 = 500;
+
+/// CartPole-v1 as Gymnasium registers it.
+pub const SPEC: EnvSpec = EnvSpec {
+    id: "CartPole-v1",
+    obs_dim: OBS_DIM,
+    n_actions: super::N_ACTIONS,
+    max_episode_steps: DEFAULT_MAX_EPISODE_STEPS,
+    reward_threshold: 475.0,
+    returns: (0.0, 500.0),
+};
 
 /// Gymnasium's `4.0 / 3.0` in the pole's effective-inertia term, folded once.
 const FOUR_THIRDS: f64 = 4.0 / 3.0;

@@ -22,6 +22,8 @@ pub struct EnvSpec {
     pub max_episode_steps: u32,
     /// The registered `reward_threshold`: a mean return at or above it is solved.
     pub reward_threshold: f64,
+    /// The least and the most an episode can return within the time limit (plots' range).
+    pub returns: (f64, f64),
 }
 
 /// An environment's dynamics, as Gymnasium computes them: a float64 state, its initial

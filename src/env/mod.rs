@@ -4,19 +4,30 @@
 pub mod batched;
 pub mod cartpole;
 pub mod dynamics;
+pub mod envs;
 pub mod render;
 
 use std::fmt;
 
+use crate::config::EnvId;
+
 pub use batched::{env_seed, BatchedCartPole};
 pub use cartpole::{CartPole, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
 pub use dynamics::{Dynamics, EnvSpec};
+pub use envs::Envs;
 
 /// Length of a CartPole observation: cart position, cart velocity, pole angle, pole angular velocity.
 pub const OBS_DIM: usize = 4;
 
 /// Number of discrete actions: 0 pushes the cart left, 1 pushes it right.
 pub const N_ACTIONS: usize = 2;
+
+/// The sizes and limits of the environment `id`.
+pub fn spec(id: EnvId) -> EnvSpec {
+    match id {
+        EnvId::CartPole => cartpole::SPEC,
+    }
+}
 
 /// Misuse of an environment by its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

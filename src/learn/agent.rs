@@ -2,9 +2,9 @@
 //! seam whose kernel is private to it.
 //!
 //! Two kernels compute the same update, each written once:
-//! - [`ops`]: libtorch ops on the network's device (either [`crate::learn::qfunction`]
+//! - `agent/ops.rs`: libtorch ops on the network's device (either [`crate::learn::qfunction`]
 //!   implementation, any device);
-//! - [`host`]: the host kernel, for the fast network on the CPU where libtorch brings a BLAS:
+//! - `agent/host.rs`: the host kernel, for the fast network on the CPU where libtorch brings a BLAS:
 //!   the same arithmetic on Rust-owned buffers, without libtorch's per-op dispatch.
 //!
 //! Both compute the TD target as the paper writes it,
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use crate::config::{Config, Implementation, Loss, OptimizerKind};
-use crate::env::{N_ACTIONS, OBS_DIM};
+use crate::env::EnvSpec;
 use crate::learn::optim::AdamConfig;
 use crate::learn::qfunction::{HostNet, NetworkSpec};
 use crate::learn::replay::Minibatch;
@@ -83,6 +83,9 @@ trait Kernel: fmt::Debug {
 #[derive(Debug)]
 pub struct Learner {
     kernel: Box<dyn Kernel>,
+    /// Floats per observation and number of actions.
+    obs_dim: usize,
+    n_actions: usize,
     tau: f64,
     stat_updates: u64,
 }
@@ -97,15 +100,21 @@ pub struct UpdateStats {
 }
 
 impl Learner {
-    /// Networks initialised from libtorch's generator seeded with `init_seed`; the host
-    /// kernel trains the fast network on the CPU where libtorch brings a BLAS.
-    pub fn new(cfg: &Config, device: Device, init_seed: u64) -> Result<Self> {
-        Self::build(cfg, device, init_seed, true)
+    /// Networks for `env` initialised from libtorch's generator seeded with `init_seed`; the
+    /// host kernel trains the fast network on the CPU where libtorch brings a BLAS.
+    pub fn new(cfg: &Config, env: &EnvSpec, device: Device, init_seed: u64) -> Result<Self> {
+        Self::build(cfg, env, device, init_seed, true)
     }
 
     /// [`Learner::new`], with the host kernel allowed or not.
-    fn build(cfg: &Config, device: Device, init_seed: u64, host_allowed: bool) -> Result<Self> {
-        let spec = NetworkSpec::new(&cfg.network, OBS_DIM as i64, N_ACTIONS as i64)?;
+    fn build(
+        cfg: &Config,
+        env: &EnvSpec,
+        device: Device,
+        init_seed: u64,
+        host_allowed: bool,
+    ) -> Result<Self> {
+        let spec = NetworkSpec::new(&cfg.network, env.obs_dim as i64, env.n_actions as i64)?;
         let rule = UpdateRule {
             double_dqn: cfg.agent.double_dqn,
             loss: cfg.agent.loss,
@@ -136,6 +145,8 @@ impl Learner {
         };
         Ok(Self {
             kernel,
+            obs_dim: env.obs_dim,
+            n_actions: env.n_actions,
             tau: cfg.agent.tau,
             stat_updates: 0,
         })
@@ -163,14 +174,15 @@ impl Learner {
         self.kernel.all_finite()
     }
 
-    /// Greedy actions for the `actions.len()` observations `obs` (host memory, `OBS_DIM`
-    /// floats each), into `actions`.
+    /// Greedy actions for the `actions.len()` observations `obs` (host memory, the env's
+    /// observation size each), into `actions`.
     pub fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
-        if obs.len() != actions.len() * OBS_DIM {
+        if obs.len() != actions.len() * self.obs_dim {
             bail!(
-                "{} observation values for {} actions of {OBS_DIM}-value observations",
+                "{} observation values for {} actions of {}-value observations",
                 obs.len(),
-                actions.len()
+                actions.len(),
+                self.obs_dim
             );
         }
         self.kernel.greedy(obs, actions)
@@ -191,7 +203,7 @@ impl Learner {
         let mut any_greedy = false;
         for action in actions.iter_mut() {
             *action = if rng.random::<f64>() < epsilon {
-                rng.random_range(0..N_ACTIONS as i64)
+                rng.random_range(0..self.n_actions as i64)
             } else {
                 any_greedy = true;
                 -1

@@ -1,24 +1,22 @@
-//! Greedy evaluation on separately seeded, batched CartPoles.
+//! Greedy evaluation on separately seeded, batched envs.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::env::{BatchedCartPole, OBS_DIM};
+use crate::config::EnvId;
+use crate::env::Envs;
 use crate::platform::rng::{stream_seed, Stream};
-
-/// CartPole-v1's reward threshold: a policy averaging this much is "solved".
-pub const SOLVED_RETURN: f64 = 475.0;
 
 /// Anything that maps observations to greedy actions.
 pub trait Policy {
     /// Writes the greedy action for each of the `actions.len()` observations `obs` (host
-    /// memory, `OBS_DIM` floats each) into `actions`.
+    /// memory, the env's observation size each) into `actions`.
     fn greedy_actions(&self, obs: &[f32], actions: &mut [i64]) -> Result<()>;
 }
 
 /// [`Policy::greedy_actions`] for a Q-network reached through tensors: `obs` goes to
-/// `device`, `q_values` maps `[B, OBS_DIM]` to `[B, n_actions]`, the argmax comes back.
+/// `device`, `q_values` maps `[B, obs_dim]` to `[B, n_actions]`, the argmax comes back.
 pub fn greedy_through_tensors(
     obs: &[f32],
     actions: &mut [i64],
@@ -27,7 +25,7 @@ pub fn greedy_through_tensors(
 ) -> Result<()> {
     let n = actions.len();
     let obs = Tensor::from_slice(obs)
-        .f_view([n as i64, OBS_DIM as i64])?
+        .f_view([n as i64, -1])?
         .f_to_device(device)?;
     let greedy = tch::no_grad(|| q_values(&obs))?
         .f_argmax(1, false)?
@@ -66,9 +64,9 @@ impl EvalResult {
         }
     }
 
-    /// Mean return reaches CartPole-v1's threshold.
-    pub fn solved(&self) -> bool {
-        self.mean >= SOLVED_RETURN
+    /// Mean return reaches `threshold` (the environment's reward threshold).
+    pub fn solved(&self, threshold: f64) -> bool {
+        self.mean >= threshold
     }
 }
 
@@ -95,43 +93,43 @@ pub const EPISODES_PER_BATCH: usize = 10_000;
 /// Most episodes one evaluation plays (their returns are kept: 8 bytes each).
 pub const MAX_EPISODES: usize = 10_000_000;
 
-/// Plays `episodes` greedy episodes, env `i` seeded from `env_seed`, and scores the first
-/// episode of each; see [`evaluate_in_batches`].
-pub fn evaluate(
-    policy: &dyn Policy,
-    episodes: usize,
-    env_seed: u64,
-    max_episode_steps: u32,
-) -> Result<EvalResult> {
-    evaluate_in_batches(
-        policy,
-        0..episodes,
-        env_seed,
-        max_episode_steps,
-        &mut |_| {},
-    )
+/// The envs an evaluation plays: the environment, the seed env `i`'s seed derives from, and
+/// the time limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalEnvs {
+    /// The environment.
+    pub id: EnvId,
+    /// Env `i` is seeded with [`crate::env::env_seed`]`(seed, i)`.
+    pub seed: u64,
+    /// Episodes are truncated after this many steps.
+    pub max_episode_steps: u32,
 }
 
-/// Plays one greedy episode on each env of `envs` (env `i` seeded from `env_seed`, as
-/// [`BatchedCartPole::of_envs`] seeds it), [`EPISODES_PER_BATCH`] at a time, and scores them;
-/// `done` hears how many are scored after each batch. At most [`MAX_EPISODES`].
+/// Plays `episodes` greedy episodes on `envs` and scores the first episode of each; see
+/// [`evaluate_in_batches`].
+pub fn evaluate(policy: &dyn Policy, episodes: usize, envs: EvalEnvs) -> Result<EvalResult> {
+    evaluate_in_batches(policy, 0..episodes, envs, &mut |_| {})
+}
+
+/// Plays one greedy episode on each env number `which` of `envs`, [`EPISODES_PER_BATCH`] at
+/// a time, and scores them; `done` hears how many are scored after each batch. At most
+/// [`MAX_EPISODES`].
 pub fn evaluate_in_batches(
     policy: &dyn Policy,
-    envs: std::ops::Range<usize>,
-    env_seed: u64,
-    max_episode_steps: u32,
+    which: std::ops::Range<usize>,
+    envs: EvalEnvs,
     done: &mut dyn FnMut(usize),
 ) -> Result<EvalResult> {
-    let episodes = envs.len();
+    let episodes = which.len();
     if episodes > MAX_EPISODES {
         bail!("{episodes} evaluation episodes are more than the {MAX_EPISODES} qnet plays at once");
     }
     let mut returns = Vec::with_capacity(episodes);
-    let mut start = envs.start;
-    while start < envs.end {
-        let end = envs.end.min(start + EPISODES_PER_BATCH);
-        let envs = BatchedCartPole::of_envs(start..end, env_seed, max_episode_steps);
-        returns.extend(play_batch(policy, envs)?);
+    let mut start = which.start;
+    while start < which.end {
+        let end = which.end.min(start + EPISODES_PER_BATCH);
+        let batch = Envs::of_envs(envs.id, start..end, envs.seed, envs.max_episode_steps);
+        returns.extend(play_batch(policy, batch)?);
         done(returns.len());
         start = end;
     }
@@ -141,19 +139,20 @@ pub fn evaluate_in_batches(
 /// The returns of the first episode of each env of `envs`. The policy sees only the envs
 /// whose first episode is still running (the others' actions are never scored), so a batch
 /// shrinks as its episodes end.
-fn play_batch(policy: &dyn Policy, mut envs: BatchedCartPole) -> Result<Vec<f64>> {
+fn play_batch(policy: &dyn Policy, mut envs: Envs) -> Result<Vec<f64>> {
     let episodes = envs.len();
+    let d = envs.spec().obs_dim;
     envs.reset_all();
     let mut returns = vec![0.0f64; episodes];
     // The envs still in their first episode, and their observations and actions.
     let mut running: Vec<usize> = (0..episodes).collect();
-    let mut obs = Vec::with_capacity(episodes * OBS_DIM);
+    let mut obs = Vec::with_capacity(episodes * d);
     let mut chosen = vec![0i64; episodes];
     let mut actions = vec![0i64; episodes];
     while !running.is_empty() {
         obs.clear();
         for &i in &running {
-            obs.extend_from_slice(&envs.obs()[i * OBS_DIM..(i + 1) * OBS_DIM]);
+            obs.extend_from_slice(&envs.obs()[i * d..(i + 1) * d]);
         }
         policy.greedy_actions(&obs, &mut chosen[..running.len()])?;
         for (&i, &action) in running.iter().zip(&chosen) {
@@ -171,6 +170,16 @@ fn play_batch(policy: &dyn Policy, mut envs: BatchedCartPole) -> Result<Vec<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::OBS_DIM;
+
+    /// CartPole envs seeded from `seed`, truncated after `max_episode_steps`.
+    fn cartpoles(seed: u64, max_episode_steps: u32) -> EvalEnvs {
+        EvalEnvs {
+            id: EnvId::CartPole,
+            seed,
+            max_episode_steps,
+        }
+    }
 
     /// Pushes toward the side the pole leans to: a classic controller that balances.
     struct Lean;
@@ -196,12 +205,12 @@ mod tests {
 
     #[test]
     fn a_balancing_controller_is_solved_and_pushing_left_is_not() -> Result<()> {
-        let good = evaluate(&Lean, 20, 1, 500)?;
+        let good = evaluate(&Lean, 20, cartpoles(1, 500))?;
         assert_eq!(good.episodes, 20);
-        assert!(good.solved(), "{good:?}");
-        let bad = evaluate(&Left, 20, 1, 500)?;
+        assert!(good.solved(475.0), "{good:?}");
+        let bad = evaluate(&Left, 20, cartpoles(1, 500))?;
         assert!(
-            !bad.solved() && bad.max < 100.0 && bad.min >= 1.0,
+            !bad.solved(475.0) && bad.max < 100.0 && bad.min >= 1.0,
             "{bad:?}"
         );
         assert!(bad.std >= 0.0 && bad.min <= bad.mean && bad.mean <= bad.max);
@@ -212,18 +221,20 @@ mod tests {
     fn batches_score_the_same_episodes_as_one_batch_would() -> Result<()> {
         let episodes = EPISODES_PER_BATCH + 3;
         let mut seen = Vec::new();
-        let batched = evaluate_in_batches(&Left, 0..episodes, 7, 500, &mut |done| seen.push(done))?;
+        let batched = evaluate_in_batches(&Left, 0..episodes, cartpoles(7, 500), &mut |done| {
+            seen.push(done)
+        })?;
         assert_eq!(seen, [EPISODES_PER_BATCH, episodes]);
-        let whole = play_batch(&Left, BatchedCartPole::new(episodes, 7, 500))?;
+        let whole = play_batch(&Left, Envs::new(EnvId::CartPole, episodes, 7, 500))?;
         assert_eq!(batched, EvalResult::from_returns(&whole));
-        let err = evaluate(&Left, MAX_EPISODES + 1, 7, 500).expect_err("too many");
+        let err = evaluate(&Left, MAX_EPISODES + 1, cartpoles(7, 500)).expect_err("too many");
         assert!(err.to_string().contains("more than"), "{err}");
         Ok(())
     }
 
     #[test]
     fn the_time_limit_caps_returns() -> Result<()> {
-        let capped = evaluate(&Lean, 5, 2, 50)?;
+        let capped = evaluate(&Lean, 5, cartpoles(2, 50))?;
         assert_eq!((capped.min, capped.max, capped.std), (50.0, 50.0, 0.0));
         Ok(())
     }
@@ -246,9 +257,9 @@ mod tests {
     fn the_batch_shrinks_as_episodes_end_and_scores_what_the_whole_batch_scores() -> Result<()> {
         let (episodes, seed) = (30, 5);
         let policy = Wobbly(Default::default());
-        let result = evaluate(&policy, episodes, seed, 500)?;
+        let result = evaluate(&policy, episodes, cartpoles(seed, 500))?;
         // The same episodes played with the whole batch at every step.
-        let mut envs = BatchedCartPole::new(episodes, seed, 500);
+        let mut envs = crate::env::BatchedCartPole::new(episodes, seed, 500);
         envs.reset_all();
         let (mut returns, mut running) = (vec![0.0; episodes], vec![true; episodes]);
         let mut actions = vec![0i64; episodes];

@@ -11,23 +11,32 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::OBS_DIM;
 use crate::learn::replay::Transition;
 
 /// A step waiting in a window for its return to be complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
-    obs: [f32; OBS_DIM],
+    obs: Vec<f32>,
     action: i64,
     reward: f32,
 }
 
 /// One window per env.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NStepWindows {
     n: usize,
     gamma: f64,
     windows: Vec<VecDeque<Pending>>,
+    /// Observation buffers of emitted steps, reused so that a step allocates nothing.
+    #[serde(skip)]
+    spare: Vec<Vec<f32>>,
+}
+
+impl PartialEq for NStepWindows {
+    /// Equal windows; the spare buffers are no part of the state.
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n && self.gamma == other.gamma && self.windows == other.windows
+    }
 }
 
 /// One env step, as the acting loop saw it.
@@ -54,6 +63,7 @@ impl NStepWindows {
             n: n.max(1),
             gamma,
             windows: vec![VecDeque::with_capacity(n); envs],
+            spare: Vec::new(),
         }
     }
 
@@ -65,8 +75,9 @@ impl NStepWindows {
         step: Step<'_>,
         mut emit: impl FnMut(Transition<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut obs = [0.0; OBS_DIM];
-        obs.copy_from_slice(step.obs);
+        let mut obs = self.spare.pop().unwrap_or_default();
+        obs.clear();
+        obs.extend_from_slice(step.obs);
         let window = &mut self.windows[env];
         window.push_back(Pending {
             obs,
@@ -91,6 +102,7 @@ impl NStepWindows {
                 terminated: step.terminated,
                 discount: discount as f32,
             })?;
+            self.spare.push(first.obs);
         }
         Ok(())
     }
@@ -99,6 +111,7 @@ impl NStepWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::OBS_DIM;
 
     /// (obs[0], reward, terminated, discount) of each transition emitted.
     type Emitted = Vec<(f32, f32, bool, f32)>;

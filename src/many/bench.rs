@@ -77,6 +77,8 @@ pub struct SolveResult {
     pub stats: Option<GroupStats>,
     /// How the workers' runs ended.
     pub tally: Tally,
+    /// The environment's reward threshold, which "solved" means reaching.
+    pub threshold: f64,
 }
 
 impl SolveBench {
@@ -113,7 +115,11 @@ impl SolveBench {
             sweep.out.display()
         ))?;
         let tally = run_here(&sweep, self.workers, false, true)?;
-        gather(&sweep, tally)
+        gather(
+            &sweep,
+            tally,
+            crate::env::spec(base.env.id).reward_threshold,
+        )
     }
 }
 
@@ -123,7 +129,7 @@ fn default_out(experiment: &str) -> PathBuf {
 }
 
 /// Each seed's outcome, the solve times and, when some run finished, the report.
-fn gather(sweep: &Sweep, tally: Tally) -> Result<SolveResult> {
+fn gather(sweep: &Sweep, tally: Tally, threshold: f64) -> Result<SolveResult> {
     let mut runs = Vec::new();
     for job in &sweep.jobs {
         let run = match RunState::of(&job.dir)? {
@@ -154,6 +160,7 @@ fn gather(sweep: &Sweep, tally: Tally) -> Result<SolveResult> {
         times,
         stats,
         tally,
+        threshold,
     })
 }
 

@@ -9,8 +9,7 @@
 //! writes. It is an estimate, not a promise.
 
 use crate::config::{Config, Procedure};
-use crate::env::{N_ACTIONS, OBS_DIM};
-use crate::learn::replay::ROW;
+use crate::learn::replay::RowLayout;
 
 const F32: u64 = 4;
 /// Steps of a short CartPole episode: a policy that never learns averages about 22, a
@@ -28,9 +27,10 @@ const FIXED_BYTES: u64 = 48 * 1024;
 
 /// Bytes the run of `cfg` will leave on disk, estimated from its keys.
 pub fn run_bytes(cfg: &Config) -> u64 {
-    let mut widths = vec![OBS_DIM as u64];
+    let env = crate::env::spec(cfg.env.id);
+    let mut widths = vec![env.obs_dim as u64];
     widths.extend(cfg.network.hidden.iter().map(|&w| w.max(0) as u64));
-    widths.push(N_ACTIONS as u64);
+    widths.push(env.n_actions as u64);
     let parameters = widths
         .windows(2)
         .map(|pair| pair[1].saturating_mul(pair[0] + 1))
@@ -41,7 +41,7 @@ pub fn run_bytes(cfg: &Config) -> u64 {
             (steps, steps.min(cfg.replay.capacity as u64))
         }
         Procedure::Tutorial => {
-            let episode = cfg.env.n_envs as u64 * u64::from(cfg.env.max_episode_steps);
+            let episode = cfg.env.n_envs as u64 * u64::from(cfg.env.time_limit());
             let per_iteration = (cfg.train.tutorial.min_memory as u64).saturating_add(episode);
             (
                 cfg.train.tutorial.iterations.saturating_mul(per_iteration),
@@ -61,7 +61,7 @@ pub fn run_bytes(cfg: &Config) -> u64 {
     let rows = (env_steps / SHORT_EPISODE).saturating_add(evaluations);
     [
         rows.saturating_mul(ROW_BYTES),
-        replay_rows.saturating_mul(ROW as u64 * F32),
+        replay_rows.saturating_mul(RowLayout::new(env.obs_dim).floats() as u64 * F32),
         priorities,
         parameters.saturating_mul((CHECKPOINT_COPIES + MODEL_COPIES) * F32),
         FIXED_BYTES,
@@ -83,7 +83,7 @@ mod tests {
         let mut bigger = base.clone();
         bigger.replay.capacity *= 2;
         bigger.train.total_env_steps *= 2;
-        let replay = base.train.total_env_steps * (ROW as u64) * F32;
+        let replay = base.train.total_env_steps * RowLayout::new(4).floats() as u64 * F32;
         assert!(
             run_bytes(&bigger) >= bytes + replay,
             "{}",

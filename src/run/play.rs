@@ -10,10 +10,11 @@ use tch::Device;
 use crate::artifacts::safetensors::load_safetensors;
 use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
+use crate::config::EnvId;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};
-use crate::env::{env_seed, CartPole, N_ACTIONS, OBS_DIM};
+use crate::env::{env_seed, CartPole, EnvSpec};
 use crate::learn::eval::{
-    evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalResult, Policy,
+    evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalEnvs, EvalResult, Policy,
 };
 use crate::learn::qfunction::{self, QFunction};
 use crate::platform::device;
@@ -36,6 +37,9 @@ const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";
 
 /// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
 pub const FPS: u32 = 50;
+
+/// The environment saved models are played on.
+pub const PLAYED: EnvId = EnvId::CartPole;
 
 /// The model file `args` choose: a run directory means its model.safetensors (model.pt with
 /// `--torchscript`; model_best.* with `--best`); none means the shipped model's directory
@@ -125,15 +129,12 @@ impl Policy for Greedy {
 /// The model `args` choose, on `device`, and its path.
 fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, Greedy)> {
     let path = model_path(args)?;
+    let env: EnvSpec = crate::env::spec(PLAYED);
+    let (obs_dim, n_actions) = (env.obs_dim as i64, env.n_actions as i64);
     let policy = if args.torchscript {
-        Greedy::Code(load_torchscript(
-            &path,
-            device,
-            OBS_DIM as i64,
-            N_ACTIONS as i64,
-        )?)
+        Greedy::Code(load_torchscript(&path, device, obs_dim, n_actions)?)
     } else {
-        let model = load_safetensors(&path, OBS_DIM as i64, N_ACTIONS as i64)?;
+        let model = load_safetensors(&path, obs_dim, n_actions)?;
         let flat = model.flat.f_to_device(device).with_context(|| {
             format!("cannot move {} to {}", path.display(), device::name(device))
         })?;
@@ -149,6 +150,8 @@ pub struct Evaluated {
     pub model: PathBuf,
     /// Its returns.
     pub result: EvalResult,
+    /// The environment's reward threshold.
+    pub threshold: f64,
 }
 
 /// Plays `episodes` greedy episodes of the chosen model on `device`, on the envs a run of
@@ -162,15 +165,20 @@ pub fn evaluate(
     device::configure_cpu_threads(&[]);
     let (model, policy) = load(choice, device)?;
     let mut progress = EvalProgress::choose(episodes);
-    let result = evaluate_in_batches(
-        &policy,
-        0..episodes,
-        final_eval_seed(seed),
-        500,
-        &mut |done| progress.update(done),
-    )?;
+    let envs = EvalEnvs {
+        id: PLAYED,
+        seed: final_eval_seed(seed),
+        max_episode_steps: crate::env::spec(PLAYED).max_episode_steps,
+    };
+    let result = evaluate_in_batches(&policy, 0..episodes, envs, &mut |done| {
+        progress.update(done)
+    })?;
     progress.finish();
-    Ok(Evaluated { model, result })
+    Ok(Evaluated {
+        model,
+        result,
+        threshold: crate::env::spec(PLAYED).reward_threshold,
+    })
 }
 
 /// One greedy episode of a saved model, drawn.

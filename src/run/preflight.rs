@@ -10,8 +10,8 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use crate::config::{Config, Procedure};
-use crate::env::{N_ACTIONS, OBS_DIM};
-use crate::learn::replay::ROW;
+use crate::env::EnvSpec;
+use crate::learn::replay::RowLayout;
 use crate::platform::device::{configure_cpu_threads, resolve, resolve_replay};
 
 const F32: u64 = 4;
@@ -62,10 +62,10 @@ struct NetworkSize {
 }
 
 impl NetworkSize {
-    fn of(hidden: &[i64]) -> Self {
-        let mut widths = vec![OBS_DIM as u64];
+    fn of(env: &EnvSpec, hidden: &[i64]) -> Self {
+        let mut widths = vec![env.obs_dim as u64];
         widths.extend(hidden.iter().map(|&w| w.max(0) as u64));
-        widths.push(N_ACTIONS as u64);
+        widths.push(env.n_actions as u64);
         Self {
             parameters: widths
                 .windows(2)
@@ -86,9 +86,10 @@ impl NetworkSize {
 impl Estimate {
     /// The estimate for `cfg` with the replay buffer on the training device or not.
     pub fn of(cfg: &Config, replay_on_device: bool) -> Self {
-        let network = NetworkSize::of(&cfg.network.hidden);
+        let env = crate::env::spec(cfg.env.id);
+        let network = NetworkSize::of(&env, &cfg.network.hidden);
         let mut parts = network_parts(cfg, &network);
-        parts.extend(replay_parts(cfg, &network, replay_on_device));
+        parts.extend(replay_parts(cfg, &env, &network, replay_on_device));
         Self { parts }
     }
     /// Bytes in host memory when training on `device`.
@@ -198,9 +199,15 @@ fn network_parts(cfg: &Config, network: &NetworkSize) -> Vec<Part> {
 
 /// The stored transitions: the replay buffer (or the tutorial's memory), its sum tree, and
 /// the checkpoint's copies of it.
-fn replay_parts(cfg: &Config, network: &NetworkSize, replay_on_device: bool) -> Vec<Part> {
+fn replay_parts(
+    cfg: &Config,
+    env: &EnvSpec,
+    network: &NetworkSize,
+    replay_on_device: bool,
+) -> Vec<Part> {
+    let row_bytes = RowLayout::new(env.obs_dim).floats() as u64 * F32;
     let replay_bytes = match cfg.train.procedure {
-        Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(ROW as u64 * F32),
+        Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(row_bytes),
         Procedure::Tutorial => 0,
     };
     let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
@@ -231,14 +238,14 @@ fn replay_parts(cfg: &Config, network: &NetworkSize, replay_on_device: bool) -> 
     }
     if cfg.train.procedure == Procedure::Tutorial {
         let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
-            (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.max_episode_steps)),
+            (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.time_limit())),
         );
         parts.push(Part {
             keys: format!(
                 "train.tutorial.min_memory = {}",
                 cfg.train.tutorial.min_memory
             ),
-            bytes: rows.saturating_mul(ROW as u64 * F32),
+            bytes: rows.saturating_mul(row_bytes),
             on_device: false,
         });
     }
@@ -351,7 +358,7 @@ mod tests {
         let cuda = Device::Cuda(0);
         let host_side = Estimate::of(&cfg, false);
         let device_side = Estimate::of(&cfg, true);
-        let replay = 50_000 * ROW as u64 * 4;
+        let replay = 50_000 * RowLayout::new(4).floats() as u64 * 4;
         assert_eq!(
             host_side.host_bytes(cuda) - device_side.host_bytes(cuda),
             replay

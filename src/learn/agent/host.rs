@@ -9,7 +9,6 @@ use tch::{Device, Kind, Tensor};
 
 use super::{check_target, Kernel, UpdateRule, ADAM_M, ADAM_V, ONLINE, TARGET};
 use crate::config::Loss;
-use crate::env::OBS_DIM;
 use crate::learn::aligned::AlignedFloats;
 use crate::learn::optim::HostAdam;
 use crate::learn::qfunction::{argmax_rows, HostNet, NetworkSpec, Pass};
@@ -159,8 +158,11 @@ impl Kernel for HostKernel {
 
     fn greedy(&self, obs: &[f32], actions: &mut [i64]) -> Result<()> {
         let mut pass = self.acting.borrow_mut();
-        self.net
-            .forward(&self.params, Rows::dense(obs, OBS_DIM), &mut pass);
+        self.net.forward(
+            &self.params,
+            Rows::dense(obs, self.spec.obs_dim as usize),
+            &mut pass,
+        );
         for (action, best) in actions
             .iter_mut()
             .zip(argmax_rows(pass.q(), self.net.n_actions()))

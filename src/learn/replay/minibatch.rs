@@ -4,15 +4,51 @@
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::env::OBS_DIM;
 use crate::learn::rows::Rows;
 
-/// Floats per stored transition.
-pub const ROW: usize = 2 * OBS_DIM + 4;
-pub(super) const ACTION: usize = 2 * OBS_DIM;
-pub(super) const REWARD: usize = ACTION + 1;
-pub(super) const DISCOUNT: usize = ACTION + 2;
-pub(super) const TERMINATED: usize = ACTION + 3;
+/// Where each value of a stored transition sits in its row, for observations of `obs_dim`
+/// floats: observation, next observation, action, reward, discount `gamma^k`, terminated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLayout {
+    obs_dim: usize,
+}
+
+impl RowLayout {
+    /// The layout for observations of `obs_dim` floats.
+    pub const fn new(obs_dim: usize) -> Self {
+        Self { obs_dim }
+    }
+
+    /// Floats per observation.
+    pub const fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    /// Floats per row.
+    pub const fn floats(&self) -> usize {
+        2 * self.obs_dim + 4
+    }
+
+    /// Where the action is.
+    pub(super) const fn action(&self) -> usize {
+        2 * self.obs_dim
+    }
+
+    /// Where the reward is.
+    pub(super) const fn reward(&self) -> usize {
+        self.action() + 1
+    }
+
+    /// Where the discount `gamma^k` is.
+    pub(super) const fn discount(&self) -> usize {
+        self.action() + 2
+    }
+
+    /// Where the termination flag is.
+    pub(super) const fn terminated(&self) -> usize {
+        self.action() + 3
+    }
+}
 
 /// One transition as the acting loop hands it over.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,41 +68,44 @@ pub struct Transition<'a> {
 }
 
 impl Transition<'_> {
-    /// Writes the transition as one `ROW`-float row.
-    pub fn write_row(&self, out: &mut [f32]) {
-        out[..OBS_DIM].copy_from_slice(self.obs);
-        out[OBS_DIM..ACTION].copy_from_slice(self.next_obs);
-        out[ACTION] = self.action as f32;
-        out[REWARD] = self.reward;
-        out[DISCOUNT] = self.discount;
-        out[TERMINATED] = if self.terminated { 1.0 } else { 0.0 };
+    /// Writes the transition as one row of `layout` (`out` holds `layout.floats()` values;
+    /// the caller checked the observations' lengths).
+    pub fn write_row(&self, layout: RowLayout, out: &mut [f32]) {
+        let d = layout.obs_dim();
+        out[..d].copy_from_slice(self.obs);
+        out[d..2 * d].copy_from_slice(self.next_obs);
+        out[layout.action()] = self.action as f32;
+        out[layout.reward()] = self.reward;
+        out[layout.discount()] = self.discount;
+        out[layout.terminated()] = if self.terminated { 1.0 } else { 0.0 };
     }
 }
 
-/// A sampled minibatch: `B` transitions as `ROW`-float rows, where sampling gathered them
+/// A sampled minibatch: `B` transitions as rows of one layout, where sampling gathered them
 /// (host memory, or the training device when the buffer lives there), and prioritized
 /// replay's importance weights.
 #[derive(Debug, Clone, Copy)]
 pub struct Minibatch<'a> {
     rows: Gathered<'a>,
     weights: Option<&'a [f32]>,
+    layout: RowLayout,
 }
 
 /// Where a minibatch's rows are.
 #[derive(Debug, Clone, Copy)]
 enum Gathered<'a> {
-    /// `[B, ROW]` floats, row-major, in host memory.
+    /// `[B, row floats]`, row-major, in host memory.
     Host(&'a [f32]),
-    /// A `[B, ROW]` float tensor on the training device.
+    /// A `[B, row floats]` float tensor on the training device.
     Device(&'a Tensor),
 }
 
 /// A minibatch in host memory, read in place column by column.
 #[derive(Debug, Clone, Copy)]
 pub struct Columns<'a> {
-    /// `[B, OBS_DIM]`.
+    /// `[B, obs_dim]`.
     pub obs: Rows<'a>,
-    /// `[B, OBS_DIM]`.
+    /// `[B, obs_dim]`.
     pub next_obs: Rows<'a>,
     /// `[B, 1]`: the actions, whole numbers stored as floats, checked when stored.
     pub actions: Rows<'a>,
@@ -81,12 +120,17 @@ pub struct Columns<'a> {
 }
 
 impl<'a> Minibatch<'a> {
-    /// Host rows (`ROW` floats each) and, for prioritized replay, a weight per row.
-    pub fn from_rows(rows: &'a [f32], weights: Option<&'a [f32]>) -> Result<Self> {
-        let n = rows.len() / ROW;
-        if rows.len() != n * ROW || weights.is_some_and(|w| w.len() != n) {
+    /// Host rows of `layout` and, for prioritized replay, a weight per row.
+    pub fn from_rows(
+        rows: &'a [f32],
+        weights: Option<&'a [f32]>,
+        layout: RowLayout,
+    ) -> Result<Self> {
+        let floats = layout.floats();
+        let n = rows.len() / floats;
+        if rows.len() != n * floats || weights.is_some_and(|w| w.len() != n) {
             bail!(
-                "a minibatch of {} floats with {:?} weights is not whole {ROW}-float rows \
+                "a minibatch of {} floats with {:?} weights is not whole {floats}-float rows \
                  with a weight each",
                 rows.len(),
                 weights.map(<[f32]>::len)
@@ -95,14 +139,20 @@ impl<'a> Minibatch<'a> {
         Ok(Self {
             rows: Gathered::Host(rows),
             weights,
+            layout,
         })
     }
 
-    /// Rows gathered on the training device, and host weights (one per row).
-    pub(super) fn on_device(rows: &'a Tensor, weights: Option<&'a [f32]>) -> Self {
+    /// Rows of `layout` gathered on the training device, and host weights (one per row).
+    pub(super) fn on_device(
+        rows: &'a Tensor,
+        weights: Option<&'a [f32]>,
+        layout: RowLayout,
+    ) -> Self {
         Self {
             rows: Gathered::Device(rows),
             weights,
+            layout,
         }
     }
 
@@ -111,31 +161,30 @@ impl<'a> Minibatch<'a> {
         let Gathered::Host(rows) = self.rows else {
             return None;
         };
-        let n = rows.len() / ROW;
-        let column = |start: usize, cols: usize| Rows::strided(&rows[start..], n, cols, ROW);
+        let (l, floats) = (self.layout, self.layout.floats());
+        let n = rows.len() / floats;
+        let column = |start: usize, cols: usize| Rows::strided(&rows[start..], n, cols, floats);
         Some(Columns {
-            obs: column(0, OBS_DIM),
-            next_obs: column(OBS_DIM, OBS_DIM),
-            actions: column(ACTION, 1),
-            rewards: column(REWARD, 1),
-            discounts: column(DISCOUNT, 1),
-            terminated: column(TERMINATED, 1),
+            obs: column(0, l.obs_dim()),
+            next_obs: column(l.obs_dim(), l.obs_dim()),
+            actions: column(l.action(), 1),
+            rewards: column(l.reward(), 1),
+            discounts: column(l.discount(), 1),
+            terminated: column(l.terminated(), 1),
             weights: self.weights,
         })
     }
 
     /// The minibatch as tensors on `device`.
     pub fn to_tensors(&self, device: Device) -> Result<Batch> {
+        let floats = self.layout.floats() as i64;
         let rows = match self.rows {
-            Gathered::Host(rows) => {
-                let n = (rows.len() / ROW) as i64;
-                Tensor::from_slice(rows)
-                    .f_view([n, ROW as i64])?
-                    .f_to_device(device)?
-            }
+            Gathered::Host(rows) => Tensor::from_slice(rows)
+                .f_view([rows.len() as i64 / floats, floats])?
+                .f_to_device(device)?,
             Gathered::Device(rows) => rows.f_to_device(device)?,
         };
-        let mut batch = Batch::from_rows(&rows);
+        let mut batch = Batch::from_rows(&rows, self.layout);
         batch.weights = self
             .weights
             .map(|w| Tensor::from_slice(w).f_to_device(device))
@@ -147,9 +196,9 @@ impl<'a> Minibatch<'a> {
 /// A minibatch on the training device.
 #[derive(Debug)]
 pub struct Batch {
-    /// `[B, OBS_DIM]` float.
+    /// `[B, obs_dim]` float.
     pub obs: Tensor,
-    /// `[B, OBS_DIM]` float.
+    /// `[B, obs_dim]` float.
     pub next_obs: Tensor,
     /// `[B, 1]` int64.
     pub actions: Tensor,
@@ -164,15 +213,18 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Splits a `[B, ROW]` tensor of rows into a minibatch (views, no copies but the actions).
-    fn from_rows(rows: &Tensor) -> Self {
+    /// Splits a `[B, row floats]` tensor of rows of `layout` into a minibatch (views, no
+    /// copies but the actions).
+    fn from_rows(rows: &Tensor, layout: RowLayout) -> Self {
+        let d = layout.obs_dim() as i64;
+        let at = |index: usize| index as i64;
         Batch {
-            obs: rows.narrow(1, 0, OBS_DIM as i64),
-            next_obs: rows.narrow(1, OBS_DIM as i64, OBS_DIM as i64),
-            actions: rows.narrow(1, ACTION as i64, 1).to_kind(Kind::Int64),
-            rewards: rows.select(1, REWARD as i64),
-            discounts: rows.select(1, DISCOUNT as i64),
-            terminated: rows.select(1, TERMINATED as i64),
+            obs: rows.narrow(1, 0, d),
+            next_obs: rows.narrow(1, d, d),
+            actions: rows.narrow(1, at(layout.action()), 1).to_kind(Kind::Int64),
+            rewards: rows.select(1, at(layout.reward())),
+            discounts: rows.select(1, at(layout.discount())),
+            terminated: rows.select(1, at(layout.terminated())),
             weights: None,
         }
     }

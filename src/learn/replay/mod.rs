@@ -1,7 +1,7 @@
 //! Experience replay: a fixed-capacity ring of transitions, sampled uniformly or in
 //! proportion to priorities (Schaul et al., 2016).
 //!
-//! A transition is stored as one row of `ROW` floats: observation, the observation it
+//! A transition is stored as one row of floats ([`RowLayout`]): observation, the observation it
 //! bootstraps from, action, reward (an n-step return when `agent.n_step > 1`), the discount
 //! `gamma^k` of a transition of `k` steps, and whether the episode terminated. Actions are
 //! checked when stored (and when a checkpoint is read), so a minibatch's actions are valid.
@@ -24,7 +24,7 @@ mod minibatch;
 #[cfg(test)]
 mod tests;
 
-pub use minibatch::{Batch, Columns, Minibatch, Transition, ROW};
+pub use minibatch::{Batch, Columns, Minibatch, RowLayout, Transition};
 
 #[derive(Debug)]
 enum Storage {
@@ -60,6 +60,8 @@ fn zeroed(len: Option<usize>, what: &str) -> Result<Vec<f32>> {
 pub struct ReplayBuffer {
     storage: Storage,
     capacity: usize,
+    /// How a transition is stored.
+    layout: RowLayout,
     /// Actions are `0..n_actions`.
     n_actions: usize,
     len: usize,
@@ -86,12 +88,12 @@ pub struct Prioritization {
 }
 
 impl ReplayBuffer {
-    /// An empty ring for `capacity` transitions of actions `0..n_actions`, kept on
-    /// `storage_device`, whose minibatches are used on `train_device`; prioritized when
-    /// `prioritization` is given.
+    /// An empty ring for `capacity` transitions of `obs_dim`-float observations and actions
+    /// `0..n_actions`, kept on `storage_device`, whose minibatches are used on
+    /// `train_device`; prioritized when `prioritization` is given.
     pub fn new(
         capacity: usize,
-        n_actions: usize,
+        (obs_dim, n_actions): (usize, usize),
         storage_device: Device,
         train_device: Device,
         prioritization: Option<Prioritization>,
@@ -99,10 +101,14 @@ impl ReplayBuffer {
         if capacity == 0 {
             bail!("replay.capacity must be at least 1");
         }
+        let layout = RowLayout::new(obs_dim);
+        let floats = layout.floats();
         let storage = match storage_device {
-            Device::Cpu => Storage::Host(zeroed(capacity.checked_mul(ROW), "the replay buffer")?),
+            Device::Cpu => {
+                Storage::Host(zeroed(capacity.checked_mul(floats), "the replay buffer")?)
+            }
             device => Storage::Device {
-                rows: Tensor::f_zeros([capacity as i64, ROW as i64], (Kind::Float, device))
+                rows: Tensor::f_zeros([capacity as i64, floats as i64], (Kind::Float, device))
                     .with_context(|| {
                         format!("allocating a {capacity}-transition replay buffer on {device:?}")
                     })?,
@@ -122,6 +128,7 @@ impl ReplayBuffer {
         Ok(Self {
             storage,
             capacity,
+            layout,
             n_actions,
             len: 0,
             next: 0,
@@ -150,6 +157,11 @@ impl ReplayBuffer {
         self.capacity
     }
 
+    /// How a transition is stored.
+    pub fn layout(&self) -> RowLayout {
+        self.layout
+    }
+
     /// True for prioritized replay, which takes the TD errors of each minibatch back.
     pub fn is_prioritized(&self) -> bool {
         self.priorities.is_some()
@@ -158,6 +170,14 @@ impl ReplayBuffer {
     /// Adds a transition, overwriting the oldest when full; it gets the largest priority
     /// given so far.
     pub fn push(&mut self, t: Transition<'_>) -> Result<()> {
+        let d = self.layout.obs_dim();
+        if t.obs.len() != d || t.next_obs.len() != d {
+            bail!(
+                "a transition with observations of {} and {} values, not {d}",
+                t.obs.len(),
+                t.next_obs.len()
+            );
+        }
         if !(0..self.n_actions as i64).contains(&t.action) {
             bail!(
                 "action {} is not one of the env's actions 0..{}",
@@ -166,16 +186,17 @@ impl ReplayBuffer {
             );
         }
         let slot = self.next;
-        let row = |out: &mut [f32]| t.write_row(out);
+        let (layout, floats) = (self.layout, self.layout.floats());
+        let row = |out: &mut [f32]| t.write_row(layout, out);
         match &mut self.storage {
-            Storage::Host(rows) => row(&mut rows[slot * ROW..(slot + 1) * ROW]),
+            Storage::Host(rows) => row(&mut rows[slot * floats..(slot + 1) * floats]),
             Storage::Device {
                 staged,
                 staged_slots,
                 ..
             } => {
                 let start = staged.len();
-                staged.resize(start + ROW, 0.0);
+                staged.resize(start + floats, 0.0);
                 row(&mut staged[start..]);
                 staged_slots.push(slot as i64);
             }
@@ -202,7 +223,7 @@ impl ReplayBuffer {
             let device = rows.device();
             let capacity = rows.size()[0];
             let mut values = Tensor::from_slice(staged)
-                .view([staged_slots.len() as i64, ROW as i64])
+                .view([staged_slots.len() as i64, self.layout.floats() as i64])
                 .to_device(device);
             let mut slots = Tensor::from_slice(staged_slots).to_device(device);
             // A slot staged twice (capacity smaller than the staged count) keeps the newest:
@@ -249,11 +270,13 @@ impl ReplayBuffer {
         };
         self.flush()?;
         self.gathered.clear();
+        let floats = self.layout.floats();
         match &self.storage {
             Storage::Host(rows) => {
                 for &index in &self.indices {
-                    let start = index as usize * ROW;
-                    self.gathered.extend_from_slice(&rows[start..start + ROW]);
+                    let start = index as usize * floats;
+                    self.gathered
+                        .extend_from_slice(&rows[start..start + floats]);
                 }
             }
             Storage::Device { rows, .. } => {
@@ -262,17 +285,18 @@ impl ReplayBuffer {
                 if self.train_device != Device::Cpu {
                     let rows = self.device_rows.insert(gathered);
                     let weights = prioritized.then_some(self.weights.as_slice());
-                    return Ok(Minibatch::on_device(rows, weights));
+                    return Ok(Minibatch::on_device(rows, weights, self.layout));
                 }
-                self.gathered.resize(batch_size * ROW, 0.0);
+                self.gathered.resize(batch_size * floats, 0.0);
                 gathered
                     .f_to_device(Device::Cpu)?
-                    .f_copy_data(&mut self.gathered, batch_size * ROW)?;
+                    .f_copy_data(&mut self.gathered, batch_size * floats)?;
             }
         }
         Minibatch::from_rows(
             &self.gathered,
             prioritized.then_some(self.weights.as_slice()),
+            self.layout,
         )
     }
 

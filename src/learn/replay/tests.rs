@@ -1,11 +1,18 @@
 use super::checkpoint::{ReplayState, ROWS};
-use super::minibatch::REWARD;
 use super::*;
 use crate::env::OBS_DIM;
 use crate::learn::rows::Rows;
 use crate::learn::state::Checkpointed;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
+
+/// CartPole-sized rows.
+const LAYOUT: RowLayout = RowLayout::new(OBS_DIM);
+const ROW: usize = LAYOUT.floats();
+const ACTION: usize = LAYOUT.action();
+const REWARD: usize = LAYOUT.reward();
+const DISCOUNT: usize = LAYOUT.discount();
+const TERMINATED: usize = LAYOUT.terminated();
 
 fn push_numbered(buffer: &mut ReplayBuffer, n: usize) -> Result<()> {
     for i in 0..n {
@@ -23,7 +30,7 @@ fn push_numbered(buffer: &mut ReplayBuffer, n: usize) -> Result<()> {
 }
 
 fn uniform(capacity: usize) -> Result<ReplayBuffer> {
-    ReplayBuffer::new(capacity, 2, Device::Cpu, Device::Cpu, None)
+    ReplayBuffer::new(capacity, (OBS_DIM, 2), Device::Cpu, Device::Cpu, None)
 }
 
 fn prioritized(capacity: usize) -> Result<ReplayBuffer> {
@@ -31,7 +38,7 @@ fn prioritized(capacity: usize) -> Result<ReplayBuffer> {
         alpha: 1.0,
         eps: 1e-6,
     };
-    ReplayBuffer::new(capacity, 2, Device::Cpu, Device::Cpu, Some(p))
+    ReplayBuffer::new(capacity, (OBS_DIM, 2), Device::Cpu, Device::Cpu, Some(p))
 }
 
 #[test]
@@ -104,11 +111,11 @@ fn a_minibatchs_columns_are_its_tensors_columns() -> Result<()> {
     let weights = batch.weights.as_ref().map(column).transpose()?;
     assert_eq!(parts.weights.map(<[f32]>::to_vec), weights);
     // Rows that are not whole, or weights that do not match them, are refused.
-    assert!(Minibatch::from_rows(&[0.0; ROW + 1], None).is_err());
-    assert!(Minibatch::from_rows(&[0.0; 2 * ROW], Some(&[1.0])).is_err());
+    assert!(Minibatch::from_rows(&[0.0; ROW + 1], None, LAYOUT).is_err());
+    assert!(Minibatch::from_rows(&[0.0; 2 * ROW], Some(&[1.0]), LAYOUT).is_err());
     // Rows gathered on a device make the same tensors, and no host columns.
     let rows = Tensor::from_slice(&buffer.gathered).view([6, ROW as i64]);
-    let on_device = Minibatch::on_device(&rows, Some(&buffer.weights));
+    let on_device = Minibatch::on_device(&rows, Some(&buffer.weights), LAYOUT);
     assert!(on_device.host_columns().is_none());
     let again = on_device.to_tensors(Device::Cpu)?;
     assert!(again.obs.equal(&batch.obs) && again.terminated.equal(&batch.terminated));
@@ -249,7 +256,6 @@ fn prioritized_sampling_follows_td_errors() -> Result<()> {
 /// transitions.
 #[test]
 fn actions_are_checked_when_stored_and_folded_rows_load() -> Result<()> {
-    use super::minibatch::{ACTION, DISCOUNT, TERMINATED};
     let mut buffer = uniform(4)?;
     let bad = Transition {
         obs: &[0.0; OBS_DIM],

@@ -17,7 +17,6 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::{clip, Config, DeviceSpec, Procedure, ReplayDevice};
-use crate::learn::eval::SOLVED_RETURN;
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
@@ -171,8 +170,23 @@ impl Report {
             .zip(members)
             .map(|(name, runs)| Group::build(name, &runs, bootstrap))
             .collect::<Result<Vec<_>>>()?;
+        let mut envs: Vec<_> = runs.iter().map(|run| run.config.env.id).collect();
+        envs.sort();
+        envs.dedup();
+        let threshold = match envs.as_slice() {
+            [env] => crate::env::spec(*env).reward_threshold,
+            [] => f64::NAN,
+            several => bail!(
+                "the runs are of several environments ({}): report each one's runs apart",
+                several
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         Ok(Self {
-            threshold: SOLVED_RETURN,
+            threshold,
             reps: bootstrap.reps,
             confidence: bootstrap.confidence,
             seed: bootstrap.seed,
@@ -265,7 +279,15 @@ impl Group {
             }
         }
         if group.finished > 0 {
-            group.stats = Some(GroupStats::of(&group.scores, all_kept_best, bootstrap)?);
+            let threshold = runs.first().map_or(f64::NAN, |run| {
+                crate::env::spec(run.config.env.id).reward_threshold
+            });
+            group.stats = Some(GroupStats::of(
+                &group.scores,
+                all_kept_best,
+                bootstrap,
+                threshold,
+            )?);
         }
         Ok(group)
     }
@@ -310,11 +332,9 @@ impl Group {
 impl GroupStats {
     /// The aggregates of a group's `scores`, with the success rate of their best evaluations
     /// only when every run kept one (`all_kept_best`).
-    fn of(s: &Scores, all_kept_best: bool, bootstrap: &Bootstrap) -> Result<Self> {
+    fn of(s: &Scores, all_kept_best: bool, bootstrap: &Bootstrap, threshold: f64) -> Result<Self> {
         let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
-        let success = Statistic::SuccessRate {
-            threshold: SOLVED_RETURN,
-        };
+        let success = Statistic::SuccessRate { threshold };
         Ok(GroupStats {
             final_iqm: ci(&s.final_return, Statistic::Iqm)?,
             final_median: ci(&s.final_return, Statistic::Median)?,

@@ -78,7 +78,7 @@ fn model_metadata(
         ("hidden".to_owned(), serde_json::to_string(&spec.hidden)?),
         ("activation".to_owned(), spec.activation.name().to_owned()),
         ("head".to_owned(), spec.head_name().to_owned()),
-        ("env_id".to_owned(), cfg.env.id.clone()),
+        ("env_id".to_owned(), cfg.env.id.to_string()),
         ("env_step".to_owned(), env_step.to_string()),
         ("seed".to_owned(), cfg.seed.to_string()),
         (

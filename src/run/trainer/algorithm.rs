@@ -9,10 +9,10 @@ use rand_pcg::Pcg64;
 
 use super::cadence::Cadence;
 use crate::config::{Config, Procedure};
-use crate::env::{BatchedCartPole, N_ACTIONS, OBS_DIM};
+use crate::env::BatchedCartPole;
 use crate::learn::agent::{Learner, UpdateStats};
 use crate::learn::nstep::{NStepWindows, Step};
-use crate::learn::replay::{Minibatch, Prioritization, ReplayBuffer, Transition, ROW};
+use crate::learn::replay::{Minibatch, Prioritization, ReplayBuffer, Transition};
 use crate::learn::schedule::{beta_at, epsilon_at, lr_at};
 use crate::platform::rng::{stream_rng, stream_seed, Stream};
 use crate::run::preflight::Placement;
@@ -66,7 +66,7 @@ impl AlgorithmState {
         let mut envs = BatchedCartPole::new(
             n,
             stream_seed(cfg.seed, Stream::TrainEnvs),
-            cfg.env.max_episode_steps,
+            cfg.env.time_limit(),
         );
         envs.reset_all();
         Self {
@@ -103,7 +103,8 @@ impl Algorithm {
     /// The algorithm of `cfg` before its first step, its tensors where `placement` says.
     pub fn new(cfg: &Config, placement: Placement) -> Result<Self> {
         let device = placement.train;
-        let learner = Learner::new(cfg, device, stream_seed(cfg.seed, Stream::Init))?;
+        let env = crate::env::spec(cfg.env.id);
+        let learner = Learner::new(cfg, &env, device, stream_seed(cfg.seed, Stream::Init))?;
         let capacity = match cfg.train.procedure {
             Procedure::Dqn => cfg.replay.capacity,
             // The tutorial keeps its own per-iteration memory.
@@ -115,7 +116,7 @@ impl Algorithm {
         });
         let replay = ReplayBuffer::new(
             capacity,
-            N_ACTIONS,
+            (env.obs_dim, env.n_actions),
             placement.replay,
             device,
             prioritization,
@@ -126,7 +127,7 @@ impl Algorithm {
             learner,
             replay,
             state: AlgorithmState::new(cfg),
-            obs: vec![0.0; n * OBS_DIM],
+            obs: vec![0.0; n * env.obs_dim],
             actions: vec![0; n],
         })
     }
@@ -192,8 +193,9 @@ impl Algorithm {
     }
 
     /// One vector step at `epsilon`, each completed transition appended to `memory` as a
-    /// `ROW`-float row (the tutorial's per-iteration memory).
+    /// row of the replay layout (the tutorial's per-iteration memory).
     pub fn collect(&mut self, epsilon: f64, memory: &mut Vec<f32>) -> Result<Vec<EpisodeEnd>> {
+        let layout = self.replay.layout();
         let ended = act_in_envs(
             &self.learner,
             &mut self.state,
@@ -201,8 +203,8 @@ impl Algorithm {
             epsilon,
             |transition| {
                 let start = memory.len();
-                memory.resize(start + ROW, 0.0);
-                transition.write_row(&mut memory[start..]);
+                memory.resize(start + layout.floats(), 0.0);
+                transition.write_row(layout, &mut memory[start..]);
                 Ok(())
             },
         )?;
@@ -212,9 +214,10 @@ impl Algorithm {
     /// Fits every row of `memory` once, in order, `batch_size` rows at a time (the
     /// tutorial's training phase).
     pub fn fit(&mut self, memory: &[f32]) -> Result<()> {
-        let batch_rows = self.cfg.replay.batch_size * ROW;
+        let layout = self.replay.layout();
+        let batch_rows = self.cfg.replay.batch_size * layout.floats();
         for rows in memory.chunks(batch_rows) {
-            let batch = Minibatch::from_rows(rows, None)?;
+            let batch = Minibatch::from_rows(rows, None, layout)?;
             self.learner.update(&batch, self.lr())?;
             self.state.gradient_updates += 1;
         }
@@ -248,6 +251,7 @@ fn act_in_envs(
     state.env_steps += actions.len() as u64;
     state.vector_steps += 1;
     let mut ended = Vec::new();
+    let d = obs.len() / actions.len().max(1);
     for (i, &action) in actions.iter().enumerate() {
         let envs = &state.envs;
         let (terminated, truncated) = (envs.terminated()[i], envs.truncated()[i]);
@@ -256,10 +260,10 @@ fn act_in_envs(
         let next = if done { envs.final_obs() } else { envs.obs() };
         let reward = envs.rewards()[i];
         let step = Step {
-            obs: &obs[i * OBS_DIM..(i + 1) * OBS_DIM],
+            obs: &obs[i * d..(i + 1) * d],
             action,
             reward,
-            next_obs: &next[i * OBS_DIM..(i + 1) * OBS_DIM],
+            next_obs: &next[i * d..(i + 1) * d],
             terminated,
             truncated,
         };

@@ -98,6 +98,20 @@ impl Checkpointed for BestModel {
 }
 
 impl Trainer<'_> {
+    /// The envs of an evaluation seeded from `seed`: the run's environment and time limit.
+    fn eval_envs(&self, seed: u64) -> eval::EvalEnvs {
+        eval::EvalEnvs {
+            id: self.cfg.env.id,
+            seed,
+            max_episode_steps: self.cfg.env.time_limit(),
+        }
+    }
+
+    /// The run's environment's reward threshold.
+    pub(super) fn threshold(&self) -> f64 {
+        crate::env::spec(self.cfg.env.id).reward_threshold
+    }
+
     /// A periodic evaluation is due (and the schedule moves on to the next one).
     pub(super) fn evaluation_due(&mut self) -> bool {
         let (step, every) = (self.env_steps(), self.cfg.eval.every);
@@ -110,11 +124,10 @@ impl Trainer<'_> {
         let result = eval::evaluate(
             &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.episodes,
-            eval::periodic_eval_seed(self.cfg.seed),
-            self.cfg.env.max_episode_steps,
+            self.eval_envs(eval::periodic_eval_seed(self.cfg.seed)),
         )?;
         let seconds = self.seconds();
-        if result.solved() && self.book.solved_at_step.is_none() {
+        if result.solved(self.threshold()) && self.book.solved_at_step.is_none() {
             self.book.solved_at_step = Some(self.env_steps());
             self.book.solved_at_seconds = Some(seconds);
         }
@@ -133,7 +146,7 @@ impl Trainer<'_> {
             self.write_best_model()?;
         }
         self.records.flush()?;
-        let solved = result.solved();
+        let solved = result.solved(self.threshold());
         self.book.last_eval = Some(result);
         Ok(solved)
     }
@@ -148,12 +161,11 @@ impl Trainer<'_> {
         let result = eval::evaluate_in_batches(
             &GreedyPolicy(&self.algorithm.learner),
             first..first.saturating_add(n),
-            eval::confirm_eval_seed(self.cfg.seed),
-            self.cfg.env.max_episode_steps,
+            self.eval_envs(eval::confirm_eval_seed(self.cfg.seed)),
             &mut |_| {},
         )?;
         self.book.confirm_next_env = first.saturating_add(n);
-        let confirmed = result.solved();
+        let confirmed = result.solved(self.threshold());
         self.progress.line(&format!(
             "step {}: solved; confirmation over {} fresh episodes: mean {:.1} ({})",
             self.env_steps(),
@@ -193,8 +205,7 @@ impl Trainer<'_> {
         let result = eval::evaluate(
             &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.final_episodes,
-            eval::final_eval_seed(self.cfg.seed),
-            self.cfg.env.max_episode_steps,
+            self.eval_envs(eval::final_eval_seed(self.cfg.seed)),
         )?;
         self.book.train_seconds = self.seconds();
         self.records.push(&Row::Eval {
@@ -228,7 +239,7 @@ impl Trainer<'_> {
             final_eval_min: result.map(|r| r.min),
             final_eval_max: result.map(|r| r.max),
             final_eval_episodes: result.map(|r| r.episodes),
-            final_eval_solved: result.map(EvalResult::solved),
+            final_eval_solved: result.map(|r| r.solved(self.threshold())),
             solved_at_step: self.book.solved_at_step,
             solved_at_seconds: self.book.solved_at_seconds,
             confirmed_at_step: self.book.confirmed_at_step,

@@ -249,7 +249,8 @@ impl Trainer<'_> {
     pub(super) fn write_learning_curve(&self) -> Result<()> {
         let curves = Curves::read(&self.run_dir)?;
         let title = format!("{} (seed {})", self.cfg.experiment, self.cfg.seed);
-        let svg = learning_curve_svg(&curves.train, &curves.eval, &title)?;
+        let env = crate::env::spec(self.cfg.env.id);
+        let svg = learning_curve_svg(&curves.train, &curves.eval, &title, &env)?;
         write_bytes_atomic(&self.run_dir.join(LEARNING_CURVE), svg.as_bytes())
     }
 

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 
 use super::{Stop, Trainer};
 use crate::config::StepCounting;
-use crate::learn::replay::ROW;
 
 impl Trainer<'_> {
     /// Runs the remaining iterations; says why it stopped (a stop request is honoured
@@ -16,9 +15,9 @@ impl Trainer<'_> {
         let tutorial = self.cfg.train.tutorial.clone();
         // The memory outgrows min_memory by at most one vector step's worth of episodes.
         let mut memory: Vec<f32> = Vec::new();
-        let rows =
-            tutorial.min_memory + self.cfg.env.n_envs * self.cfg.env.max_episode_steps as usize;
-        memory.try_reserve(rows * ROW).with_context(|| {
+        let rows = tutorial.min_memory + self.cfg.env.n_envs * self.cfg.env.time_limit() as usize;
+        let floats = self.algorithm.replay.layout().floats();
+        memory.try_reserve(rows * floats).with_context(|| {
             format!("cannot allocate the tutorial's memory of {rows} transitions")
         })?;
         while self.algorithm.state.tutorial_iterations < tutorial.iterations {
@@ -33,7 +32,7 @@ impl Trainer<'_> {
                 let epsilon = self.algorithm.epsilon();
                 let ended = self.algorithm.collect(epsilon, &mut memory)?;
                 self.record_episodes(&ended);
-                let held = memory.len() / ROW;
+                let held = memory.len() / floats;
                 for _ in 0..ended.len() {
                     counter = match tutorial.step_counting {
                         StepCounting::Text => held,

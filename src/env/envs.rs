@@ -1,0 +1,110 @@
+//! N envs of any one environment stepped together, with auto-reset: the interface the
+//! training loop and evaluation step, whichever environment `env.id` names.
+
+use serde::{Deserialize, Serialize};
+
+use super::{spec, BatchedCartPole, EnvError, EnvSpec};
+use crate::config::EnvId;
+
+/// A batch of envs of one environment.
+///
+/// Untagged in checkpoints: a batch of CartPoles is stored as [`BatchedCartPole`] alone, as it
+/// always has been.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Envs {
+    /// CartPole-v1.
+    CartPole(BatchedCartPole),
+}
+
+/// Calls `$body` with `$envs` bound to the batch inside, whichever environment it is.
+macro_rules! each {
+    ($self:expr, $envs:ident => $body:expr) => {
+        match $self {
+            Envs::CartPole($envs) => $body,
+        }
+    };
+}
+
+impl Envs {
+    /// Envs number `envs.start` to `envs.end - 1` of the batch of environment `id` seeded with
+    /// `seed` (env `i` seeded with [`super::env_seed`]`(seed, i)`), truncating after
+    /// `max_episode_steps`; call [`Envs::reset_all`] before stepping.
+    pub fn of_envs(
+        id: EnvId,
+        envs: std::ops::Range<usize>,
+        seed: u64,
+        max_episode_steps: u32,
+    ) -> Self {
+        match id {
+            EnvId::CartPole => {
+                Envs::CartPole(BatchedCartPole::of_envs(envs, seed, max_episode_steps))
+            }
+        }
+    }
+
+    /// `n` envs of environment `id` (envs `0..n` of [`Envs::of_envs`]).
+    pub fn new(id: EnvId, n: usize, seed: u64, max_episode_steps: u32) -> Self {
+        Self::of_envs(id, 0..n, seed, max_episode_steps)
+    }
+
+    /// The environment's sizes and limits.
+    pub fn spec(&self) -> EnvSpec {
+        match self {
+            Envs::CartPole(_) => spec(EnvId::CartPole),
+        }
+    }
+
+    /// Number of envs.
+    pub fn len(&self) -> usize {
+        each!(self, envs => envs.len())
+    }
+
+    /// True for a batch of zero envs.
+    pub fn is_empty(&self) -> bool {
+        each!(self, envs => envs.is_empty())
+    }
+
+    /// Starts a fresh episode in every env; returns the flat observations.
+    pub fn reset_all(&mut self) -> &[f32] {
+        each!(self, envs => envs.reset_all())
+    }
+
+    /// Steps every env with its action, resetting those whose episode ends. Errors, leaving
+    /// every env unchanged, on a wrong number of actions, an invalid action, or before the
+    /// first [`Envs::reset_all`].
+    pub fn step(&mut self, actions: &[i64]) -> Result<(), EnvError> {
+        each!(self, envs => envs.step(actions))
+    }
+
+    /// Observations after the last step, flat; for envs that just ended, the first
+    /// observation of their new episode.
+    pub fn obs(&self) -> &[f32] {
+        each!(self, envs => envs.obs())
+    }
+
+    /// Flat observations that ended episodes (meaningful where an episode just ended).
+    pub fn final_obs(&self) -> &[f32] {
+        each!(self, envs => envs.final_obs())
+    }
+
+    /// Rewards of the last step, one per env.
+    pub fn rewards(&self) -> &[f32] {
+        each!(self, envs => envs.rewards())
+    }
+
+    /// Per env: the last step ended its episode in a terminal state.
+    pub fn terminated(&self) -> &[bool] {
+        each!(self, envs => envs.terminated())
+    }
+
+    /// Per env: the last step ended its episode at the time limit.
+    pub fn truncated(&self) -> &[bool] {
+        each!(self, envs => envs.truncated())
+    }
+
+    /// Per env: length of the episode that just ended; meaningful only where it ended.
+    pub fn episode_lengths(&self) -> &[u32] {
+        each!(self, envs => envs.episode_lengths())
+    }
+}
