@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::Config;
+use crate::config::{Config, EnvId};
 use crate::learn::qfunction::NetworkSpec;
 use crate::platform::atomic::write_bytes_atomic;
 
@@ -108,13 +108,16 @@ pub struct SafetensorsModel {
     pub spec: NetworkSpec,
     /// Its parameters in [`NetworkSpec::layers`] order, float32 on the CPU.
     pub flat: Tensor,
+    /// The environment it was trained on (the metadata's config's `env.id`).
+    pub env: EnvId,
 }
 
 /// Reads the network in the safetensors file `path` (written by [`save_safetensors`]) and
-/// checks that it maps `obs_dim` observations to `n_actions` Q-values. Every problem (a file
-/// that is missing, too large, not safetensors, without qnet's metadata, or whose tensors do
-/// not match the network it describes) is an error naming the file.
-pub fn load_safetensors(path: &Path, obs_dim: i64, n_actions: i64) -> Result<SafetensorsModel> {
+/// checks that it maps the observations of the environment it was trained on to that
+/// environment's actions. Every problem (a file that is missing, too large, not safetensors,
+/// without qnet's metadata, or whose tensors do not match the network it describes) is an
+/// error naming the file.
+pub fn load_safetensors(path: &Path) -> Result<SafetensorsModel> {
     let bytes = read_bounded(path)?;
     let problem = |what: String| {
         anyhow::anyhow!(
@@ -131,18 +134,20 @@ pub fn load_safetensors(path: &Path, obs_dim: i64, n_actions: i64) -> Result<Saf
         .metadata()
         .as_ref()
         .ok_or_else(|| problem("it has no metadata".to_owned()))?;
-    let spec = spec_of(metadata).map_err(|e| problem(format!("{e:#}")))?;
+    let (spec, env) = spec_of(metadata).map_err(|e| problem(format!("{e:#}")))?;
+    let sizes = crate::env::spec(env);
+    let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
     if (spec.obs_dim, spec.n_actions) != (obs_dim, n_actions) {
         bail!(
-            "{} does not fit this environment: it maps {} observation values to {} Q-values; \
-             expected {obs_dim} and {n_actions}",
+            "{} does not fit {env}: it maps {} observation values to {} Q-values; expected \
+             {obs_dim} and {n_actions}",
             path.display(),
             spec.obs_dim,
             spec.n_actions
         );
     }
     let flat = parameters(&spec, &file).map_err(|e| problem(format!("{e:#}")))?;
-    Ok(SafetensorsModel { spec, flat })
+    Ok(SafetensorsModel { spec, flat, env })
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>> {
@@ -169,7 +174,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// The network the metadata describes: the run's validated config, and the sizes.
-fn spec_of(metadata: &HashMap<String, String>) -> Result<NetworkSpec> {
+fn spec_of(metadata: &HashMap<String, String>) -> Result<(NetworkSpec, EnvId)> {
     let get = |key: &str| {
         metadata
             .get(key)
@@ -183,7 +188,8 @@ fn spec_of(metadata: &HashMap<String, String>) -> Result<NetworkSpec> {
             .with_context(|| format!("its metadata's {key} is {text:?}, not a size"))
     };
     let cfg = Config::from_yaml_str(get("config")?, "its metadata's config", &[])?;
-    NetworkSpec::new(&cfg.network, size("obs_dim")?, size("n_actions")?)
+    let spec = NetworkSpec::new(&cfg.network, size("obs_dim")?, size("n_actions")?)?;
+    Ok((spec, cfg.env.id))
 }
 
 /// The file's tensors, checked name by name against `spec`, as one flat float32 tensor.

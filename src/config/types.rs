@@ -174,6 +174,18 @@ impl EnvId {
     }
 }
 
+impl std::str::FromStr for EnvId {
+    type Err = String;
+
+    /// The environment of Gymnasium id `id`.
+    fn from_str(id: &str) -> Result<Self, String> {
+        [EnvId::CartPole]
+            .into_iter()
+            .find(|env| env.as_str() == id)
+            .ok_or_else(|| format!("{:?} is not an environment qnet has", super::clip(id)))
+    }
+}
+
 impl std::fmt::Display for EnvId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

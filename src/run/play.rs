@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use tch::Device;
 
+use crate::artifacts::export::read_torchscript_metadata;
 use crate::artifacts::safetensors::load_safetensors;
 use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
 use crate::config::EnvId;
 use crate::env::render::{render_frame, HEIGHT, WIDTH};
-use crate::env::{env_seed, CartPole, EnvSpec};
+use crate::env::{env_seed, CartPole};
 use crate::learn::eval::{
     evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalEnvs, EvalResult, Policy,
 };
@@ -37,9 +38,6 @@ const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";
 
 /// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
 pub const FPS: u32 = 50;
-
-/// The environment saved models are played on.
-pub const PLAYED: EnvId = EnvId::CartPole;
 
 /// The model file `args` choose: a run directory means its model.safetensors (model.pt with
 /// `--torchscript`; model_best.* with `--best`); none means the shipped model's directory
@@ -127,20 +125,36 @@ impl Policy for Greedy {
 }
 
 /// The model `args` choose, on `device`, and its path.
-fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, Greedy)> {
+fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> {
     let path = model_path(args)?;
-    let env: EnvSpec = crate::env::spec(PLAYED);
-    let (obs_dim, n_actions) = (env.obs_dim as i64, env.n_actions as i64);
-    let policy = if args.torchscript {
-        Greedy::Code(load_torchscript(&path, device, obs_dim, n_actions)?)
+    let (env, policy) = if args.torchscript {
+        let env = torchscript_env(&path)?;
+        let sizes = crate::env::spec(env);
+        let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
+        let model = load_torchscript(&path, device, obs_dim, n_actions)?;
+        (env, Greedy::Code(model))
     } else {
-        let model = load_safetensors(&path, obs_dim, n_actions)?;
+        let model = load_safetensors(&path)?;
         let flat = model.flat.f_to_device(device).with_context(|| {
             format!("cannot move {} to {}", path.display(), device::name(device))
         })?;
-        Greedy::Data(qfunction::with_parameters(model.spec, flat)?)
+        (
+            model.env,
+            Greedy::Data(qfunction::with_parameters(model.spec, flat)?),
+        )
     };
-    Ok((path, policy))
+    Ok((path, env, policy))
+}
+
+/// The environment a TorchScript model was trained on, from the metadata qnet writes into it.
+fn torchscript_env(path: &Path) -> Result<EnvId> {
+    let metadata = read_torchscript_metadata(path)?
+        .with_context(|| format!("{} has no qnet metadata", path.display()))?;
+    let id = metadata
+        .get("env_id")
+        .with_context(|| format!("{}'s metadata names no env_id", path.display()))?;
+    id.parse()
+        .map_err(|e: String| anyhow::anyhow!("{}: env_id {e}", path.display()))
 }
 
 /// A greedy evaluation of a saved model.
@@ -163,12 +177,12 @@ pub fn evaluate(
     seed: u64,
 ) -> Result<Evaluated> {
     device::configure_cpu_threads(&[]);
-    let (model, policy) = load(choice, device)?;
+    let (model, env, policy) = load(choice, device)?;
     let mut progress = EvalProgress::choose(episodes);
     let envs = EvalEnvs {
-        id: PLAYED,
+        id: env,
         seed: final_eval_seed(seed),
-        max_episode_steps: crate::env::spec(PLAYED).max_episode_steps,
+        max_episode_steps: crate::env::spec(env).max_episode_steps,
     };
     let result = evaluate_in_batches(&policy, 0..episodes, envs, &mut |done| {
         progress.update(done)
@@ -177,7 +191,7 @@ pub fn evaluate(
     Ok(Evaluated {
         model,
         result,
-        threshold: crate::env::spec(PLAYED).reward_threshold,
+        threshold: crate::env::spec(env).reward_threshold,
     })
 }
 
@@ -197,7 +211,13 @@ pub struct Rendered {
 /// Plays one greedy episode of the chosen model on the CPU, from the initial state of the
 /// first final-evaluation env of `seed`, cut at `max_steps`, and draws each state.
 pub fn render(choice: &ModelChoice, seed: u64, max_steps: u32) -> Result<Rendered> {
-    let (model, policy) = load(choice, Device::Cpu)?;
+    let (model, env_id, policy) = load(choice, Device::Cpu)?;
+    if env_id != EnvId::CartPole {
+        bail!(
+            "{} was trained on {env_id}; qnet render draws CartPole-v1 episodes only",
+            model.display()
+        );
+    }
     let mut env = CartPole::with_max_episode_steps(env_seed(final_eval_seed(seed), 0), max_steps);
     let mut obs = env.reset();
     let mut gif = GifWriter::new(Vec::new(), WIDTH, HEIGHT, FPS)?;
