@@ -76,7 +76,7 @@ rows=$work/rows.tsv
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$rows"; }
 
 compare_env() {
-  echo "compare: env: qnet's Rust CartPole (criterion, benches/env.rs) and Gymnasium's"
+  echo "compare: env: qnet's Rust CartPole, Acrobot and MountainCar (criterion, benches/env.rs) and Gymnasium's"
   local out=$work/criterion.txt args=(--warm-up-time 1 --measurement-time 3)
   if [[ -n ${QNET_ENV_BENCH:-} ]]; then
     CRITERION_HOME=$work/criterion "$QNET_ENV_BENCH" --bench "${args[@]}" >"$out" 2>&1
@@ -88,15 +88,23 @@ import json, re, sys
 text = open(sys.argv[1]).read()
 scale = {"elem": 1, "Kelem": 1e3, "Melem": 1e6, "Gelem": 1e9}
 found = {name: float(mid) * scale[unit] for name, mid, unit in re.findall(
-    r"(cartpole_\S+)\s+time:\s+\[[^\]]*\]\s+thrpt:\s+\[\S+ \S+ (\S+) (\S+)/s", text)}
-print(json.dumps({"scalar": found["cartpole_scalar/step_and_reset_on_done"],
-                  "vec256": found["cartpole_batched/256"]}))
+    r"((?:cartpole|acrobot|mountaincar)_\S+)\s+time:\s+\[[^\]]*\]\s+thrpt:\s+\[\S+ \S+ (\S+) (\S+)/s", text)}
+print(json.dumps({f"{env}_{kind}": found[f"{env}_{group}"] for env in ("cartpole", "acrobot", "mountaincar")
+                  for kind, group in (("scalar", "scalar/step_and_reset_on_done"), ("vec256", "batched/256"))}))
 PY
-  "$py" bench/peers/gym_steps.py >"$work/gym.json"
-  row "CartPole-v1 env steps/s, one env (Gymnasium: gym.make)" "steps/s" \
-    "$(field "$work/qnet-env.json" scalar)" "$(field "$work/gym.json" scalar_steps_per_s)" higher
-  row "CartPole-v1 env steps/s, 256 envs batched (Gymnasium: CartPoleVectorEnv)" "steps/s" \
-    "$(field "$work/qnet-env.json" vec256)" "$(field "$work/gym.json" vec256_steps_per_s)" higher
+  # ENV_ID SHORT SCALAR_STEPS VECTOR_STEPS PEER_VECTOR: one env's two rows.
+  local id short steps vsteps peer
+  while read -r id short steps vsteps peer; do
+    "$py" bench/peers/gym_steps.py "$steps" "$id" "$vsteps" >"$work/gym-$short.json"
+    row "$id env steps/s, one env (Gymnasium: gym.make)" "steps/s" \
+      "$(field "$work/qnet-env.json" "${short}_scalar")" "$(field "$work/gym-$short.json" scalar_steps_per_s)" higher
+    row "$id env steps/s, 256 envs batched (Gymnasium: $peer)" "steps/s" \
+      "$(field "$work/qnet-env.json" "${short}_vec256")" "$(field "$work/gym-$short.json" vec256_steps_per_s)" higher
+  done <<'ENVS'
+CartPole-v1 cartpole 300000 4000 CartPoleVectorEnv
+Acrobot-v1 acrobot 30000 100 SyncVectorEnv
+MountainCar-v0 mountaincar 100000 300 SyncVectorEnv
+ENVS
 }
 
 # us_per_update ARGS...: qnet bench throughput's microseconds per gradient update.

@@ -156,13 +156,20 @@ pub enum EnvId {
     /// `CartPole-v1`.
     #[serde(rename = "CartPole-v1")]
     CartPole,
+    /// `Acrobot-v1`.
+    #[serde(rename = "Acrobot-v1")]
+    Acrobot,
+    /// `MountainCar-v0`.
+    #[serde(rename = "MountainCar-v0")]
+    MountainCar,
 }
 
 impl EnvId {
     /// The time limit Gymnasium registers (`max_episode_steps`).
     pub fn time_limit(self) -> u32 {
         match self {
-            EnvId::CartPole => 500,
+            EnvId::CartPole | EnvId::Acrobot => 500,
+            EnvId::MountainCar => 200,
         }
     }
 
@@ -170,6 +177,8 @@ impl EnvId {
     pub fn as_str(self) -> &'static str {
         match self {
             EnvId::CartPole => "CartPole-v1",
+            EnvId::Acrobot => "Acrobot-v1",
+            EnvId::MountainCar => "MountainCar-v0",
         }
     }
 }
@@ -179,7 +188,7 @@ impl std::str::FromStr for EnvId {
 
     /// The environment of Gymnasium id `id`.
     fn from_str(id: &str) -> Result<Self, String> {
-        [EnvId::CartPole]
+        [EnvId::CartPole, EnvId::Acrobot, EnvId::MountainCar]
             .into_iter()
             .find(|env| env.as_str() == id)
             .ok_or_else(|| format!("{:?} is not an environment qnet has", super::clip(id)))

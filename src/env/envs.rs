@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{spec, BatchedCartPole, EnvError, EnvSpec};
+use super::{spec, Acrobot, Batch, BatchedCartPole, EnvError, EnvSpec, MountainCar};
 use crate::config::EnvId;
 
 /// A batch of envs of one environment.
@@ -15,6 +15,10 @@ use crate::config::EnvId;
 pub enum Envs {
     /// CartPole-v1.
     CartPole(BatchedCartPole),
+    /// Acrobot-v1.
+    Acrobot(Batch<Acrobot>),
+    /// MountainCar-v0.
+    MountainCar(Batch<MountainCar>),
 }
 
 /// Calls `$body` with `$envs` bound to the batch inside, whichever environment it is.
@@ -22,6 +26,8 @@ macro_rules! each {
     ($self:expr, $envs:ident => $body:expr) => {
         match $self {
             Envs::CartPole($envs) => $body,
+            Envs::Acrobot($envs) => $body,
+            Envs::MountainCar($envs) => $body,
         }
     };
 }
@@ -40,6 +46,8 @@ impl Envs {
             EnvId::CartPole => {
                 Envs::CartPole(BatchedCartPole::of_envs(envs, seed, max_episode_steps))
             }
+            EnvId::Acrobot => Envs::Acrobot(Batch::of_envs(envs, seed, max_episode_steps)),
+            EnvId::MountainCar => Envs::MountainCar(Batch::of_envs(envs, seed, max_episode_steps)),
         }
     }
 
@@ -50,9 +58,11 @@ impl Envs {
 
     /// The environment's sizes and limits.
     pub fn spec(&self) -> EnvSpec {
-        match self {
-            Envs::CartPole(_) => spec(EnvId::CartPole),
-        }
+        spec(match self {
+            Envs::CartPole(_) => EnvId::CartPole,
+            Envs::Acrobot(_) => EnvId::Acrobot,
+            Envs::MountainCar(_) => EnvId::MountainCar,
+        })
     }
 
     /// Number of envs.

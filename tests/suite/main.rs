@@ -2,14 +2,17 @@
 //! the environment against Gymnasium's fixtures, models and records against PyTorch,
 //! TensorBoard and rliable, and the crate's architecture.
 
+mod acrobot_parity;
 mod architecture;
 mod cartpole_parity;
 mod cartpole_reset;
+mod classic_golden;
 mod cli_errors;
 mod common;
 mod config;
 mod export;
 mod interop;
+mod mountaincar_parity;
 mod report;
 mod resume;
 mod safety;

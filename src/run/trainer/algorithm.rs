@@ -9,7 +9,7 @@ use rand_pcg::Pcg64;
 
 use super::cadence::Cadence;
 use crate::config::{Config, Procedure};
-use crate::env::BatchedCartPole;
+use crate::env::Envs;
 use crate::learn::agent::{Learner, UpdateStats};
 use crate::learn::nstep::{NStepWindows, Step};
 use crate::learn::replay::{Minibatch, Prioritization, ReplayBuffer, Transition};
@@ -52,7 +52,7 @@ pub struct AlgorithmState {
     /// Replay minibatch indices.
     pub replay_rng: Pcg64,
     /// The training envs, mid-episode.
-    pub envs: BatchedCartPole,
+    pub envs: Envs,
     /// Return so far of each env's current episode.
     pub episode_returns: Vec<f64>,
     /// The n-step windows of the training envs.
@@ -63,7 +63,8 @@ impl AlgorithmState {
     /// The state before the first step of a run of `cfg`.
     pub fn new(cfg: &Config) -> Self {
         let n = cfg.env.n_envs;
-        let mut envs = BatchedCartPole::new(
+        let mut envs = Envs::new(
+            cfg.env.id,
             n,
             stream_seed(cfg.seed, Stream::TrainEnvs),
             cfg.env.time_limit(),

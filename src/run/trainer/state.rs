@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use super::cadence::Cadence;
 use super::Trainer;
 use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
-use crate::env::BatchedCartPole;
+use crate::env::Envs;
 use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
 use crate::learn::state::{Checkpointed, Part};
@@ -103,7 +103,7 @@ struct LoopState {
     next_target_at: Cadence,
     explore_rng: Pcg64,
     replay_rng: Pcg64,
-    envs: BatchedCartPole,
+    envs: Envs,
     episode_returns: Vec<f64>,
     recent_returns: VecDeque<f64>,
     last_loss: Option<f64>,
@@ -261,6 +261,15 @@ impl Trainer<'_> {
         checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
         let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split();
+        let held = state.envs.spec().id;
+        if held != self.cfg.env.id.as_str() || state.envs.len() != self.cfg.env.n_envs {
+            bail!(
+                "the checkpoint's training envs are {} of {held}; the config asks for {} of {}",
+                state.envs.len(),
+                self.cfg.env.n_envs,
+                self.cfg.env.id
+            );
+        }
         self.algorithm.state = state;
         self.book = book;
         // Evaluation and checkpoint cadences may have changed with the resumed config.
