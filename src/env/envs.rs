@@ -1,16 +1,16 @@
 //! N envs of any one environment stepped together, with auto-reset: the interface the
 //! training loop and evaluation step, whichever environment `env.id` names.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{spec, Acrobot, Batch, BatchedCartPole, EnvError, EnvSpec, MountainCar};
 use crate::config::EnvId;
 
 /// A batch of envs of one environment.
 ///
-/// Untagged in checkpoints: a batch of CartPoles is stored as [`BatchedCartPole`] alone, as it
-/// always has been.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Stored untagged: a batch of CartPoles as [`BatchedCartPole`] alone, as it always has been.
+/// The config names the environment, and [`Envs::from_json`] reads the batch back as it.
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Envs {
     /// CartPole-v1.
@@ -49,6 +49,15 @@ impl Envs {
             EnvId::Acrobot => Envs::Acrobot(Batch::of_envs(envs, seed, max_episode_steps)),
             EnvId::MountainCar => Envs::MountainCar(Batch::of_envs(envs, seed, max_episode_steps)),
         }
+    }
+
+    /// The batch of environment `id` that `json` holds (what serializing one wrote).
+    pub fn from_json(id: EnvId, json: &str) -> serde_json::Result<Self> {
+        Ok(match id {
+            EnvId::CartPole => Envs::CartPole(serde_json::from_str(json)?),
+            EnvId::Acrobot => Envs::Acrobot(serde_json::from_str(json)?),
+            EnvId::MountainCar => Envs::MountainCar(serde_json::from_str(json)?),
+        })
     }
 
     /// `n` envs of environment `id` (envs `0..n` of [`Envs::of_envs`]).
@@ -116,5 +125,50 @@ impl Envs {
     /// Per env: length of the episode that just ended; meaningful only where it ended.
     pub fn episode_lengths(&self) -> &[u32] {
         each!(self, envs => envs.episode_lengths())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [EnvId; 3] = [EnvId::CartPole, EnvId::Acrobot, EnvId::MountainCar];
+
+    /// The config's ids and time limits are the environments' own.
+    #[test]
+    fn each_id_names_its_environment_and_its_time_limit() {
+        for id in ALL {
+            let env = spec(id);
+            assert_eq!(env.id, id.as_str());
+            assert_eq!(env.max_episode_steps, id.time_limit());
+            assert_eq!(id.as_str().parse::<EnvId>(), Ok(id));
+            let envs = Envs::new(id, 3, 7, env.max_episode_steps);
+            assert_eq!(envs.spec(), env);
+            assert_eq!(envs.len(), 3);
+        }
+        assert!("Pendulum-v1".parse::<EnvId>().is_err());
+    }
+
+    /// A batch goes through a checkpoint (JSON) and comes back as the same environment, on
+    /// the same episodes.
+    #[test]
+    fn a_batch_round_trips_as_its_own_environment() -> anyhow::Result<()> {
+        for id in ALL {
+            let env = spec(id);
+            let mut envs = Envs::new(id, 4, 11, env.max_episode_steps);
+            envs.reset_all();
+            let actions = vec![1i64; 4];
+            for _ in 0..5 {
+                envs.step(&actions)?;
+            }
+            let mut back = Envs::from_json(id, &serde_json::to_string(&envs)?)?;
+            assert_eq!(back.spec().id, env.id);
+            for _ in 0..5 {
+                envs.step(&actions)?;
+                back.step(&actions)?;
+                assert_eq!(envs.obs(), back.obs());
+            }
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,8 @@ Usage: check_interop.py MODEL_PT MODEL_SAFETENSORS EXPECTED_JSON
 
 EXPECTED_JSON: {"hidden": [32, 32], "activation": "relu", "head": "plain" | "dueling",
                 "states": [[4 floats], ...], "q_values": [[n_actions floats], ...],
-                "gymnasium_episodes": 20}   ("head" defaults to plain; the last key is optional)
+                "gymnasium_episodes": 20, "gymnasium_threshold": 475}
+                                            ("head" defaults to plain; the last two are optional)
 
 The plain PyTorch modules a user writes without any qnet code:
 - plain: nn.Sequential(Linear, act, ..., Linear), keys 0.weight, 0.bias, 2.weight, ...;
@@ -18,8 +19,8 @@ Checks that
   MODEL_SAFETENSORS (safetensors.torch.load_file), which carries __metadata__ (whose "head"
   says which module);
 - the TorchScript module and both copies reproduce q_values to 1e-6 (absolute);
-- with "gymnasium_episodes": N, the TorchScript module, acting greedily in Gymnasium's own
-  CartPole-v1 (seeds 0..N-1), averages a return of at least 475.
+- with "gymnasium_episodes": N, the TorchScript module, acting greedily in Gymnasium's own env
+  (the one its metadata's env_id names; seeds 0..N-1), averages at least "gymnasium_threshold".
 Prints one OK line, or exits non-zero with the reason on stderr.
 """
 
@@ -81,11 +82,11 @@ def build_module(sizes, activation, head):
     raise CheckFailed(f"unknown head {head!r}, expected plain or dueling")
 
 
-def play_gymnasium(module, episodes):
-    """Mean return of greedy episodes of the module in Gymnasium's CartPole-v1."""
+def play_gymnasium(module, env_id, episodes):
+    """Mean return of greedy episodes of the module in Gymnasium's own env_id."""
     import gymnasium as gym
 
-    env = gym.make("CartPole-v1")
+    env = gym.make(env_id)
     returns = []
     for seed in range(episodes):
         obs, _ = env.reset(seed=seed)
@@ -159,9 +160,11 @@ def check(model_pt, model_safetensors, expected_json):
         check_close(f"{type(from_st).__name__} with model.safetensors", from_st(states), q_expected)
     episodes = expected.get("gymnasium_episodes")
     if episodes:
-        mean = play_gymnasium(module, episodes)
-        if mean < 475:
-            raise CheckFailed(f"{model_pt} averages {mean:.1f} over {episodes} Gymnasium CartPole-v1 episodes, below 475")
+        env_id = meta_pt.get("env_id", "CartPole-v1")
+        threshold = expected["gymnasium_threshold"]
+        mean = play_gymnasium(module, env_id, episodes)
+        if mean < threshold:
+            raise CheckFailed(f"{model_pt} averages {mean:.1f} over {episodes} Gymnasium {env_id} episodes, below {threshold}")
         meta_pt = dict(meta_pt, gymnasium_mean_return=f"{mean:.1f}")
     return meta_pt
 
@@ -175,7 +178,7 @@ def main(argv):
     except (CheckFailed, OSError, KeyError, ValueError, RuntimeError) as e:
         print(f"check_interop: FAIL: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    played = f"; Gymnasium CartPole-v1 mean return {meta['gymnasium_mean_return']}" if "gymnasium_mean_return" in meta else ""
+    played = f"; Gymnasium {meta.get('env_id')} mean return {meta['gymnasium_mean_return']}" if "gymnasium_mean_return" in meta else ""
     print(f"check_interop: OK: TorchScript, state_dict and safetensors agree; metadata keys {sorted(meta)}{played}")
     return 0
 

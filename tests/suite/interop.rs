@@ -23,17 +23,29 @@ const STATES: [[f32; 4]; 6] = [
 /// Q-values of the trainer's own network (rebuilt from the training checkpoint's `array` of
 /// `part`: the learner's `online` for model.*, the best model's `params` for model_best.*).
 fn rust_q_values(run_dir: &Path, (part, array): (&str, &str)) -> Vec<Vec<f32>> {
+    q_values_of(run_dir, (part, array), &STATES.concat(), 4)
+}
+
+/// [`rust_q_values`] of the flat `states` (`obs_dim` values each) of the run's environment.
+fn q_values_of(
+    run_dir: &Path,
+    (part, array): (&str, &str),
+    states: &[f32],
+    obs_dim: i64,
+) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
     let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
-    let net = qfunction::build(&config.network, 4, 2, Device::Cpu).expect("network");
+    let env = qnet::env::spec(config.env.id);
+    let n_actions = env.n_actions as i64;
+    assert_eq!(env.obs_dim as i64, obs_dim, "states of another environment");
+    let net = qfunction::build(&config.network, obs_dim, n_actions, Device::Cpu).expect("network");
     let weights = checkpoint
         .part(part)
         .and_then(|p| p.f32s(array))
         .expect("weights in the checkpoint");
     net.load_flat(&Tensor::from_slice(weights))
         .expect("weights");
-    let flat: Vec<f32> = STATES.iter().flatten().copied().collect();
-    let q = tch::no_grad(|| net.forward(&Tensor::from_slice(&flat).view([6, 4])));
+    let q = tch::no_grad(|| net.forward(&Tensor::from_slice(states).view([-1, obs_dim])));
     Vec::<Vec<f32>>::try_from(q.to_kind(Kind::Float)).expect("2-D")
 }
 
@@ -106,6 +118,7 @@ fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
         "states": STATES,
         "q_values": rust_q_values(&out, (part::LEARNER, "online")),
         "gymnasium_episodes": 100,
+        "gymnasium_threshold": 475.0,
     });
     let expected_path = dir.path().join("expected.json");
     fs::write(&expected_path, expected.to_string()).expect("write");
@@ -123,6 +136,66 @@ fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
         stdout.contains("Gymnasium CartPole-v1 mean return"),
         "{stdout}"
     );
+}
+
+/// A model trained on Acrobot-v1 with `configs/acrobot.yaml` opens in PyTorch, reproduces the
+/// trainer's Q-values (six-value observations, three actions), and reaches Gymnasium's
+/// threshold in Gymnasium's own Acrobot-v1; `qnet render` refuses to draw it.
+#[test]
+fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/acrobot.yaml");
+    let output = run(qnet()
+        .args([
+            "train", "--quiet", "--device", "cpu", "--seed", "3", "--config",
+        ])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let s = summary(&out);
+    assert!(
+        s["final_eval_mean"].as_f64().is_some_and(|m| m >= -100.0),
+        "the Acrobot run did not solve: {s}"
+    );
+    let states: Vec<f32> = vec![
+        1.0, 0.0, 1.0, 0.0, 0.0, 0.0, //
+        0.9, 0.43589, -0.6, 0.8, 1.5, -3.0, //
+        -1.0, 0.0, 0.0, 1.0, -2.0, 4.0,
+    ];
+    let expected = serde_json::json!({
+        "hidden": Config::load(&out.join("config.yaml"), &[]).expect("config").network.hidden,
+        "activation": "relu",
+        "head": "dueling",
+        "states": states.chunks(6).collect::<Vec<_>>(),
+        "q_values": q_values_of(&out, (part::LEARNER, "online"), &states, 6),
+        "gymnasium_episodes": 100,
+        "gymnasium_threshold": -100.0,
+    });
+    let expected_path = dir.path().join("expected.json");
+    fs::write(&expected_path, expected.to_string()).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(out.join("model.pt"))
+        .arg(out.join("model.safetensors"))
+        .arg(&expected_path)
+        .output()
+        .expect("run python");
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Gymnasium Acrobot-v1 mean return"),
+        "{stdout}"
+    );
+    let gif = dir.path().join("acrobot.gif");
+    let output = run(qnet()
+        .args(["render", "--checkpoint"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&gif));
+    assert_clean_error(&output, &["Acrobot-v1", "CartPole-v1 episodes only"]);
 }
 
 #[test]

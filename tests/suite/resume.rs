@@ -179,6 +179,19 @@ fn every_option_at_once_resumes_byte_identical() {
     killed_and_resumed(ALL_OPTIONS);
 }
 
+/// Acrobot-v1's envs (six-value observations, three actions, float64 state through RK4) and
+/// its learner survive the checkpoint.
+#[test]
+fn acrobot_resumes_byte_identical() {
+    killed_and_resumed(&["env.id=Acrobot-v1"]);
+}
+
+/// MountainCar-v0's envs and its 200-step time limit survive the checkpoint.
+#[test]
+fn mountaincar_resumes_byte_identical() {
+    killed_and_resumed(&["env.id=MountainCar-v0", "agent.n_step=3"]);
+}
+
 fn killed_and_resumed(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let whole = dir.path().join("whole");

@@ -14,6 +14,9 @@ use super::cadence::Cadence;
 use super::Trainer;
 use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
+use serde_json::value::RawValue;
+
+use crate::config::EnvId;
 use crate::env::Envs;
 use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
@@ -103,7 +106,8 @@ struct LoopState {
     next_target_at: Cadence,
     explore_rng: Pcg64,
     replay_rng: Pcg64,
-    envs: Envs,
+    /// The training envs, as [`Envs`] writes them (read back as the config's environment).
+    envs: Box<RawValue>,
     episode_returns: Vec<f64>,
     recent_returns: VecDeque<f64>,
     last_loss: Option<f64>,
@@ -123,10 +127,10 @@ struct LoopState {
 
 impl LoopState {
     /// The two halves as one.
-    fn join(algorithm: &AlgorithmState, book: &Bookkeeping) -> Self {
+    fn join(algorithm: &AlgorithmState, book: &Bookkeeping) -> Result<Self> {
         let a = algorithm.clone();
         let b = book.clone();
-        Self {
+        Ok(Self {
             env_steps: a.env_steps,
             vector_steps: a.vector_steps,
             gradient_updates: a.gradient_updates,
@@ -137,7 +141,7 @@ impl LoopState {
             next_target_at: a.next_target_at,
             explore_rng: a.explore_rng,
             replay_rng: a.replay_rng,
-            envs: a.envs,
+            envs: serde_json::value::to_raw_value(&a.envs).context("encoding the envs")?,
             episode_returns: a.episode_returns,
             recent_returns: b.recent_returns,
             last_loss: b.last_loss,
@@ -150,11 +154,13 @@ impl LoopState {
             train_seconds: b.train_seconds,
             stopped_solved: b.stopped_solved,
             nstep: a.nstep,
-        }
+        })
     }
 
-    /// The algorithm's half and the run's.
-    fn split(self) -> (AlgorithmState, Bookkeeping) {
+    /// The algorithm's half and the run's, its envs read as environment `env`.
+    fn split(self, env: EnvId) -> Result<(AlgorithmState, Bookkeeping)> {
+        let envs = Envs::from_json(env, self.envs.get())
+            .with_context(|| format!("reading the checkpoint's training envs as {env}"))?;
         let algorithm = AlgorithmState {
             env_steps: self.env_steps,
             vector_steps: self.vector_steps,
@@ -164,7 +170,7 @@ impl LoopState {
             next_target_at: self.next_target_at,
             explore_rng: self.explore_rng,
             replay_rng: self.replay_rng,
-            envs: self.envs,
+            envs,
             episode_returns: self.episode_returns,
             nstep: self.nstep,
         };
@@ -182,7 +188,7 @@ impl LoopState {
             train_seconds: self.train_seconds,
             stopped_solved: self.stopped_solved,
         };
-        (algorithm, book)
+        Ok((algorithm, book))
     }
 }
 
@@ -198,7 +204,9 @@ pub(super) fn work_left_in(cfg: &Config, state: &AlgorithmState, book: &Bookkeep
 
 /// Whether a run resumed from `checkpoint` with `cfg` would train at all.
 pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
-    let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split();
+    let (state, book) = checkpoint
+        .state::<LoopState>(part::LOOP)?
+        .split(cfg.env.id)?;
     Ok(work_left_in(cfg, &state, &book))
 }
 
@@ -224,7 +232,7 @@ impl Trainer<'_> {
         for (name, component) in components {
             saved.insert(name.to_owned(), component.save_part()?);
         }
-        let state = LoopState::join(&algorithm.state, &self.book);
+        let state = LoopState::join(&algorithm.state, &self.book)?;
         saved.insert(part::LOOP.to_owned(), Part::new(&state)?);
         let checkpoint = TrainingCheckpoint {
             config_yaml: self.cfg.to_yaml()?,
@@ -260,14 +268,14 @@ impl Trainer<'_> {
         checkpoint.restore(part::LEARNER, &mut self.algorithm.learner)?;
         checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
-        let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split();
-        let held = state.envs.spec().id;
-        if held != self.cfg.env.id.as_str() || state.envs.len() != self.cfg.env.n_envs {
+        let (state, book) = checkpoint
+            .state::<LoopState>(part::LOOP)?
+            .split(self.cfg.env.id)?;
+        if state.envs.len() != self.cfg.env.n_envs {
             bail!(
-                "the checkpoint's training envs are {} of {held}; the config asks for {} of {}",
+                "the checkpoint has {} training envs; the config asks for {}",
                 state.envs.len(),
-                self.cfg.env.n_envs,
-                self.cfg.env.id
+                self.cfg.env.n_envs
             );
         }
         self.algorithm.state = state;
