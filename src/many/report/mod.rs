@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{clip, Config, DeviceSpec, Procedure, ReplayDevice};
+use crate::config::{clip, Config, DeviceSpec, EnvId, Procedure, ReplayDevice};
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
@@ -109,6 +109,10 @@ pub struct Comparison {
 pub struct Report {
     /// The solved threshold of the success rates.
     pub threshold: f64,
+    /// The least and the most an episode of the runs' environment can return (the plots'
+    /// range).
+    #[serde(skip)]
+    pub returns: (f64, f64),
     /// The bootstrap's replicates.
     pub reps: usize,
     /// Its confidence level.
@@ -173,9 +177,9 @@ impl Report {
         let mut envs: Vec<_> = runs.iter().map(|run| run.config.env.id).collect();
         envs.sort();
         envs.dedup();
-        let threshold = match envs.as_slice() {
-            [env] => crate::env::spec(*env).reward_threshold,
-            [] => f64::NAN,
+        let env = match envs.as_slice() {
+            [env] => crate::env::spec(*env),
+            [] => crate::env::spec(EnvId::CartPole),
             several => bail!(
                 "the runs are of several environments ({}): report each one's runs apart",
                 several
@@ -186,7 +190,8 @@ impl Report {
             ),
         };
         Ok(Self {
-            threshold,
+            threshold: env.reward_threshold,
+            returns: env.returns,
             reps: bootstrap.reps,
             confidence: bootstrap.confidence,
             seed: bootstrap.seed,

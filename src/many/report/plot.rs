@@ -17,8 +17,6 @@ use crate::platform::atomic::write_bytes_atomic;
 pub const LEARNING_CURVES: &str = "learning_curves.svg";
 /// Replicates per point of a band: a curve has many points, and a band is a picture.
 const BAND_REPS: usize = 2_000;
-/// Top of the return axes.
-const RETURN_MAX: f64 = 520.0;
 const SIZE: (u32, u32) = (1400, 560);
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -61,18 +59,25 @@ fn iqm_curve(group: &Group, bootstrap: &Bootstrap) -> Result<Vec<(f64, Estimate)
 }
 
 /// The returns the performance profile spans: those of the runs, with a margin, so that the
-/// curves fill the panel instead of a corner of 0..500.
-fn profile_range(scores: impl Iterator<Item = f64>) -> (f64, f64) {
+/// curves fill the panel instead of a corner of the environment's range `returns` (the span
+/// when no run has a score).
+fn profile_range(scores: impl Iterator<Item = f64>, returns: (f64, f64)) -> (f64, f64) {
     let (lo, hi) = scores
         .filter(|s| s.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), s| {
             (lo.min(s), hi.max(s))
         });
     if lo > hi {
-        return (0.0, 500.0);
+        return returns;
     }
     let margin = ((hi - lo) * 0.05).max(5.0);
     (lo - margin, hi + margin)
+}
+
+/// The top of the return axis: the best return of the environment and 4% of its range above
+/// it, so that the best return stays visible.
+fn return_top((least, most): (f64, f64)) -> f64 {
+    most + 0.04 * (most - least)
 }
 
 /// Draws the plot and writes it into `dir`.
@@ -119,6 +124,7 @@ impl Profiles {
                 .groups
                 .iter()
                 .flat_map(|g| g.scores.final_return.iter().copied()),
+            report.returns,
         );
         let taus: Vec<f64> = (0..=100)
             .map(|i| tau_lo + (tau_hi - tau_lo) * f64::from(i) / 100.0)
@@ -170,7 +176,7 @@ fn draw_curves(
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x_max, 0.0..RETURN_MAX)
+        .build_cartesian_2d(0.0..x_max, report.returns.0..return_top(report.returns))
         .context("laying out the curves")?;
     chart
         .configure_mesh()
@@ -249,11 +255,20 @@ mod tests {
     #[test]
     fn the_profile_spans_the_runs_returns() {
         assert_eq!(
-            profile_range([480.0, 500.0, 490.0].into_iter()),
+            profile_range([480.0, 500.0, 490.0].into_iter(), (0.0, 500.0)),
             (475.0, 505.0)
         );
-        assert_eq!(profile_range([100.0, 300.0].into_iter()), (90.0, 310.0));
-        assert_eq!(profile_range([500.0, f64::NAN].into_iter()), (495.0, 505.0));
-        assert_eq!(profile_range(std::iter::empty()), (0.0, 500.0));
+        assert_eq!(
+            profile_range([100.0, 300.0].into_iter(), (0.0, 500.0)),
+            (90.0, 310.0)
+        );
+        assert_eq!(
+            profile_range([500.0, f64::NAN].into_iter(), (0.0, 500.0)),
+            (495.0, 505.0)
+        );
+        assert_eq!(
+            profile_range(std::iter::empty(), (-500.0, 0.0)),
+            (-500.0, 0.0)
+        );
     }
 }
