@@ -149,6 +149,11 @@ struct ModelArgs {
     /// holds, as Python's torch.jit.load does: use it only on files you trust.
     #[arg(long)]
     torchscript: bool,
+    /// The environment to play a model whose file does not name one (TorchScript made
+    /// outside qnet): CartPole-v1, Acrobot-v1 or MountainCar-v0. A model that names another
+    /// is refused.
+    #[arg(long, value_name = "ENV_ID")]
+    env: Option<crate::config::EnvId>,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ fn choice(args: ModelArgs) -> ModelChoice {
         checkpoint: args.checkpoint,
         best: args.best,
         torchscript: args.torchscript,
+        env: args.env,
     }
 }
 

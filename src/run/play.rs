@@ -31,6 +31,9 @@ pub struct ModelChoice {
     pub best: bool,
     /// The TorchScript model.pt instead of model.safetensors.
     pub torchscript: bool,
+    /// The environment to play a model whose file names none; one that names another is
+    /// refused.
+    pub env: Option<EnvId>,
 }
 
 /// The run directory whose model `qnet eval` and `qnet render` use when given none.
@@ -128,7 +131,7 @@ impl Policy for Greedy {
 fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> {
     let path = model_path(args)?;
     let (env, policy) = if args.torchscript {
-        let env = torchscript_env(&path)?;
+        let env = played_env(&path, torchscript_env(&path)?, args.env)?;
         let sizes = crate::env::spec(env);
         let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
         let model = load_torchscript(&path, device, obs_dim, n_actions)?;
@@ -139,22 +142,42 @@ fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> 
             format!("cannot move {} to {}", path.display(), device::name(device))
         })?;
         (
-            model.env,
+            played_env(&path, Some(model.env), args.env)?,
             Greedy::Data(qfunction::with_parameters(model.spec, flat)?),
         )
     };
     Ok((path, env, policy))
 }
 
-/// The environment a TorchScript model was trained on, from the metadata qnet writes into it.
-fn torchscript_env(path: &Path) -> Result<EnvId> {
-    let metadata = read_torchscript_metadata(path)?
-        .with_context(|| format!("{} has no qnet metadata", path.display()))?;
+/// The environment a TorchScript model was trained on, from the metadata qnet writes into it
+/// (none for TorchScript made elsewhere).
+fn torchscript_env(path: &Path) -> Result<Option<EnvId>> {
+    let Some(metadata) = read_torchscript_metadata(path)? else {
+        return Ok(None);
+    };
     let id = metadata
         .get("env_id")
-        .with_context(|| format!("{}'s metadata names no env_id", path.display()))?;
+        .with_context(|| format!("{}'s qnet metadata names no env_id", path.display()))?;
     id.parse()
+        .map(Some)
         .map_err(|e: String| anyhow::anyhow!("{}: env_id {e}", path.display()))
+}
+
+/// The environment to play the model at `path` on: the one its file names, or `--env` when it
+/// names none; the two must agree when both are given.
+fn played_env(path: &Path, named: Option<EnvId>, asked: Option<EnvId>) -> Result<EnvId> {
+    match (named, asked) {
+        (Some(named), Some(asked)) if named != asked => bail!(
+            "{} was trained on {named}, not on {asked} (--env)",
+            path.display()
+        ),
+        (Some(env), _) | (None, Some(env)) => Ok(env),
+        (None, None) => bail!(
+            "{} does not name the environment it plays (no qnet metadata): pass --env with \
+             CartPole-v1, Acrobot-v1 or MountainCar-v0",
+            path.display()
+        ),
+    }
 }
 
 /// A greedy evaluation of a saved model.

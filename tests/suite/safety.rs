@@ -261,9 +261,38 @@ fn eval_reads_models_as_data_and_runs_torchscript_only_when_asked() {
         .arg(dir.path().join("model.pt")));
     assert_clean_error(&output, &["runs the code inside the file", "--torchscript"]);
 
-    // Asked for, it runs: the marker shows the test would see it.
+    // TorchScript made outside qnet names no environment: --env gives it, and must agree
+    // with a model that names one.
     let output = run(qnet()
         .args(["eval", "--episodes", "3", "--torchscript", "--checkpoint"])
+        .arg(dir.path()));
+    assert_clean_error(&output, &["model.pt", "no qnet metadata", "--env"]);
+    let output = run(qnet()
+        .args([
+            "eval",
+            "--episodes",
+            "3",
+            "--env",
+            "Acrobot-v1",
+            "--checkpoint",
+        ])
+        .arg(dir.path()));
+    assert_clean_error(
+        &output,
+        &["model.safetensors was trained on CartPole-v1, not on Acrobot-v1"],
+    );
+
+    // Asked for, it runs: the marker shows the test would see it.
+    let output = run(qnet()
+        .args([
+            "eval",
+            "--episodes",
+            "3",
+            "--torchscript",
+            "--env",
+            "CartPole-v1",
+        ])
+        .arg("--checkpoint")
         .arg(dir.path()));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -294,7 +323,13 @@ fn a_crafted_safetensors_file_is_refused_cleanly() {
     let mut crafted = (bigger.len() as u64).to_le_bytes().to_vec();
     crafted.extend_from_slice(bigger.as_bytes());
     crafted.extend_from_slice(&bytes[8 + header_len..]);
-    assert_clean_error(&eval(&crafted), &["does not fit this environment"]);
+    assert_clean_error(
+        &eval(&crafted),
+        &[
+            "does not fit CartPole-v1",
+            "to 3 Q-values; expected 4 and 2",
+        ],
+    );
 }
 
 #[test]
