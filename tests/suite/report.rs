@@ -1,5 +1,5 @@
-//! `qnet report`: runs found in sweeps and single run directories alike, grouped by setting,
-//! and statistics that PyPI's rliable reproduces.
+//! `qnet report`: runs found in sweeps and single run directories alike, grouped by
+//! environment and setting, and statistics that PyPI's rliable reproduces.
 
 use std::fs;
 use std::path::Path;
@@ -281,4 +281,164 @@ fn a_never_solved_run_counts_at_its_procedures_budget_and_each_run_once() {
         group["scores"]["steps_to_solve"],
         serde_json::json!([20_000.0, 21_000.0, 22_000.0])
     );
+}
+
+/// Overrides that make a sweep's runs short: a few hundred updates each.
+const TINY: &[&str] = &[
+    "device=cpu",
+    "train.total_env_steps=1500",
+    "replay.learning_starts=300",
+    "eval.every=500",
+    "eval.episodes=5",
+    "eval.final_episodes=5",
+    "eval.stop_when_solved=false",
+];
+
+#[test]
+fn a_sweep_over_environments_reports_each_in_its_own_section() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = dir.path().join("sweep");
+    let mut command = qnet();
+    command.arg("sweep").arg("--out").arg(&sweep);
+    for set in TINY {
+        command.args(["--set", set]);
+    }
+    let output = run(command.args([
+        "--grid",
+        "env.id=CartPole-v1,Acrobot-v1",
+        "--grid",
+        "optimizer.lr=1e-3,3e-3",
+        "--seeds",
+        "2",
+        "--jobs",
+        "2",
+    ]));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let out = dir.path().join("report");
+    let output = run(qnet()
+        .arg("report")
+        .arg(&sweep)
+        .args(["--reps", "1000", "--out"])
+        .arg(&out));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    // A section per environment, in the order the runs were found, each with its threshold,
+    // its two settings (named without the environment) and the one comparison between them.
+    let md = fs::read_to_string(out.join("report.md")).expect("report.md");
+    let acrobot = md
+        .find("## Acrobot-v1\n\nSuccess: final return >= -100 (Acrobot-v1's reward threshold).")
+        .expect(&md);
+    let cartpole = md
+        .find("## CartPole-v1\n\nSuccess: final return >= 475 (CartPole-v1's reward threshold).")
+        .expect(&md);
+    assert!(acrobot < cartpole, "{md}");
+    for section in [&md[acrobot..cartpole], &md[cartpole..]] {
+        for setting in [
+            "| `optimizer.lr=0.001` | 2/2 |",
+            "| `optimizer.lr=0.003` | 2/2 |",
+        ] {
+            assert!(section.contains(setting), "{setting} in\n{section}");
+        }
+        let compared = "| `optimizer.lr=0.001` | `optimizer.lr=0.003` |";
+        assert_eq!(section.matches(compared).count(), 1, "{section}");
+        assert!(!section.contains("env.id"), "{section}");
+    }
+
+    // Each row of report.json and report.csv names its environment, and a group holds only
+    // runs of it: Acrobot's returns are at most 0, CartPole's at least 8.
+    let report = report_json(&out);
+    assert_eq!(
+        report["environments"],
+        serde_json::json!([
+            {"env": "Acrobot-v1", "threshold": -100.0},
+            {"env": "CartPole-v1", "threshold": 475.0},
+        ])
+    );
+    let groups = report["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 4);
+    for group in groups {
+        let env = group["env"].as_str().expect("env");
+        let finals = group["scores"]["final_return"].as_array().expect("scores");
+        assert_eq!(finals.len(), 2, "{group}");
+        for score in finals.iter().filter_map(serde_json::Value::as_f64) {
+            let fits = match env {
+                "Acrobot-v1" => (-500.0..=0.0).contains(&score),
+                _ => (8.0..=500.0).contains(&score),
+            };
+            assert!(fits, "{env}: {score}");
+        }
+        for run_dir in group["runs"].as_array().expect("runs") {
+            let run_dir = run_dir.as_str().expect("run dir");
+            assert!(run_dir.contains(&format!("env.id={env}")), "{run_dir}");
+        }
+    }
+    let comparisons = report["comparisons"].as_array().expect("comparisons");
+    let envs: Vec<&str> = comparisons
+        .iter()
+        .filter_map(|c| c["env"].as_str())
+        .collect();
+    assert_eq!(envs, ["Acrobot-v1", "CartPole-v1"]);
+    let csv = fs::read_to_string(out.join("report.csv")).expect("report.csv");
+    let rows: Vec<&str> = csv
+        .lines()
+        .map(|l| l.split(",\"optimizer").next().unwrap_or(l))
+        .collect();
+    assert!(rows[0].starts_with("env,setting,runs,"), "{csv}");
+    assert_eq!(
+        rows[1..],
+        ["Acrobot-v1", "Acrobot-v1", "CartPole-v1", "CartPole-v1"]
+    );
+
+    // The plot has a row per environment, its captions naming it.
+    let svg = fs::read_to_string(out.join("learning_curves.svg")).expect("svg");
+    assert!(svg.contains("height=\"1120\""), "two rows of 560");
+    for env in ["Acrobot-v1", "CartPole-v1"] {
+        for caption in [
+            "Evaluation return: IQM",
+            "Performance profile of final returns",
+        ] {
+            assert!(
+                svg.contains(&format!("{env}: {caption}")),
+                "{env}: {caption}"
+            );
+        }
+    }
+
+    // A baseline is the group of that name in each environment.
+    let output = run(qnet()
+        .arg("report")
+        .arg(&sweep)
+        .args([
+            "--reps",
+            "1000",
+            "--baseline",
+            "optimizer.lr=0.003",
+            "--out",
+        ])
+        .arg(&out));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let comparisons = report_json(&out)["comparisons"].clone();
+    assert_eq!(
+        comparisons.as_array().map(Vec::len),
+        Some(2),
+        "{comparisons}"
+    );
+    for (c, env) in comparisons
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(["Acrobot-v1", "CartPole-v1"])
+    {
+        assert_eq!(
+            (c["env"].as_str(), c["x"].as_str(), c["y"].as_str()),
+            (
+                Some(env),
+                Some("optimizer.lr=0.001"),
+                Some("optimizer.lr=0.003")
+            )
+        );
+    }
 }

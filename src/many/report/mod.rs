@@ -1,6 +1,8 @@
 //! Statistics across runs: run directories (single runs and sweeps, mixed) grouped by their
-//! resolved config minus the seed, and per group the aggregates rliable recommends, with
-//! seeded stratified-bootstrap confidence intervals ([`crate::many::stats`]).
+//! environment and their resolved config minus the seed, and per group the aggregates rliable
+//! recommends, with seeded stratified-bootstrap confidence intervals ([`crate::many::stats`]).
+//! Success rates count against each environment's own reward threshold, and groups are
+//! compared only with groups of their environment.
 //!
 //! Scores per run: the final greedy return (`final_eval_mean`), the best periodic evaluation,
 //! and the env steps and seconds to the first solved evaluation, a run that never solved
@@ -10,34 +12,24 @@ mod find;
 mod names;
 mod plot;
 mod render;
+mod settings;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::config::{clip, Config, DeviceSpec, EnvId, Procedure, ReplayDevice};
+use crate::config::{clip, Config, EnvId, Procedure};
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
 use find::find_runs;
-use names::group_names;
+use settings::{settings, Run, Setting};
 
 pub use plot::LEARNING_CURVES;
 
 /// Groups compared pairwise when no baseline is named.
 const MAX_PAIRWISE_GROUPS: usize = 4;
-
-/// One run directory as the report reads it.
-#[derive(Debug, Clone)]
-pub struct Run {
-    /// Its directory.
-    pub dir: PathBuf,
-    /// Its resolved config.
-    pub config: Config,
-    /// How far it got.
-    pub state: RunState,
-}
 
 /// The scores of a group's finished runs, one per run, in run order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -74,7 +66,9 @@ pub struct GroupStats {
 /// Runs of one setting.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
-    /// Its name: the settings that tell it from the other groups.
+    /// The environment its runs played.
+    pub env: EnvId,
+    /// Its name: the settings that tell it from the other groups of its environment.
     pub name: String,
     /// Its run directories.
     pub runs: Vec<PathBuf>,
@@ -93,9 +87,12 @@ pub struct Group {
     curves: Vec<Vec<(u64, f64)>>,
 }
 
-/// P(a random run of `x` beats one of `y`) on the final return.
+/// P(a random run of `x` beats one of `y`) on the final return, two groups of one
+/// environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// The environment of both groups.
+    pub env: EnvId,
     /// Group name.
     pub x: String,
     /// Group name.
@@ -104,48 +101,45 @@ pub struct Comparison {
     pub probability_of_improvement: Estimate,
 }
 
+/// An environment the runs played: a section of the report and a row of the plot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Environment {
+    /// Its Gymnasium id.
+    pub env: EnvId,
+    /// The solved threshold of its groups' success rates.
+    pub threshold: f64,
+    /// The least and the most an episode can return (its plots' range).
+    #[serde(skip)]
+    pub returns: (f64, f64),
+}
+
 /// A whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The solved threshold of the success rates.
-    pub threshold: f64,
-    /// The least and the most an episode of the runs' environment can return (the plots'
-    /// range).
-    #[serde(skip)]
-    pub returns: (f64, f64),
+    /// The runs' environments, in the order their first run was found.
+    pub environments: Vec<Environment>,
     /// The bootstrap's replicates.
     pub reps: usize,
     /// Its confidence level.
     pub confidence: f64,
     /// Its seed.
     pub seed: u64,
-    /// The groups, in the order their first run was found.
+    /// The groups, environment by environment, each environment's in the order their first
+    /// run was found.
     pub groups: Vec<Group>,
-    /// Pairwise comparisons.
+    /// Pairwise comparisons, each of two groups of one environment.
     pub comparisons: Vec<Comparison>,
 }
 
-impl Run {
-    /// Reads the run in `dir`.
-    pub fn read(dir: &Path) -> Result<Self> {
-        Ok(Self {
-            config: Config::load(&dir.join("config.yaml"), &[])
-                .with_context(|| format!("reading the run {}", dir.display()))?,
-            state: RunState::of(dir)?,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// Its config with what does not change its results (seed, devices, checkpoints)
-    /// set to the defaults: runs with equal keys belong to one group.
-    fn group_key(&self) -> Config {
-        let mut cfg = self.config.clone();
-        let defaults = Config::default();
-        cfg.seed = 0;
-        cfg.device = DeviceSpec::Auto;
-        cfg.replay.device = ReplayDevice::Auto;
-        cfg.checkpoint = defaults.checkpoint;
-        cfg
+impl Environment {
+    /// `env` with the threshold and return range of its spec.
+    fn of(env: EnvId) -> Self {
+        let spec = crate::env::spec(env);
+        Self {
+            env,
+            threshold: spec.reward_threshold,
+            returns: spec.returns,
+        }
     }
 }
 
@@ -156,42 +150,17 @@ impl Report {
             .iter()
             .map(|dir| Run::read(dir))
             .collect::<Result<Vec<_>>>()?;
-        let mut keys: Vec<Config> = Vec::new();
-        let mut members: Vec<Vec<&Run>> = Vec::new();
-        for run in &runs {
-            let key = run.group_key();
-            match keys.iter().position(|k| *k == key) {
-                Some(i) => members[i].push(run),
-                None => {
-                    keys.push(key);
-                    members.push(vec![run]);
-                }
+        let mut environments: Vec<Environment> = Vec::new();
+        let mut groups = Vec::new();
+        for setting in settings(&runs)? {
+            let env = Environment::of(setting.env);
+            if environments.last() != Some(&env) {
+                environments.push(env);
             }
+            groups.push(Group::build(setting, env.threshold, bootstrap)?);
         }
-        let names = group_names(&keys)?;
-        let groups = names
-            .into_iter()
-            .zip(members)
-            .map(|(name, runs)| Group::build(name, &runs, bootstrap))
-            .collect::<Result<Vec<_>>>()?;
-        let mut envs: Vec<_> = runs.iter().map(|run| run.config.env.id).collect();
-        envs.sort();
-        envs.dedup();
-        let env = match envs.as_slice() {
-            [env] => crate::env::spec(*env),
-            [] => crate::env::spec(EnvId::CartPole),
-            several => bail!(
-                "the runs are of several environments ({}): report each one's runs apart",
-                several
-                    .iter()
-                    .map(|e| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
         Ok(Self {
-            threshold: env.reward_threshold,
-            returns: env.returns,
+            environments,
             reps: bootstrap.reps,
             confidence: bootstrap.confidence,
             seed: bootstrap.seed,
@@ -200,40 +169,26 @@ impl Report {
         })
     }
 
-    /// Adds the probability-of-improvement comparisons: each group against `baseline`, or
-    /// every pair when there are few groups.
+    /// The groups of `env`, in report order.
+    fn groups_of(&self, env: EnvId) -> impl Iterator<Item = &Group> {
+        self.groups.iter().filter(move |g| g.env == env)
+    }
+
+    /// Adds the probability-of-improvement comparisons within each environment: each group
+    /// against the group named `baseline` there, or every pair when there are few groups.
     pub fn compare(&mut self, baseline: Option<&str>, bootstrap: &Bootstrap) -> Result<()> {
-        let scored: Vec<&Group> = self.groups.iter().filter(|g| g.stats.is_some()).collect();
-        let pairs: Vec<(&Group, &Group)> = match baseline {
-            Some(name) => {
-                let Some(base) = scored.iter().find(|g| g.name == name) else {
-                    bail!(
-                        "--baseline {:?} names no group with finished runs; the groups are: {}",
-                        clip(name),
-                        self.groups
-                            .iter()
-                            .map(|g| format!("{:?}", g.name))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                };
-                scored
-                    .iter()
-                    .filter(|g| g.name != name)
-                    .map(|g| (*g, *base))
-                    .collect()
-            }
-            None if scored.len() <= MAX_PAIRWISE_GROUPS => scored
-                .iter()
-                .enumerate()
-                .flat_map(|(i, x)| scored[i + 1..].iter().map(move |y| (*x, *y)))
-                .collect(),
-            None => Vec::new(),
-        };
-        let comparisons = pairs
-            .into_iter()
-            .map(|(x, y)| {
-                Ok(Comparison {
+        if let Some(name) = baseline {
+            self.check_baseline(name)?;
+        }
+        let mut comparisons = Vec::new();
+        for env in &self.environments {
+            let scored: Vec<&Group> = self
+                .groups_of(env.env)
+                .filter(|g| g.stats.is_some())
+                .collect();
+            for (x, y) in pairs(&scored, baseline) {
+                comparisons.push(Comparison {
+                    env: env.env,
                     x: x.name.clone(),
                     y: y.name.clone(),
                     probability_of_improvement: stats::probability_of_improvement_ci(
@@ -241,11 +196,34 @@ impl Report {
                         &y.scores.final_return,
                         bootstrap,
                     )?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                });
+            }
+        }
         self.comparisons = comparisons;
         Ok(())
+    }
+
+    /// Fails unless some group named `name` has finished runs, listing the names there are.
+    fn check_baseline(&self, name: &str) -> Result<()> {
+        if self
+            .groups
+            .iter()
+            .any(|g| g.stats.is_some() && g.name == name)
+        {
+            return Ok(());
+        }
+        let mut names: Vec<String> = Vec::new();
+        for group in &self.groups {
+            let quoted = format!("{:?}", group.name);
+            if !names.contains(&quoted) {
+                names.push(quoted);
+            }
+        }
+        bail!(
+            "--baseline {:?} names no group with finished runs; the groups are: {}",
+            clip(name),
+            names.join(", ")
+        )
     }
 
     /// Writes report.json, report.csv, report.md and learning_curves.svg into `dir`.
@@ -261,8 +239,11 @@ impl Report {
 }
 
 impl Group {
-    fn build(name: String, runs: &[&Run], bootstrap: &Bootstrap) -> Result<Self> {
+    /// The group of `setting`'s runs, its success rates counted against `threshold`.
+    fn build(setting: Setting<'_>, threshold: f64, bootstrap: &Bootstrap) -> Result<Self> {
+        let Setting { env, name, runs } = setting;
         let mut group = Group {
+            env,
             name,
             runs: runs.iter().map(|r| r.dir.clone()).collect(),
             finished: 0,
@@ -273,7 +254,7 @@ impl Group {
             curves: Vec::new(),
         };
         let mut all_kept_best = true;
-        for run in runs {
+        for run in &runs {
             match &run.state {
                 RunState::Finished(summary) => {
                     let kept_best = group.add_finished(run, summary)?;
@@ -284,9 +265,6 @@ impl Group {
             }
         }
         if group.finished > 0 {
-            let threshold = runs.first().map_or(f64::NAN, |run| {
-                crate::env::spec(run.config.env.id).reward_threshold
-            });
             group.stats = Some(GroupStats::of(
                 &group.scores,
                 all_kept_best,
@@ -353,6 +331,27 @@ impl GroupStats {
             steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
             seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
         })
+    }
+}
+
+/// The pairs of `scored` groups (of one environment) to compare: each against the one named
+/// `baseline` (none when it has no such group), or every pair when there are few groups.
+fn pairs<'g>(scored: &[&'g Group], baseline: Option<&str>) -> Vec<(&'g Group, &'g Group)> {
+    match baseline {
+        Some(name) => match scored.iter().find(|g| g.name == name) {
+            Some(base) => scored
+                .iter()
+                .filter(|g| g.name != name)
+                .map(|g| (*g, *base))
+                .collect(),
+            None => Vec::new(),
+        },
+        None if scored.len() <= MAX_PAIRWISE_GROUPS => scored
+            .iter()
+            .enumerate()
+            .flat_map(|(i, x)| scored[i + 1..].iter().map(move |y| (*x, *y)))
+            .collect(),
+        None => Vec::new(),
     }
 }
 

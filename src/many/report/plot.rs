@@ -1,6 +1,7 @@
-//! learning_curves.svg: per group, the IQM of periodic evaluation returns across runs
-//! against env steps with its bootstrap band, and the performance profile of the final
-//! returns (the fraction of runs ending above each return tau).
+//! learning_curves.svg: a row per environment, with per group of it the IQM of periodic
+//! evaluation returns across runs against env steps with its bootstrap band, and the
+//! performance profile of the final returns (the fraction of runs ending above each return
+//! tau).
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{Group, Report};
+use super::{Environment, Group, Report};
 use crate::artifacts::plot::{draw_legend, format_steps, line_swatch};
 use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
 use crate::platform::atomic::write_bytes_atomic;
@@ -17,6 +18,7 @@ use crate::platform::atomic::write_bytes_atomic;
 pub const LEARNING_CURVES: &str = "learning_curves.svg";
 /// Replicates per point of a band: a curve has many points, and a band is a picture.
 const BAND_REPS: usize = 2_000;
+/// The size of one environment's row.
 const SIZE: (u32, u32) = (1400, 560);
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -80,30 +82,75 @@ fn return_top((least, most): (f64, f64)) -> f64 {
     most + 0.04 * (most - least)
 }
 
-/// Draws the plot and writes it into `dir`.
+/// Draws the plot, a row per environment, and writes it into `dir`.
 pub(super) fn write(report: &Report, dir: &Path) -> Result<()> {
     let bootstrap = Bootstrap {
         reps: report.reps.min(BAND_REPS),
         confidence: report.confidence,
         seed: report.seed,
     };
-    let curves = report
-        .groups
+    let several = report.environments.len() > 1;
+    let rows = report
+        .environments
         .iter()
-        .map(|g| iqm_curve(g, &bootstrap))
+        .map(|env| Row::of(report, env, several, &bootstrap))
         .collect::<Result<Vec<_>>>()?;
-    let profiles = Profiles::of(report, &bootstrap)?;
+    // At most one row per environment qnet has, so the count fits.
+    let height = SIZE.1 * rows.len().max(1) as u32;
 
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
         root.fill(&WHITE).context("clearing the plot")?;
-        let (left, right) = root.split_horizontally(SIZE.0 * 3 / 5);
-        draw_curves(&left, report, &curves)?;
-        draw_profiles(&right, &profiles)?;
+        for (row, area) in rows.iter().zip(root.split_evenly((rows.len(), 1))) {
+            let (left, right) = area.split_horizontally(SIZE.0 * 3 / 5);
+            draw_curves(&left, row)?;
+            draw_profiles(&right, row)?;
+        }
         root.present().context("finishing the SVG")?;
     }
     write_bytes_atomic(&dir.join(LEARNING_CURVES), svg.as_bytes())
+}
+
+/// One environment's row of the plot: its groups' curves and their performance profiles.
+struct Row<'r> {
+    /// What the captions start with: the environment, when the plot has several.
+    label: String,
+    /// The least and the most an episode of the environment can return.
+    returns: (f64, f64),
+    /// The environment's groups.
+    groups: Vec<&'r Group>,
+    /// Each group's IQM curve.
+    curves: Vec<Vec<(f64, Estimate)>>,
+    /// Their performance profiles.
+    profiles: Profiles,
+}
+
+impl<'r> Row<'r> {
+    fn of(
+        report: &'r Report,
+        env: &Environment,
+        several: bool,
+        bootstrap: &Bootstrap,
+    ) -> Result<Self> {
+        let groups: Vec<&Group> = report.groups_of(env.env).collect();
+        let curves = groups
+            .iter()
+            .map(|g| iqm_curve(g, bootstrap))
+            .collect::<Result<Vec<_>>>()?;
+        let profiles = Profiles::of(&groups, env.returns, bootstrap)?;
+        Ok(Self {
+            label: if several {
+                format!("{}: ", env.env.as_str())
+            } else {
+                String::new()
+            },
+            returns: env.returns,
+            groups,
+            curves,
+            profiles,
+        })
+    }
 }
 
 /// The performance profiles of the groups' final returns, on one grid of returns tau.
@@ -118,19 +165,18 @@ struct Profiles {
 }
 
 impl Profiles {
-    fn of(report: &Report, bootstrap: &Bootstrap) -> Result<Self> {
+    /// The profiles of `groups`, of an environment whose returns span `returns`.
+    fn of(groups: &[&Group], returns: (f64, f64), bootstrap: &Bootstrap) -> Result<Self> {
         let (tau_lo, tau_hi) = profile_range(
-            report
-                .groups
+            groups
                 .iter()
                 .flat_map(|g| g.scores.final_return.iter().copied()),
-            report.returns,
+            returns,
         );
         let taus: Vec<f64> = (0..=100)
             .map(|i| tau_lo + (tau_hi - tau_lo) * f64::from(i) / 100.0)
             .collect();
-        let per_group = report
-            .groups
+        let per_group = groups
             .iter()
             .map(|g| match g.stats {
                 Some(_) => stats::performance_profile_ci(&g.scores.final_return, &taus, bootstrap)
@@ -158,25 +204,25 @@ fn band<'e>(
 }
 
 /// The left panel: each group's IQM curve over its band, with the legend naming the groups.
-fn draw_curves(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
-    report: &Report,
-    curves: &[Vec<(f64, Estimate)>],
-) -> Result<()> {
-    let x_max = curves
+fn draw_curves(area: &DrawingArea<SVGBackend<'_>, Shift>, row: &Row<'_>) -> Result<()> {
+    let x_max = row
+        .curves
         .iter()
         .flatten()
         .map(|(step, _)| *step)
         .fold(1000.0, f64::max);
     let mut chart = ChartBuilder::on(area)
         .caption(
-            "Evaluation return: IQM across runs (band: 95% CI)",
+            format!(
+                "{}Evaluation return: IQM across runs (band: 95% CI)",
+                row.label
+            ),
             ("sans-serif", 20),
         )
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x_max, report.returns.0..return_top(report.returns))
+        .build_cartesian_2d(0.0..x_max, row.returns.0..return_top(row.returns))
         .context("laying out the curves")?;
     chart
         .configure_mesh()
@@ -187,7 +233,7 @@ fn draw_curves(
         .light_line_style(TRANSPARENT)
         .draw()
         .context("drawing the axes")?;
-    for (index, (group, curve)) in report.groups.iter().zip(curves).enumerate() {
+    for (index, (group, curve)) in row.groups.iter().zip(&row.curves).enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         if curve.is_empty() {
             continue;
@@ -211,10 +257,14 @@ fn draw_curves(
 }
 
 /// The right panel: each group's performance profile over its band.
-fn draw_profiles(area: &DrawingArea<SVGBackend<'_>, Shift>, profiles: &Profiles) -> Result<()> {
+fn draw_profiles(area: &DrawingArea<SVGBackend<'_>, Shift>, row: &Row<'_>) -> Result<()> {
+    let profiles = &row.profiles;
     let (tau_lo, tau_hi) = profiles.range;
     let mut chart = ChartBuilder::on(area)
-        .caption("Performance profile of final returns", ("sans-serif", 20))
+        .caption(
+            format!("{}Performance profile of final returns", row.label),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(44)
         .y_label_area_size(56)

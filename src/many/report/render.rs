@@ -1,12 +1,13 @@
-//! A report as files: report.md (what `qnet report` prints), report.csv (one row per
-//! group) and report.json (everything, scores included).
+//! A report as files: report.md (what `qnet report` prints, a section per environment when
+//! the runs played several), report.csv (one row per group, naming its environment) and
+//! report.json (everything, scores included).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
 
-use super::{Group, Report};
+use super::{Comparison, Group, Report};
 use crate::many::stats::Estimate;
 use crate::platform::atomic::write_bytes_atomic;
 
@@ -51,24 +52,54 @@ fn verdict(x: &str, y: &str, p: &Estimate, confidence: f64) -> String {
     }
 }
 
-/// report.md.
+/// report.md: a section per environment when the runs played several.
 pub(super) fn markdown(report: &Report) -> String {
     let mut md = String::new();
     let level = format!("{:.0}%", 100.0 * report.confidence);
+    let success = match report.environments.as_slice() {
+        [only] => format!("final return >= {}", only.threshold),
+        _ => "final return >= the reward threshold of the run's environment, which its section \
+              names; settings are compared only with settings of their environment"
+            .to_owned(),
+    };
     let _ = writeln!(
         md,
         "# qnet report\n\nFinal greedy return (100-episode mean at the end of training) per \
          run; point estimates with {level} stratified-bootstrap intervals ({} replicates, seed \
-         {}), as rliable computes them. Success: final return >= {}. Steps and seconds to \
-         solve count a run that never solved at its budget.\n",
-        report.reps, report.seed, report.threshold
+         {}), as rliable computes them. Success: {success}. Steps and seconds to solve count a \
+         run that never solved at its budget.\n",
+        report.reps, report.seed
     );
+    let several = report.environments.len() > 1;
+    for (index, env) in report.environments.iter().enumerate() {
+        if several {
+            let _ = writeln!(
+                md,
+                "{}## {id}\n\nSuccess: final return >= {} ({id}'s reward threshold).\n",
+                if index > 0 { "\n" } else { "" },
+                env.threshold,
+                id = env.env.as_str(),
+            );
+        }
+        settings_table(&mut md, report.groups_of(env.env));
+        let comparisons: Vec<&Comparison> = report
+            .comparisons
+            .iter()
+            .filter(|c| c.env == env.env)
+            .collect();
+        comparisons_table(&mut md, &comparisons, report.confidence);
+    }
+    md
+}
+
+/// The table of `groups`, one row each.
+fn settings_table<'g>(md: &mut String, groups: impl Iterator<Item = &'g Group>) {
     let _ = writeln!(
         md,
         "| setting | runs | IQM | median | mean | success | best-eval success | steps to solve (IQM) | seconds to solve (IQM) |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
-    for group in &report.groups {
+    for group in groups {
         let cells = match &group.stats {
             Some(s) => format!(
                 "{} | {} | {} | {} | {} | {} | {}",
@@ -86,30 +117,36 @@ pub(super) fn markdown(report: &Report) -> String {
         };
         let _ = writeln!(md, "| `{}` | {} | {cells} |", group.name, runs_cell(group));
     }
-    if !report.comparisons.is_empty() {
-        let _ = writeln!(
-            md,
-            "\nProbability of improvement on the final return, P(X > Y): the chance that a \
-             run of X ends above a run of Y (ties count half), with its {level} interval.\n"
-        );
-        let _ = writeln!(md, "| X | Y | P(X > Y) | verdict |");
-        let _ = writeln!(md, "|---|---|---|---|");
-        for c in &report.comparisons {
-            let p = &c.probability_of_improvement;
-            let _ = writeln!(
-                md,
-                "| `{}` | `{}` | {} | {} |",
-                c.x,
-                c.y,
-                ci(p, 2),
-                verdict(&c.x, &c.y, p, report.confidence)
-            );
-        }
-    }
-    md
 }
 
-/// report.csv: one row per group, every estimate as point, lo, hi.
+/// The probabilities of improvement in `comparisons`, with their verdicts; nothing when there
+/// are none.
+fn comparisons_table(md: &mut String, comparisons: &[&Comparison], confidence: f64) {
+    if comparisons.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nProbability of improvement on the final return, P(X > Y): the chance that a run of X \
+         ends above a run of Y (ties count half), with its {:.0}% interval.\n",
+        100.0 * confidence
+    );
+    let _ = writeln!(md, "| X | Y | P(X > Y) | verdict |");
+    let _ = writeln!(md, "|---|---|---|---|");
+    for c in comparisons {
+        let p = &c.probability_of_improvement;
+        let _ = writeln!(
+            md,
+            "| `{}` | `{}` | {} | {} |",
+            c.x,
+            c.y,
+            ci(p, 2),
+            verdict(&c.x, &c.y, p, confidence)
+        );
+    }
+}
+
+/// report.csv: one row per group, its environment first, every estimate as point, lo, hi.
 fn csv(report: &Report) -> String {
     let metrics = [
         "final_iqm",
@@ -120,7 +157,7 @@ fn csv(report: &Report) -> String {
         "steps_to_solve_iqm",
         "seconds_to_solve_iqm",
     ];
-    let mut out = String::from("setting,runs,finished,failed,unfinished");
+    let mut out = String::from("env,setting,runs,finished,failed,unfinished");
     for metric in metrics {
         let _ = write!(out, ",{metric},{metric}_lo,{metric}_hi");
     }
@@ -128,7 +165,8 @@ fn csv(report: &Report) -> String {
     for group in &report.groups {
         let _ = write!(
             out,
-            "\"{}\",{},{},{},{}",
+            "{},\"{}\",{},{},{},{}",
+            group.env.as_str(),
             group.name.replace('"', "\"\""),
             group.runs.len(),
             group.finished,
