@@ -1,10 +1,11 @@
 //! Animated GIFs of rendered episodes, small enough to commit and show in a README.
 //!
 //! Frames are streamed in one at a time, so a 500-step episode never needs all its
-//! frames in memory. Each frame after the first stores only the rectangle that
-//! changed, with unchanged pixels inside it transparent and disposal "keep": the
-//! cart, the pole and the overlay digits are all that move, so most of each
-//! image compresses to runs of one index.
+//! frames in memory. The GIF takes its size and colours from its first frame: the global
+//! palette is the frame's palette plus one transparent slot. Each frame after the first
+//! stores only the rectangle that changed, with unchanged pixels inside it transparent and
+//! disposal "keep": the bodies that move and the overlay digits are all that change, so most
+//! of each image compresses to runs of one index.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -12,19 +13,15 @@ use std::io::Write;
 use anyhow::{bail, ensure, Context};
 use gif::{DisposalMethod, Encoder, Repeat};
 
-use crate::env::render::{Frame, PALETTE};
+use crate::env::render::Frame;
 
-/// Palette index meaning "same as the previous frame".
-const TRANSPARENT: u8 = PALETTE.len() as u8;
-/// GIF palettes hold a power of two colours: the render palette, the transparent
-/// slot, and padding.
-const GIF_PALETTE_LEN: usize = 8;
-
-/// Streams [`Frame`]s into an infinitely looping GIF written to `W`.
+/// Streams [`Frame`]s of one size and palette into an infinitely looping GIF written to `W`.
 pub struct GifWriter<W: Write> {
     encoder: Encoder<W>,
     width: u16,
     height: u16,
+    /// The colours of every frame, in palette-index order.
+    palette: &'static [[u8; 3]],
     /// GIF delay per frame, in hundredths of a second.
     delay: u16,
     /// Palette indices of the last frame written, or None before the first.
@@ -32,32 +29,43 @@ pub struct GifWriter<W: Write> {
 }
 
 impl<W: Write> GifWriter<W> {
-    /// Starts a `width` x `height` GIF playing `fps` frames per second (50 for
-    /// CartPole's tau = 0.02 s, i.e. real time).
-    pub fn new(writer: W, width: u32, height: u32, fps: u32) -> anyhow::Result<Self> {
+    /// Starts a GIF of `first`'s size and palette playing `fps` frames per second, with
+    /// `first` as its first frame.
+    pub fn start(writer: W, first: &Frame, fps: u32) -> anyhow::Result<Self> {
         let delay = delay_for(fps)?;
+        let (width, height) = (first.width, first.height);
         let (Ok(gif_width), Ok(gif_height)) = (u16::try_from(width), u16::try_from(height)) else {
             bail!("a GIF is at most 65535 pixels a side, not {width}x{height}");
         };
-        let mut palette = vec![255; GIF_PALETTE_LEN * 3];
-        for (slot, colour) in palette.chunks_exact_mut(3).zip(PALETTE) {
-            slot.copy_from_slice(&colour);
+        let colours = first.palette.len();
+        ensure!(
+            (1..256).contains(&colours),
+            "a GIF frame holds 1 to 255 colours besides the transparent one, not {colours}"
+        );
+        // GIF palettes hold a power of two colours: the frame's, the transparent slot, and
+        // white padding.
+        let mut palette = vec![255; (colours + 1).next_power_of_two() * 3];
+        for (slot, colour) in palette.chunks_exact_mut(3).zip(first.palette) {
+            slot.copy_from_slice(colour);
         }
         let mut encoder = Encoder::new(writer, gif_width, gif_height, &palette)
             .context("writing the GIF header")?;
         encoder
             .set_repeat(Repeat::Infinite)
             .context("writing the GIF loop extension")?;
-        Ok(Self {
+        let mut gif = Self {
             encoder,
             width: gif_width,
             height: gif_height,
+            palette: first.palette,
             delay,
             previous: None,
-        })
+        };
+        gif.push(first)?;
+        Ok(gif)
     }
 
-    /// Appends one frame, which must have the size given to [`GifWriter::new`].
+    /// Appends one frame, which must have the first frame's size and palette.
     pub fn push(&mut self, frame: &Frame) -> anyhow::Result<()> {
         ensure!(
             frame.width == u32::from(self.width) && frame.height == u32::from(self.height),
@@ -72,7 +80,17 @@ impl<W: Write> GifWriter<W> {
             "frame has {} bytes of pixels, not 3 per pixel",
             frame.pixels.len()
         );
-        let indices: Vec<u8> = frame.pixels.chunks_exact(3).map(palette_index).collect();
+        ensure!(
+            frame.palette == self.palette,
+            "frame's palette {:?} is not the GIF's {:?}",
+            frame.palette,
+            self.palette
+        );
+        let indices: Vec<u8> = frame
+            .pixels
+            .chunks_exact(3)
+            .map(|rgb| palette_index(self.palette, rgb))
+            .collect();
         let mut gif_frame = match &self.previous {
             None => gif::Frame {
                 width: self.width,
@@ -101,6 +119,8 @@ impl<W: Write> GifWriter<W> {
     /// nothing changed, since every time step still needs its own delay.
     fn changed_part(&self, previous: &[u8], current: &[u8]) -> gif::Frame<'static> {
         let width = usize::from(self.width);
+        // The slot after the palette's colours (at most 255 of them).
+        let transparent = self.palette.len() as u8;
         let mut bounds: Option<(usize, usize, usize, usize)> = None;
         for (at, _) in previous
             .iter()
@@ -120,8 +140,8 @@ impl<W: Write> GifWriter<W> {
             return gif::Frame {
                 width: 1,
                 height: 1,
-                transparent: Some(TRANSPARENT),
-                buffer: Cow::Owned(vec![TRANSPARENT]),
+                transparent: Some(transparent),
+                buffer: Cow::Owned(vec![transparent]),
                 ..gif::Frame::default()
             };
         };
@@ -132,7 +152,7 @@ impl<W: Write> GifWriter<W> {
                 previous[row.clone()]
                     .iter()
                     .zip(&current[row])
-                    .map(|(old, new)| if old == new { TRANSPARENT } else { *new }),
+                    .map(|(old, new)| if old == new { transparent } else { *new }),
             );
         }
         // The bounds lie inside a frame whose sides fit in u16, so these cannot truncate.
@@ -141,7 +161,7 @@ impl<W: Write> GifWriter<W> {
             top: top as u16,
             width: (right - left + 1) as u16,
             height: (bottom - top + 1) as u16,
-            transparent: Some(TRANSPARENT),
+            transparent: Some(transparent),
             buffer: Cow::Owned(buffer),
             ..gif::Frame::default()
         }
@@ -159,10 +179,10 @@ fn delay_for(fps: u32) -> anyhow::Result<u16> {
     Ok(((100 + fps / 2) / fps) as u16)
 }
 
-/// The palette index of an RGB pixel: its exact colour, or else the nearest.
-fn palette_index(rgb: &[u8]) -> u8 {
+/// The index in `palette` of an RGB pixel: its exact colour, or else the nearest.
+fn palette_index(palette: &[[u8; 3]], rgb: &[u8]) -> u8 {
     // Rendered frames only hold palette colours, so the exact match is the hot path.
-    if let Some(exact) = PALETTE.iter().position(|colour| colour[..] == *rgb) {
+    if let Some(exact) = palette.iter().position(|colour| colour[..] == *rgb) {
         return exact as u8;
     }
     let distance = |colour: &[u8; 3]| -> u32 {
@@ -172,8 +192,8 @@ fn palette_index(rgb: &[u8]) -> u8 {
             .map(|(&a, &b)| u32::from(a.abs_diff(b)).pow(2))
             .sum()
     };
-    let nearest = (0..PALETTE.len())
-        .min_by_key(|&i| distance(&PALETTE[i]))
+    let nearest = (0..palette.len())
+        .min_by_key(|&i| distance(&palette[i]))
         .unwrap_or(0);
     nearest as u8
 }
@@ -181,7 +201,9 @@ fn palette_index(rgb: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::render::{render_frame, AXLE_COLOUR, BLACK, POLE_COLOUR, WHITE};
+    use crate::env::render::cartpole::{AXLE_COLOUR, POLE_COLOUR};
+    use crate::env::render::{frame, Scene, BLACK, WHITE};
+    use crate::env::{Acrobot, CartPoleDynamics};
 
     /// One Euler step of CartPole-v1's dynamics (Gymnasium's constants), only to
     /// make realistic test episodes.
@@ -203,13 +225,13 @@ mod tests {
     /// Frames of an episode balanced by a bang-bang controller, like a trained
     /// agent's, pushed into a 50 fps GIF as they are rendered.
     fn encode_balanced_episode(steps: u32) -> anyhow::Result<Vec<u8>> {
-        let mut writer = GifWriter::new(Vec::new(), 600, 400, 50)?;
         let mut state = [0.0, 0.0, 0.05, 0.0];
-        for t in 0..steps {
-            let frame = render_frame(&state, t, f64::from(t));
-            writer.push(&frame)?;
+        let mut writer =
+            GifWriter::start(Vec::new(), &frame::<CartPoleDynamics>(&state, 0, 0.0), 50)?;
+        for t in 1..steps {
             let lean = state[2] + 0.5 * state[3] + 0.01 * state[0] + 0.05 * state[1];
             state = step(state, lean > 0.0);
+            writer.push(&frame::<CartPoleDynamics>(&state, t, f64::from(t)))?;
         }
         writer.finish()
     }
@@ -221,11 +243,14 @@ mod tests {
             [0.01, 0.2, 0.04, -0.3],
             [0.3, 0.2, -0.1, -0.3],
         ];
-        let mut frames: Vec<Frame> = states.iter().map(|s| render_frame(s, 1, 1.0)).collect();
-        frames.push(render_frame(&states[2], 2, 2.0)); // only the overlay changes
+        let mut frames: Vec<Frame> = states
+            .iter()
+            .map(|s| frame::<CartPoleDynamics>(s, 1, 1.0))
+            .collect();
+        frames.push(frame::<CartPoleDynamics>(&states[2], 2, 2.0)); // only the overlay changes
         frames.push(frames[3].clone()); // an unchanged frame must still take its time step
-        let mut writer = GifWriter::new(Vec::new(), 600, 400, 50)?;
-        for frame in &frames {
+        let mut writer = GifWriter::start(Vec::new(), &frames[0], 50)?;
+        for frame in &frames[1..] {
             writer.push(frame)?;
         }
         let bytes = writer.finish()?;
@@ -286,18 +311,57 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_rates_and_sizes() {
-        assert!(GifWriter::new(Vec::new(), 600, 400, 0).is_err());
-        assert!(GifWriter::new(Vec::new(), 600, 400, 100).is_err());
-        assert!(GifWriter::new(Vec::new(), 70_000, 400, 50).is_err());
+    fn rejects_bad_rates_sizes_and_palettes() {
+        let cartpole = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        assert!(GifWriter::start(Vec::new(), &cartpole, 0).is_err());
+        assert!(GifWriter::start(Vec::new(), &cartpole, 100).is_err());
+        let huge = Frame {
+            width: 70_000,
+            height: 1,
+            palette: &[WHITE],
+            pixels: vec![255; 210_000],
+        };
+        assert!(GifWriter::start(Vec::new(), &huge, 50).is_err());
         let small = Frame {
             width: 2,
             height: 2,
+            palette: cartpole.palette,
             pixels: vec![255; 12],
         };
-        let pushed =
-            GifWriter::new(Vec::new(), 600, 400, 50).and_then(|mut writer| writer.push(&small));
-        assert!(pushed.is_err());
+        let acrobot = frame::<Acrobot>(&[0.0; 4], 0, 0.0);
+        let recoloured = Frame {
+            palette: Acrobot::PALETTE,
+            ..cartpole.clone()
+        };
+        for other in [small, acrobot, recoloured] {
+            let pushed = GifWriter::start(Vec::new(), &cartpole, 50)
+                .and_then(|mut writer| writer.push(&other));
+            assert!(pushed.is_err(), "{}x{}", other.width, other.height);
+        }
+    }
+
+    #[test]
+    fn takes_size_and_colours_from_the_first_frame() -> anyhow::Result<()> {
+        let first = frame::<Acrobot>(&[0.5, -0.5, 0.0, 0.0], 3, -3.0);
+        let bytes = GifWriter::start(Vec::new(), &first, 15)?.finish()?;
+        let mut options = gif::DecodeOptions::new();
+        options.set_color_output(gif::ColorOutput::RGBA);
+        let mut decoder = options.read_info(bytes.as_slice())?;
+        assert_eq!((decoder.width(), decoder.height()), (500, 500));
+        let palette = decoder.global_palette().map(<[u8]>::to_vec);
+        let part = decoder.read_next_frame()?.context("one frame")?;
+        assert_eq!(part.delay, 7, "15 fps is 6.7 hundredths per frame");
+        let decoded: Vec<u8> = part
+            .buffer
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        assert!(decoded == first.pixels, "the frame differs after decoding");
+        // The frame's four colours, the transparent slot, and padding to eight.
+        let palette = palette.context("a global palette")?;
+        assert_eq!(palette.len(), 8 * 3);
+        assert_eq!(palette[..12], *Acrobot::PALETTE.concat());
+        Ok(())
     }
 
     #[test]
@@ -310,7 +374,8 @@ mod tests {
 
     #[test]
     fn off_palette_colours_map_to_the_nearest() {
-        assert_eq!(palette_index(&[250, 250, 250]), 0);
-        assert_eq!(palette_index(&[200, 150, 100]), 2);
+        let palette = CartPoleDynamics::PALETTE;
+        assert_eq!(palette_index(palette, &[250, 250, 250]), 0);
+        assert_eq!(palette_index(palette, &[200, 150, 100]), 2);
     }
 }

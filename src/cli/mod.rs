@@ -160,10 +160,11 @@ struct ModelArgs {
 struct RenderArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// The GIF to write (`-` for standard output). An existing file is replaced; anything
+    /// The GIF to write (`-` for standard output) [default: the environment's name:
+    /// cartpole.gif, acrobot.gif or mountaincar.gif]. An existing file is replaced; anything
     /// else (a link, a device, a FIFO) is refused.
-    #[arg(long, default_value = "cartpole.gif")]
-    out: PathBuf,
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Seed of the episode's initial state.
     #[arg(long, default_value_t = 0)]
     seed: u64,

@@ -1,16 +1,16 @@
 //! `qnet eval` and `qnet render`: a saved model, played greedily.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use super::{EvalArgs, ModelArgs, RenderArgs};
-use crate::config::DeviceSpec;
+use crate::config::{DeviceSpec, EnvId};
 use crate::learn::eval::MAX_EPISODES;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::device;
-use crate::run::play::{self, ModelChoice, FPS};
+use crate::run::play::{self, ModelChoice};
 
 /// The model `args` choose.
 fn choice(args: ModelArgs) -> ModelChoice {
@@ -54,21 +54,45 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         bail!("--max-steps must be at least 1");
     }
     let rendered = play::render(&choice(args.model), args.seed, args.max_steps)?;
-    if args.out == Path::new("-") {
+    let out = args.out.unwrap_or_else(|| default_gif(rendered.env));
+    if out == Path::new("-") {
         std::io::stdout()
             .lock()
             .write_all(&rendered.gif)
             .context("cannot write the GIF to standard output")?;
         return Ok(());
     }
-    write_bytes_atomic(&args.out, &rendered.gif)?;
+    write_bytes_atomic(&out, &rendered.gif)?;
     say!(
-        "{}: {} steps, return {}, written to {} ({} frames at {FPS} fps)",
+        "{}: {} steps, return {}, written to {} ({} frames at {} fps)",
         rendered.model.display(),
         rendered.steps,
         rendered.episode_return,
-        args.out.display(),
-        rendered.steps + 1
+        out.display(),
+        rendered.steps + 1,
+        rendered.fps
     );
     Ok(())
+}
+
+/// The GIF `qnet render` writes without `--out`: the environment's name without its version,
+/// in lower case (`cartpole.gif` for CartPole-v1).
+fn default_gif(env: EnvId) -> PathBuf {
+    let name = env.as_str().split('-').next().unwrap_or_default();
+    PathBuf::from(format!("{}.gif", name.to_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_gif_is_named_after_the_environment() {
+        assert_eq!(default_gif(EnvId::CartPole), Path::new("cartpole.gif"));
+        assert_eq!(default_gif(EnvId::Acrobot), Path::new("acrobot.gif"));
+        assert_eq!(
+            default_gif(EnvId::MountainCar),
+            Path::new("mountaincar.gif")
+        );
+    }
 }

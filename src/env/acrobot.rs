@@ -18,6 +18,8 @@ use super::dynamics::{Dynamics, EnvSpec};
 pub const DT: f64 = 0.2;
 /// Length of the first link (m).
 pub const LINK_LENGTH_1: f64 = 1.0;
+/// Length of the second link (m); as in Gymnasium, only drawing uses it.
+pub const LINK_LENGTH_2: f64 = 1.0;
 /// Mass of the first link (kg).
 pub const LINK_MASS_1: f64 = 1.0;
 /// Mass of the second link (kg).

@@ -8,7 +8,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{EnvError, EnvSpec, OBS_DIM};
+use super::{Dynamics, EnvError, EnvSpec, OBS_DIM};
 
 /// Gravitational acceleration (m/s^2).
 pub const GRAVITY: f64 = 9.8;
@@ -121,6 +121,34 @@ pub(crate) fn is_terminal(x: f64, theta: f64) -> bool {
 #[inline(always)]
 pub(crate) fn observe(state: [f64; 4]) -> [f32; OBS_DIM] {
     state.map(|component| component as f32)
+}
+
+/// CartPole-v1's dynamics as a [`Dynamics`], the same functions [`CartPole`] and the batched
+/// envs step, for code written once for every environment (`qnet render`'s
+/// [`Single`](super::Single)); action 1 pushes right, anything else left (the caller checks
+/// actions, as [`Single`](super::Single) does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CartPoleDynamics;
+
+impl Dynamics for CartPoleDynamics {
+    const SPEC: EnvSpec = SPEC;
+
+    /// `[x, x_dot, theta, theta_dot]` (m, m/s, rad, rad/s).
+    type State = [f64; 4];
+
+    fn initial_state(rng: &mut EnvRng) -> [f64; 4] {
+        initial_state(rng)
+    }
+
+    /// The Euler step; the reward is 1 on every step, the last included.
+    fn step(state: &[f64; 4], action: usize) -> ([f64; 4], f32, bool) {
+        let next = euler_step(*state, action == 1);
+        (next, 1.0, is_terminal(next[0], next[2]))
+    }
+
+    fn observe(state: &[f64; 4], obs: &mut [f32]) {
+        obs.copy_from_slice(&observe(*state));
+    }
 }
 
 /// One CartPole-v1 environment with its own seeded RNG and time limit.
@@ -282,5 +310,26 @@ mod tests {
         assert_eq!(x_dot, TAU * x_acc);
         assert_eq!(theta_dot, TAU * theta_acc);
         assert!(theta_dot < 0.0, "pushing right tips the pole left");
+    }
+
+    #[test]
+    fn single_of_the_dynamics_steps_as_cartpole_does() {
+        let mut cartpole = CartPole::with_max_episode_steps(9, 60);
+        let mut single = super::super::Single::<CartPoleDynamics>::with_max_episode_steps(9, 60);
+        assert_eq!(&cartpole.reset()[..], single.reset());
+        for t in 0..60 {
+            let action = (t / 3) % 2;
+            let step = cartpole.step(action).expect("episode is running");
+            let outcome = single.step(action).expect("episode is running");
+            assert_eq!(cartpole.state(), single.state());
+            assert_eq!(&step.obs[..], single.obs());
+            assert_eq!(
+                (step.reward, step.terminated, step.truncated),
+                (outcome.reward, outcome.terminated, outcome.truncated)
+            );
+            if step.terminated || step.truncated {
+                break;
+            }
+        }
     }
 }

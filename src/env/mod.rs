@@ -21,7 +21,7 @@ use crate::config::EnvId;
 pub use acrobot::Acrobot;
 pub use batch::Batch;
 pub use batched::{env_seed, BatchedCartPole};
-pub use cartpole::{CartPole, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
+pub use cartpole::{CartPole, CartPoleDynamics, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
 pub use dynamics::{Dynamics, EnvSpec};
 pub use envs::Envs;
 pub use mountain_car::MountainCar;

@@ -12,8 +12,8 @@ use crate::artifacts::safetensors::load_safetensors;
 use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
 use crate::config::EnvId;
-use crate::env::render::{render_frame, HEIGHT, WIDTH};
-use crate::env::{env_seed, CartPole};
+use crate::env::env_seed;
+use crate::env::render::drawn_env;
 use crate::learn::eval::{
     evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalEnvs, EvalResult, Policy,
 };
@@ -38,9 +38,6 @@ pub struct ModelChoice {
 
 /// The run directory whose model `qnet eval` and `qnet render` use when given none.
 const SHIPPED_MODEL_DIR: &str = "models/cartpole-dqn";
-
-/// CartPole-v1's simulated time step is 0.02 s: 50 frames per second play in real time.
-pub const FPS: u32 = 50;
 
 /// The model file `args` choose: a run directory means its model.safetensors (model.pt with
 /// `--torchscript`; model_best.* with `--best`); none means the shipped model's directory
@@ -223,45 +220,47 @@ pub fn evaluate(
 pub struct Rendered {
     /// The model file played.
     pub model: PathBuf,
-    /// The episode as a GIF, a frame per state at [`FPS`].
+    /// The environment it played.
+    pub env: EnvId,
+    /// The episode as a GIF, a frame per state (the initial one included).
     pub gif: Vec<u8>,
+    /// The GIF's frames per second: the environment's Gymnasium render rate.
+    pub fps: u32,
     /// Env steps the episode lasted.
     pub steps: u32,
     /// Its return.
     pub episode_return: f64,
 }
 
-/// Plays one greedy episode of the chosen model on the CPU, from the initial state of the
-/// first final-evaluation env of `seed`, cut at `max_steps`, and draws each state.
+/// Plays one greedy episode of the chosen model on the CPU, on its environment, from the
+/// initial state of the first final-evaluation env of `seed`, cut at `max_steps`, and draws
+/// each state as Gymnasium renders that environment.
 pub fn render(choice: &ModelChoice, seed: u64, max_steps: u32) -> Result<Rendered> {
     let (model, env_id, policy) = load(choice, Device::Cpu)?;
-    if env_id != EnvId::CartPole {
-        bail!(
-            "{} was trained on {env_id}; qnet render draws CartPole-v1 episodes only",
-            model.display()
-        );
-    }
-    let mut env = CartPole::with_max_episode_steps(env_seed(final_eval_seed(seed), 0), max_steps);
-    let mut obs = env.reset();
-    let mut gif = GifWriter::new(Vec::new(), WIDTH, HEIGHT, FPS)?;
+    let mut env = drawn_env(env_id, env_seed(final_eval_seed(seed), 0), max_steps);
+    env.reset();
+    let fps = env.fps();
     let mut episode_return = 0.0;
+    let mut gif = GifWriter::start(Vec::new(), &env.frame(episode_return), fps)?;
     let mut steps = 0;
-    gif.push(&render_frame(&env.state(), steps, episode_return))?;
     loop {
         let mut action = [0i64];
-        policy.greedy_actions(&obs, &mut action)?;
-        let step = env.step(action[0])?;
+        policy.greedy_actions(env.obs(), &mut action)?;
+        let outcome = env
+            .step(action[0])
+            .with_context(|| format!("{} chose an action {env_id} refuses", model.display()))?;
         steps += 1;
-        episode_return += f64::from(step.reward);
-        obs = step.obs;
-        gif.push(&render_frame(&env.state(), steps, episode_return))?;
-        if step.terminated || step.truncated {
+        episode_return += f64::from(outcome.reward);
+        gif.push(&env.frame(episode_return))?;
+        if outcome.terminated || outcome.truncated {
             break;
         }
     }
     Ok(Rendered {
         model,
+        env: env_id,
         gif: gif.finish()?,
+        fps,
         steps,
         episode_return,
     })
