@@ -22,6 +22,17 @@ pub const SHORT: &[&str] = &[
     "eval.stop_when_solved=false",
 ];
 
+/// Overrides that make a sweep's runs short: a few hundred updates each.
+pub const TINY: &[&str] = &[
+    "device=cpu",
+    "train.total_env_steps=1500",
+    "replay.learning_starts=300",
+    "eval.every=500",
+    "eval.episodes=5",
+    "eval.final_episodes=5",
+    "eval.stop_when_solved=false",
+];
+
 /// `qnet train --config configs/cartpole.yaml --quiet --out DIR` plus `--set` for each override.
 pub fn train_command(out: &Path, overrides: &[&str]) -> Command {
     let mut command = qnet();

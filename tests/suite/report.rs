@@ -283,17 +283,6 @@ fn a_never_solved_run_counts_at_its_procedures_budget_and_each_run_once() {
     );
 }
 
-/// Overrides that make a sweep's runs short: a few hundred updates each.
-const TINY: &[&str] = &[
-    "device=cpu",
-    "train.total_env_steps=1500",
-    "replay.learning_starts=300",
-    "eval.every=500",
-    "eval.episodes=5",
-    "eval.final_episodes=5",
-    "eval.stop_when_solved=false",
-];
-
 #[test]
 fn a_sweep_over_environments_reports_each_in_its_own_section() {
     let dir = tempfile::tempdir().expect("tempdir");

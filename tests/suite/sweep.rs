@@ -9,17 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// Short runs: a few hundred updates each.
-const TINY: &[&str] = &[
-    "device=cpu",
-    "train.total_env_steps=1500",
-    "replay.learning_starts=300",
-    "eval.every=500",
-    "eval.episodes=5",
-    "eval.final_episodes=5",
-    "eval.stop_when_solved=false",
-];
-
 /// `qnet sweep --out OUT` with `TINY`, `extra` and the grid.
 fn sweep_command(out: &Path, grid: &[&str], extra: &[&str]) -> Command {
     let mut command = qnet();

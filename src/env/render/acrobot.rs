@@ -80,20 +80,13 @@ mod tests {
     use super::super::frame;
     use super::*;
 
-    /// Rows (top first) of the pixels of `colour` in column `x`.
-    fn rows_of(frame: &Frame, x: u32, colour: [u8; 3]) -> Vec<u32> {
-        (0..frame.height)
-            .filter(|&y| frame.pixel(x, y) == Some(colour))
-            .collect()
-    }
-
     #[test]
     fn frame_is_500_by_500_with_the_bar_one_metre_above_the_pivot() {
         let frame = frame::<Acrobot>(&[0.0; 4], 0, 0.0);
         assert_eq!((frame.width, frame.height), (500, 500));
         // scale = 500 / 4.4; the bar at int(250 + 113.6) = 363 flips to row 499 - 363.
         for x in [0, 120, 499] {
-            assert_eq!(rows_of(&frame, x, BLACK), vec![136], "column {x}");
+            assert_eq!(frame.rows_of(x, BLACK), vec![136], "column {x}");
         }
     }
 

@@ -48,6 +48,14 @@ impl Frame {
         let at = (y as usize * self.width as usize + x as usize) * 3;
         Some([self.pixels[at], self.pixels[at + 1], self.pixels[at + 2]])
     }
+
+    /// Rows (top first) of the pixels of `colour` in column `x`.
+    #[cfg(test)]
+    fn rows_of(&self, x: u32, colour: [u8; 3]) -> Vec<u32> {
+        (0..self.height)
+            .filter(|&y| self.pixel(x, y) == Some(colour))
+            .collect()
+    }
 }
 
 /// How an environment's state looks: Gymnasium's `render` for it, without anti-aliasing.

@@ -92,13 +92,6 @@ mod tests {
     use super::super::frame;
     use super::*;
 
-    /// Rows (top first) of the pixels of `colour` in column `x`.
-    fn rows_of(frame: &Frame, x: u32, colour: [u8; 3]) -> Vec<u32> {
-        (0..frame.height)
-            .filter(|&y| frame.pixel(x, y) == Some(colour))
-            .collect()
-    }
-
     /// Mean column of the pixels of `colour`, or NaN if there are none.
     fn mean_column(frame: &Frame, colour: [u8; 3]) -> f64 {
         let columns: Vec<f64> = (0..frame.height)
@@ -117,8 +110,8 @@ mod tests {
         // rows 399 - 382 to 399 - 332 once flipped; the flag covers its top 11 rows.
         let flag_rows: Vec<u32> = (17..=27).collect();
         let pole_rows: Vec<u32> = (28..=67).collect();
-        assert_eq!(rows_of(&frame, 566, FLAG_COLOUR), flag_rows);
-        assert_eq!(rows_of(&frame, 566, BLACK), pole_rows);
+        assert_eq!(frame.rows_of(566, FLAG_COLOUR), flag_rows);
+        assert_eq!(frame.rows_of(566, BLACK), pole_rows);
         assert_eq!(frame.pixel(566, 16), Some(WHITE));
         // The flag reaches 25 px to the right, its tip 5 px below the pole's top.
         assert_eq!(frame.pixel(590, 22), Some(FLAG_COLOUR));
@@ -132,10 +125,10 @@ mod tests {
         // Valley floor (position -pi/6, height 0.1 m = 33 px) and the hill at the right edge
         // (height 0.55 + 0.45 sin 1.8 = 0.9877 m = 329 px), flipped.
         let valley = to_pixel((-std::f64::consts::FRAC_PI_6 + 1.2) * 600.0 / 1.8) as u32;
-        assert!(rows_of(&frame, valley, BLACK).contains(&(399 - 33)));
-        assert!(rows_of(&frame, 599, BLACK).contains(&(399 - 329)));
+        assert!(frame.rows_of(valley, BLACK).contains(&(399 - 33)));
+        assert!(frame.rows_of(599, BLACK).contains(&(399 - 329)));
         // Every column has some track.
-        assert!((0..600).all(|x| !rows_of(&frame, x, BLACK).is_empty()));
+        assert!((0..600).all(|x| !frame.rows_of(x, BLACK).is_empty()));
     }
 
     #[test]
@@ -158,7 +151,8 @@ mod tests {
         // Centre at 225.5 px; body from 10 + 33.3 px above the bottom to 20 px higher, i.e.
         // rows 336 to 356 once flipped, and 40 px wide.
         let body: Vec<u32> = (336..=356).collect();
-        let above_the_track = rows_of(&frame, 225, BLACK)
+        let above_the_track = frame
+            .rows_of(225, BLACK)
             .into_iter()
             .filter(|row| (100..366).contains(row))
             .collect::<Vec<_>>();
@@ -172,11 +166,7 @@ mod tests {
         // row two above the track's (row 399 - 33).
         for wheel in [215, 235] {
             let rows: Vec<u32> = (348..=364).collect();
-            assert_eq!(
-                rows_of(&frame, wheel, WHEEL_COLOUR),
-                rows,
-                "wheel at {wheel}"
-            );
+            assert_eq!(frame.rows_of(wheel, WHEEL_COLOUR), rows, "wheel at {wheel}");
         }
         assert_eq!(frame.pixel(225, 366), Some(BLACK), "track");
     }
