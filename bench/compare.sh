@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # qnet beside the systems its published figures are compared with, on this machine, in one run:
 # for each comparison, qnet's figure, the peer's figure and how many times faster qnet is.
-#   bench/compare.sh [env] [update] [sb3] [tutorial] [keras]      (default: all five)
+#   bench/compare.sh [env] [update] [sb3] [sb3-acrobot] [sb3-mountaincar] [tutorial] [keras]
+#   (default: all seven)
 # The peers run from bench/peers/ in venvs of their own, made here on first use from pinned
 # requirements: bench/peers/.venv (requirements.txt) and, for Keras, bench/peers/.venv-keras
 # (requirements-keras.txt). Where the project's .venv exists (./scripts/setup.sh makes it) they
@@ -17,9 +18,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 die() { echo "compare: $*" >&2; exit 1; }
 which=("$@")
-((${#which[@]})) || which=(env update sb3 tutorial keras)
+((${#which[@]})) || which=(env update sb3 sb3-acrobot sb3-mountaincar tutorial keras)
 for name in "${which[@]}"; do
-  [[ $name =~ ^(env|update|sb3|tutorial|keras)$ ]] || die "unknown comparison '$name' (env, update, sb3, tutorial, keras)"
+  [[ $name =~ ^(env|update|sb3|sb3-acrobot|sb3-mountaincar|tutorial|keras)$ ]] \
+    || die "unknown comparison '$name' (env, update, sb3, sb3-acrobot, sb3-mountaincar, tutorial, keras)"
 done
 
 qnet=${QNET_BIN:-target/release/qnet}
@@ -60,12 +62,23 @@ peer_venv bench/peers/.venv bench/peers/requirements.txt
 py=bench/peers/.venv/bin/python
 [[ " ${which[*]} " == *" keras "* ]] && peer_venv bench/peers/.venv-keras bench/peers/requirements-keras.txt
 
-# field FILE KEY: a value from a JSON file or from the median of a JSON-lines file's KEY.
+# field FILE KEY: a value from a JSON file or the median of a JSON-lines file's KEY, over the
+# rows where it is not null ("nan" if there are none).
 field() {
   "$py" - "$1" "$2" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
-print(statistics.median(row[sys.argv[2]] for row in rows))
+values = [row[sys.argv[2]] for row in rows if row[sys.argv[2]] is not None]
+print(statistics.median(values) if values else "nan")
+PY
+}
+
+# solved FILE: "K of N", the rows of a JSON-lines file whose solved_at_step is not null.
+solved() {
+  "$py" - "$1" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+print(f"{sum(row['solved_at_step'] is not None for row in rows)} of {len(rows)}")
 PY
 }
 
@@ -127,23 +140,27 @@ compare_update() {
     "$big" "$(field "$work/torch-256.json" us_per_update)" lower
 }
 
+# compare_sb3 CONFIG ENV_ID: bench solve of CONFIG and SB3's DQN on the zoo's settings for ENV_ID.
 compare_sb3() {
-  echo "compare: sb3: rl-baselines3-zoo's CartPole-v1 DQN, $seeds seeds each, qnet and Stable-Baselines3"
-  "$qnet" bench solve --config configs/sb3-zoo.yaml --seeds "$seeds" --out "$work/sb3-zoo" >"$work/solve.txt"
-  cat "$work/solve.txt"
-  "$py" - "$work/sb3-zoo" >"$work/qnet-sb3.json" <<'PY'
+  local config=$1 id=$2 seed
+  echo "compare: sb3: rl-baselines3-zoo's $id DQN, $seeds seeds each, qnet and Stable-Baselines3"
+  "$qnet" bench solve --config "$config" --set eval.stop_when_solved=false --seeds "$seeds" \
+    --out "$work/sb3-$id" >"$work/solve-$id.txt"
+  cat "$work/solve-$id.txt"
+  "$py" - "$work/sb3-$id" >"$work/qnet-sb3-$id.json" <<'PY'
 import json, pathlib, sys
 for path in sorted(pathlib.Path(sys.argv[1]).rglob("summary.json")):
     s = json.loads(path.read_text())
     print(json.dumps({"env_steps_per_s": s["env_steps_per_second"], "solved_at_step": s["solved_at_step"],
-                      "final_mean": s["final_eval_mean"]}))
+                      "solved_at_seconds": s["solved_at_seconds"], "final_mean": s["final_eval_mean"]}))
 PY
-  local seed
   for ((seed = 0; seed < seeds; seed++)); do
-    "$py" bench/peers/sb3_zoo.py "$seed" --threads 1 | tee -a "$work/sb3.json"
+    "$py" bench/peers/sb3_zoo.py "$seed" --env "$id" --threads 1 | tee -a "$work/sb3-$id.json"
   done
-  row "SB3 DQN, zoo's CartPole-v1 settings, 50,000 env steps (Stable-Baselines3, median of $seeds seeds)" \
-    "env steps/s" "$(field "$work/qnet-sb3.json" env_steps_per_s)" "$(field "$work/sb3.json" env_steps_per_s)" higher
+  row "SB3 DQN, zoo's $id settings, full budget (Stable-Baselines3, median of $seeds seeds)" \
+    "env steps/s" "$(field "$work/qnet-sb3-$id.json" env_steps_per_s)" "$(field "$work/sb3-$id.json" env_steps_per_s)" higher
+  row "SB3 DQN, zoo's $id settings, training time to the first solved evaluation (median of the seeds that solved: qnet $(solved "$work/qnet-sb3-$id.json"), SB3 $(solved "$work/sb3-$id.json"))" \
+    "s" "$(field "$work/qnet-sb3-$id.json" solved_at_seconds)" "$(field "$work/sb3-$id.json" solved_at_seconds)" lower
 }
 
 compare_tutorial() {
@@ -168,7 +185,9 @@ for name in "${which[@]}"; do
   case $name in
     env) compare_env ;;
     update) compare_update ;;
-    sb3) compare_sb3 ;;
+    sb3) compare_sb3 configs/sb3-zoo.yaml CartPole-v1 ;;
+    sb3-acrobot) compare_sb3 configs/sb3-zoo-acrobot.yaml Acrobot-v1 ;;
+    sb3-mountaincar) compare_sb3 configs/sb3-zoo-mountaincar.yaml MountainCar-v0 ;;
     tutorial) compare_tutorial torch 20 ;;
     keras) compare_tutorial keras 1 ;;
   esac
