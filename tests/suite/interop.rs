@@ -49,6 +49,59 @@ fn q_values_of(
     Vec::<Vec<f32>>::try_from(q.to_kind(Kind::Float)).expect("2-D")
 }
 
+/// Runs tests/python/check_interop.py on the run's `stem`.pt and `stem`.safetensors against
+/// `expected` (written beside the run as `stem`.expected.json); asserts that it passed and
+/// returns what it printed.
+fn check_in_pytorch(run_dir: &Path, stem: &str, expected: &serde_json::Value) -> String {
+    let expected_path = run_dir.with_file_name(format!("{stem}.expected.json"));
+    fs::write(&expected_path, expected.to_string()).expect("write");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
+    let output = std::process::Command::new(python())
+        .arg(script)
+        .arg(run_dir.join(format!("{stem}.pt")))
+        .arg(run_dir.join(format!("{stem}.safetensors")))
+        .arg(&expected_path)
+        .output()
+        .expect("run python");
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "{stem}: interop check failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// A run trained to its environment's threshold: its final evaluation reached it, its
+/// model.pt (a dueling network) computes the trainer's Q-values on `states` in PyTorch, and
+/// acting greedily in Gymnasium's own environment it averages the threshold over 100 episodes.
+fn assert_solves_in_gymnasium(run_dir: &Path, states: &[f32]) {
+    let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
+    let env = qnet::env::spec(config.env.id);
+    let s = summary(run_dir);
+    assert!(
+        s["final_eval_mean"]
+            .as_f64()
+            .is_some_and(|m| m >= env.reward_threshold),
+        "the {} run did not solve: {s}",
+        env.id
+    );
+    let obs_dim = env.obs_dim as i64;
+    let expected = serde_json::json!({
+        "hidden": config.network.hidden,
+        "activation": "relu",
+        "head": "dueling",
+        "states": states.chunks(env.obs_dim).collect::<Vec<_>>(),
+        "q_values": q_values_of(run_dir, (part::LEARNER, "online"), states, obs_dim),
+        "gymnasium_episodes": 100,
+        "gymnasium_threshold": env.reward_threshold,
+    });
+    let stdout = check_in_pytorch(run_dir, "model", &expected);
+    assert!(
+        stdout.contains(&format!("Gymnasium {} mean return", env.id)),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn pytorch_reproduces_the_trained_network() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -70,21 +123,7 @@ fn pytorch_reproduces_the_trained_network() {
             "states": STATES,
             "q_values": rust_q_values(&out, array),
         });
-        let expected_path = dir.path().join(format!("{stem}.expected.json"));
-        fs::write(&expected_path, expected.to_string()).expect("write");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-        let output = std::process::Command::new(python())
-            .arg(script)
-            .arg(out.join(format!("{stem}.pt")))
-            .arg(out.join(format!("{stem}.safetensors")))
-            .arg(&expected_path)
-            .output()
-            .expect("run python");
-        let (stdout, stderr) = text(&output);
-        assert!(
-            output.status.success(),
-            "{stem}: interop check failed:\n{stdout}\n{stderr}"
-        );
+        let stdout = check_in_pytorch(&out, stem, &expected);
         assert!(stdout.contains("OK"), "{stdout}");
     }
 }
@@ -105,37 +144,7 @@ fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
         ],
     ));
     assert!(output.status.success(), "{:?}", text(&output));
-    let s = summary(&out);
-    assert!(
-        s["final_eval_mean"].as_f64().is_some_and(|m| m >= 475.0),
-        "the dueling run did not solve: {s}"
-    );
-    let config = Config::load(&out.join("config.yaml"), &[]).expect("config");
-    let expected = serde_json::json!({
-        "hidden": config.network.hidden,
-        "activation": "relu",
-        "head": "dueling",
-        "states": STATES,
-        "q_values": rust_q_values(&out, (part::LEARNER, "online")),
-        "gymnasium_episodes": 100,
-        "gymnasium_threshold": 475.0,
-    });
-    let expected_path = dir.path().join("expected.json");
-    fs::write(&expected_path, expected.to_string()).expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-    let output = std::process::Command::new(python())
-        .arg(script)
-        .arg(out.join("model.pt"))
-        .arg(out.join("model.safetensors"))
-        .arg(&expected_path)
-        .output()
-        .expect("run python");
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("Gymnasium CartPole-v1 mean return"),
-        "{stdout}"
-    );
+    assert_solves_in_gymnasium(&out, &STATES.concat());
 }
 
 /// A model trained on Acrobot-v1 with `configs/acrobot.yaml` opens in PyTorch, reproduces the
@@ -154,40 +163,13 @@ fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
         .arg("--out")
         .arg(&out));
     assert!(output.status.success(), "{:?}", text(&output));
-    let s = summary(&out);
-    assert!(
-        s["final_eval_mean"].as_f64().is_some_and(|m| m >= -100.0),
-        "the Acrobot run did not solve: {s}"
-    );
-    let states: Vec<f32> = vec![
-        1.0, 0.0, 1.0, 0.0, 0.0, 0.0, //
-        0.9, 0.43589, -0.6, 0.8, 1.5, -3.0, //
-        -1.0, 0.0, 0.0, 1.0, -2.0, 4.0,
-    ];
-    let expected = serde_json::json!({
-        "hidden": Config::load(&out.join("config.yaml"), &[]).expect("config").network.hidden,
-        "activation": "relu",
-        "head": "dueling",
-        "states": states.chunks(6).collect::<Vec<_>>(),
-        "q_values": q_values_of(&out, (part::LEARNER, "online"), &states, 6),
-        "gymnasium_episodes": 100,
-        "gymnasium_threshold": -100.0,
-    });
-    let expected_path = dir.path().join("expected.json");
-    fs::write(&expected_path, expected.to_string()).expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-    let output = std::process::Command::new(python())
-        .arg(script)
-        .arg(out.join("model.pt"))
-        .arg(out.join("model.safetensors"))
-        .arg(&expected_path)
-        .output()
-        .expect("run python");
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("Gymnasium Acrobot-v1 mean return"),
-        "{stdout}"
+    assert_solves_in_gymnasium(
+        &out,
+        &[
+            1.0, 0.0, 1.0, 0.0, 0.0, 0.0, //
+            0.9, 0.43589, -0.6, 0.8, 1.5, -3.0, //
+            -1.0, 0.0, 0.0, 1.0, -2.0, 4.0,
+        ],
     );
     let gif = dir.path().join("acrobot.gif");
     let output = run(qnet()
@@ -202,6 +184,34 @@ fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
     assert!(bytes.starts_with(b"GIF89a"), "not a GIF");
     assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 500);
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 500);
+}
+
+/// A model trained on MountainCar-v0 with `configs/mountaincar.yaml` (stopping once a solve is
+/// confirmed) opens in PyTorch, reproduces the trainer's Q-values (two-value observations,
+/// three actions), and reaches Gymnasium's threshold in Gymnasium's own MountainCar-v0.
+#[test]
+fn a_trained_mountaincar_model_plays_gymnasiums_mountaincar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mountaincar.yaml");
+    let output = run(qnet()
+        .args(["train", "--quiet", "--device", "cpu", "--seed", "5"])
+        .args(["--set", "eval.stop_when_solved=true", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out));
+    assert!(output.status.success(), "{:?}", text(&output));
+    // The start region, the left wall at rest, near the goal, and both velocity bounds.
+    assert_solves_in_gymnasium(
+        &out,
+        &[
+            -0.5, 0.0, //
+            -1.2, 0.0, //
+            0.45, 0.03, //
+            -0.3, 0.07, //
+            -0.9, -0.07,
+        ],
+    );
 }
 
 #[test]
