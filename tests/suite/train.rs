@@ -4,6 +4,30 @@ use std::fs;
 
 use crate::common::*;
 
+/// The first line of training names the experiment and the environment it trains on, which
+/// `env.id` may have changed from the experiment's own.
+#[test]
+fn training_names_its_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut command = qnet();
+    command.args(["train", "--config", "configs/cartpole.yaml", "--out"]);
+    command.arg(&out);
+    for set in SHORT
+        .iter()
+        .chain(&["env.id=MountainCar-v0", "train.total_env_steps=600"])
+    {
+        command.args(["--set", set]);
+    }
+    let output = run(&mut command);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("training cartpole (MountainCar-v0) on cpu (dqn procedure)"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn a_short_run_writes_every_record() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -164,8 +164,9 @@ impl<'a> Trainer<'a> {
             )?;
             self.book.stopped_solved = false;
             self.progress.line(&format!(
-                "training {} on {} ({} procedure)",
+                "training {} ({}) on {} ({} procedure)",
                 self.cfg.experiment,
+                self.cfg.env.id,
                 device::name(self.device),
                 match self.cfg.train.procedure {
                     Procedure::Dqn => "dqn",
