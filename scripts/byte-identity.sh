@@ -12,7 +12,8 @@ after=${2:-target/release/qnet}
 work=$(mktemp -d "${TMPDIR:-/tmp}/qnet-identity.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# name|config and overrides: each learner path at least once, on short budgets.
+# name|config and overrides: each learner path and each environment at least once, on short
+# budgets.
 cases=(
   "default|--config configs/cartpole.yaml --set eval.stop_when_solved=false --set train.total_env_steps=15000"
   "prioritized|--config configs/cartpole.yaml --set replay.prioritized=true --set eval.stop_when_solved=false --set train.total_env_steps=15000"
@@ -21,6 +22,8 @@ cases=(
   "huber-256|--config configs/sb3-zoo.yaml --set train.total_env_steps=5000"
   "reference|--config configs/cartpole.yaml --set network.implementation=reference --set eval.stop_when_solved=false --set train.total_env_steps=5000"
   "tutorial|--config configs/tutorial.yaml --set train.tutorial.iterations=5 --set eval.every=0"
+  "acrobot|--config configs/acrobot.yaml --set eval.stop_when_solved=false --set train.total_env_steps=10000"
+  "mountaincar|--config configs/mountaincar.yaml --set eval.stop_when_solved=false --set train.total_env_steps=10000"
 )
 
 # metrics.csv without the wall_seconds column.
