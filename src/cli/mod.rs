@@ -168,9 +168,11 @@ struct RenderArgs {
     /// Seed of the episode's initial state.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Time limit of the episode (1..=100000: every frame is kept until the GIF is written).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    max_steps: u32,
+    /// Time limit of the episode (1..=100000: every frame is kept until the GIF is written)
+    /// [default: the environment's registered limit: 500 for CartPole-v1 and Acrobot-v1, 200
+    /// for MountainCar-v0].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_steps: Option<u32>,
 }
 
 #[derive(Debug, Args)]

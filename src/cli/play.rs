@@ -50,9 +50,6 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
 }
 
 pub(super) fn render(args: RenderArgs) -> Result<()> {
-    if args.max_steps == 0 {
-        bail!("--max-steps must be at least 1");
-    }
     let rendered = play::render(&choice(args.model), args.seed, args.max_steps)?;
     let out = args.out.unwrap_or_else(|| default_gif(rendered.env));
     if out == Path::new("-") {

@@ -233,10 +233,12 @@ pub struct Rendered {
 }
 
 /// Plays one greedy episode of the chosen model on the CPU, on its environment, from the
-/// initial state of the first final-evaluation env of `seed`, cut at `max_steps`, and draws
+/// initial state of the first final-evaluation env of `seed`, cut at `max_steps` (by default
+/// the environment's registered time limit, as `qnet eval` plays it), and draws
 /// each state as Gymnasium renders that environment.
-pub fn render(choice: &ModelChoice, seed: u64, max_steps: u32) -> Result<Rendered> {
+pub fn render(choice: &ModelChoice, seed: u64, max_steps: Option<u32>) -> Result<Rendered> {
     let (model, env_id, policy) = load(choice, Device::Cpu)?;
+    let max_steps = max_steps.unwrap_or(crate::env::spec(env_id).max_episode_steps);
     let mut env = drawn_env(env_id, env_seed(final_eval_seed(seed), 0), max_steps);
     env.reset();
     let fps = env.fps();

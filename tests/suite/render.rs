@@ -85,3 +85,21 @@ fn render_draws_acrobot_and_mountaincar_episodes_at_their_own_size_and_rate() {
         assert!(delays.iter().all(|&d| d == delay), "{config}: {delays:?}");
     }
 }
+
+/// Without `--max-steps` an episode ends at the environment's registered time limit, as `qnet
+/// eval` plays it: a MountainCar-v0 model that has not learned to reach the flag runs for 200
+/// steps and returns -200.
+#[test]
+fn render_cuts_an_episode_at_the_environments_time_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_dir = dir.path().join("run");
+    train_briefly("configs/mountaincar.yaml", &run_dir);
+    let output = run(qnet()
+        .args(["render", "--out"])
+        .arg(dir.path().join("episode.gif"))
+        .arg("--checkpoint")
+        .arg(&run_dir));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("200 steps, return -200,"), "{stdout}");
+}
