@@ -9,8 +9,8 @@ use crate::env::EnvSpec;
 /// File name of the learning curve inside a run directory.
 pub const LEARNING_CURVE: &str = "learning_curve.svg";
 
-/// The y axis of returns: the env's range of episode returns, topped by 4% of it so that the
-/// best return stays visible, and its solved threshold.
+/// The y axis of returns: the env's range of episode returns within the run's time limit,
+/// topped by 4% of it so that the best return stays visible, and its solved threshold.
 #[derive(Debug, Clone, Copy)]
 struct ReturnAxis {
     low: f64,
@@ -19,8 +19,8 @@ struct ReturnAxis {
 }
 
 impl ReturnAxis {
-    fn of(env: &EnvSpec) -> Self {
-        let (low, best) = env.returns;
+    fn of(env: &EnvSpec, max_episode_steps: u32) -> Self {
+        let (low, best) = env.returns_within(max_episode_steps);
         Self {
             low,
             high: best + 0.04 * (best - low),
@@ -39,16 +39,17 @@ const EVAL_COLOUR: RGBColor = RGBColor(214, 39, 40);
 const SOLVED_COLOUR: RGBColor = RGBColor(44, 160, 44);
 
 /// Plots training returns (raw, faint, and a moving average), evaluation means with
-/// a ±1 std band, and the solved threshold against env steps. `train` holds
-/// (env step, episode return), `eval` holds (env step, mean, std); either may be
-/// empty, and points with non-finite values are skipped.
+/// a ±1 std band, and the solved threshold against env steps, for episodes of `env` cut at
+/// `max_episode_steps`. `train` holds (env step, episode return), `eval` holds (env step,
+/// mean, std); either may be empty, and points with non-finite values are skipped.
 pub fn learning_curve_svg(
     train: &[(u64, f64)],
     eval: &[(u64, f64, f64)],
     title: &str,
     env: &EnvSpec,
+    max_episode_steps: u32,
 ) -> anyhow::Result<String> {
-    let returns = ReturnAxis::of(env);
+    let returns = ReturnAxis::of(env, max_episode_steps);
     let train: Vec<(f64, f64)> = train
         .iter()
         .map(|&(step, ret)| (step as f64, ret))
@@ -267,6 +268,7 @@ mod tests {
             &eval,
             "DQN on CartPole-v1",
             &crate::env::cartpole::SPEC,
+            500,
         )?;
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("DQN on CartPole-v1"));
@@ -293,7 +295,7 @@ mod tests {
 
     #[test]
     fn empty_run_still_plots_axes_and_threshold() -> anyhow::Result<()> {
-        let svg = learning_curve_svg(&[], &[], "no data yet", &crate::env::cartpole::SPEC)?;
+        let svg = learning_curve_svg(&[], &[], "no data yet", &crate::env::cartpole::SPEC, 500)?;
         assert!(svg.contains("no data yet") && svg.contains("solved (475)"));
         assert!(!svg.contains("evaluation mean"));
         let train_only = learning_curve_svg(
@@ -301,8 +303,21 @@ mod tests {
             &[],
             "train only",
             &crate::env::cartpole::SPEC,
+            500,
         )?;
         assert!(train_only.contains("training episode return") && !train_only.contains("<polygon"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_return_axis_spans_the_runs_time_limit() -> anyhow::Result<()> {
+        let mountain_car = crate::env::spec(crate::config::EnvId::MountainCar);
+        let eval = [(1000, -1000.0, 0.0), (2000, -1000.0, 0.0)];
+        let registered = learning_curve_svg(&[], &eval, "200 steps", &mountain_car, 200)?;
+        let longer = learning_curve_svg(&[], &eval, "1000 steps", &mountain_car, 1000)?;
+        // Tick labels are text elements of their own lines.
+        assert!(!registered.contains("\n-1000\n"), "{registered}");
+        assert!(longer.contains("\n-1000\n"), "{longer}");
         Ok(())
     }
 

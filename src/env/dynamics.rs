@@ -22,8 +22,18 @@ pub struct EnvSpec {
     pub max_episode_steps: u32,
     /// The registered `reward_threshold`: a mean return at or above it is solved.
     pub reward_threshold: f64,
-    /// The least and the most an episode can return within the time limit (plots' range).
+    /// The least and the most an episode can return within the registered time limit.
     pub returns: (f64, f64),
+}
+
+impl EnvSpec {
+    /// The least and the most an episode can return within a time limit of
+    /// `max_episode_steps` (plots' range): [`EnvSpec::returns`] scaled to that limit, since
+    /// each environment's reward is bounded by the same constant at every step.
+    pub fn returns_within(&self, max_episode_steps: u32) -> (f64, f64) {
+        let scale = f64::from(max_episode_steps) / f64::from(self.max_episode_steps);
+        (self.returns.0 * scale, self.returns.1 * scale)
+    }
 }
 
 /// An environment's dynamics, as Gymnasium computes them: a float64 state, its initial

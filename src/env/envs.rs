@@ -149,6 +149,18 @@ mod tests {
         assert!("Pendulum-v1".parse::<EnvId>().is_err());
     }
 
+    /// Return ranges follow the time limit: CartPole's +1 a step, Acrobot's and MountainCar's
+    /// -1 a step.
+    #[test]
+    fn return_ranges_scale_with_the_time_limit() {
+        assert_eq!(spec(EnvId::CartPole).returns_within(200), (0.0, 200.0));
+        assert_eq!(spec(EnvId::Acrobot).returns_within(500), (-500.0, 0.0));
+        assert_eq!(
+            spec(EnvId::MountainCar).returns_within(1000),
+            (-1000.0, 0.0)
+        );
+    }
+
     /// A batch goes through a checkpoint (JSON) and comes back as the same environment, on
     /// the same episodes.
     #[test]

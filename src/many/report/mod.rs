@@ -108,7 +108,8 @@ pub struct Environment {
     pub env: EnvId,
     /// The solved threshold of its groups' success rates.
     pub threshold: f64,
-    /// The least and the most an episode can return (its plots' range).
+    /// The least and the most an episode can return within its runs' longest time limit (its
+    /// plots' range).
     #[serde(skip)]
     pub returns: (f64, f64),
 }
@@ -132,13 +133,20 @@ pub struct Report {
 }
 
 impl Environment {
-    /// `env` with the threshold and return range of its spec.
-    fn of(env: EnvId) -> Self {
+    /// `env` with the threshold of its spec and the return range of the longest time limit
+    /// among `runs` of it.
+    fn of(env: EnvId, runs: &[Run]) -> Self {
         let spec = crate::env::spec(env);
+        let time_limit = runs
+            .iter()
+            .filter(|run| run.config.env.id == env)
+            .map(|run| run.config.env.time_limit())
+            .max()
+            .unwrap_or(spec.max_episode_steps);
         Self {
             env,
             threshold: spec.reward_threshold,
-            returns: spec.returns,
+            returns: spec.returns_within(time_limit),
         }
     }
 }
@@ -153,7 +161,7 @@ impl Report {
         let mut environments: Vec<Environment> = Vec::new();
         let mut groups = Vec::new();
         for setting in settings(&runs)? {
-            let env = Environment::of(setting.env);
+            let env = Environment::of(setting.env, &runs);
             if environments.last() != Some(&env) {
                 environments.push(env);
             }
@@ -363,5 +371,39 @@ fn step_budget(config: &Config, summary: &Summary) -> u64 {
     match config.train.procedure {
         Procedure::Dqn => config.train.total_env_steps.max(summary.env_steps),
         Procedure::Tutorial => summary.env_steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment's plot range covers the longest time limit among its runs, and only its
+    /// own runs count.
+    #[test]
+    fn an_environments_returns_span_its_runs_longest_time_limit() {
+        let run = |env: EnvId, limit: Option<u32>| {
+            let mut config = Config::default();
+            config.env.id = env;
+            config.env.max_episode_steps = limit;
+            Run {
+                dir: PathBuf::from(env.as_str()),
+                config,
+                state: RunState::New,
+            }
+        };
+        let runs = [
+            run(EnvId::MountainCar, None),
+            run(EnvId::MountainCar, Some(1000)),
+            run(EnvId::Acrobot, Some(3000)),
+        ];
+        assert_eq!(
+            Environment::of(EnvId::MountainCar, &runs).returns,
+            (-1000.0, 0.0)
+        );
+        assert_eq!(
+            Environment::of(EnvId::Acrobot, &runs[..1]).returns,
+            (-500.0, 0.0)
+        );
     }
 }

@@ -258,7 +258,13 @@ impl Trainer<'_> {
         let curves = Curves::read(&self.run_dir)?;
         let title = format!("{} (seed {})", self.cfg.experiment, self.cfg.seed);
         let env = crate::env::spec(self.cfg.env.id);
-        let svg = learning_curve_svg(&curves.train, &curves.eval, &title, &env)?;
+        let svg = learning_curve_svg(
+            &curves.train,
+            &curves.eval,
+            &title,
+            &env,
+            self.cfg.env.time_limit(),
+        )?;
         write_bytes_atomic(&self.run_dir.join(LEARNING_CURVE), svg.as_bytes())
     }
 
