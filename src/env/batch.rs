@@ -79,6 +79,25 @@ impl<D: Dynamics> Batch<D> {
         self.states.is_empty()
     }
 
+    /// Whether every per-env array holds [`Batch::len`] envs (a batch read from a file may
+    /// not).
+    pub fn is_whole(&self) -> bool {
+        let n = self.len();
+        let obs = n * D::SPEC.obs_dim;
+        [
+            self.rngs.len(),
+            self.elapsed_steps.len(),
+            self.rewards.len(),
+            self.terminated.len(),
+            self.truncated.len(),
+            self.episode_lengths.len(),
+        ]
+        .iter()
+        .all(|&len| len == n)
+            && self.obs.len() == obs
+            && self.final_obs.len() == obs
+    }
+
     /// The step count at which episodes are truncated.
     pub fn max_episode_steps(&self) -> u32 {
         self.max_episode_steps

@@ -84,6 +84,27 @@ impl BatchedCartPole {
         self.x.is_empty()
     }
 
+    /// Whether every per-env array holds [`BatchedCartPole::len`] envs (a batch read from a
+    /// file may not).
+    pub fn is_whole(&self) -> bool {
+        let n = self.len();
+        [
+            self.x_dot.len(),
+            self.theta.len(),
+            self.theta_dot.len(),
+            self.rngs.len(),
+            self.elapsed_steps.len(),
+            self.rewards.len(),
+            self.terminated.len(),
+            self.truncated.len(),
+            self.episode_lengths.len(),
+        ]
+        .iter()
+        .all(|&len| len == n)
+            && self.obs.len() == n * OBS_DIM
+            && self.final_obs.len() == n * OBS_DIM
+    }
+
     /// The step count at which episodes are truncated.
     pub fn max_episode_steps(&self) -> u32 {
         self.max_episode_steps

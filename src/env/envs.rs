@@ -84,6 +84,26 @@ impl Envs {
         each!(self, envs => envs.is_empty())
     }
 
+    /// Checks a batch read from a file against what its run asks for: `n` envs, each
+    /// array whole, truncating after `max_episode_steps`. The error says what differs.
+    pub fn check(&self, n: usize, max_episode_steps: u32) -> Result<(), String> {
+        let (whole, limit) = each!(self, envs => (envs.is_whole(), envs.max_episode_steps()));
+        if self.len() != n {
+            Err(format!("hold {} envs; the config asks for {n}", self.len()))
+        } else if !whole {
+            Err(format!(
+                "are not whole: their per-env arrays do not all hold {n} envs"
+            ))
+        } else if limit != max_episode_steps {
+            Err(format!(
+                "truncate episodes after {limit} steps; the config's time limit is \
+                 {max_episode_steps}"
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Starts a fresh episode in every env; returns the flat observations.
     pub fn reset_all(&mut self) -> &[f32] {
         each!(self, envs => envs.reset_all())

@@ -67,6 +67,32 @@ impl NStepWindows {
         }
     }
 
+    /// Checks windows read from a file against what their run asks for: `n`-step windows
+    /// (fewer than `n` steps waiting in each) for `envs` envs, observations of `obs_dim`
+    /// floats. The error says what differs.
+    pub fn check(&self, n: usize, envs: usize, obs_dim: usize) -> Result<(), String> {
+        if self.n != n.max(1) {
+            return Err(format!("are of {} steps; the config asks for {n}", self.n));
+        }
+        if self.windows.len() != envs {
+            return Err(format!(
+                "are for {} envs; the config asks for {envs}",
+                self.windows.len()
+            ));
+        }
+        let whole = |window: &VecDeque<Pending>| {
+            window.len() < self.n && window.iter().all(|pending| pending.obs.len() == obs_dim)
+        };
+        if !self.windows.iter().all(whole) {
+            return Err(format!(
+                "are not whole: a window holds {} steps or more, or an observation of other \
+                 than {obs_dim} floats",
+                self.n
+            ));
+        }
+        Ok(())
+    }
+
     /// Adds env `env`'s `step` and hands every transition it completes to `emit`, oldest
     /// first; stops at the first error `emit` returns.
     pub fn push<E>(

@@ -149,9 +149,9 @@ fn checkpoint_to_resume(
     }
     let checkpoint = TrainingCheckpoint::load(&checkpoint_path)?;
     check_matches_checkpoint(&dir.join("config.yaml"), recorded, &checkpoint)?;
-    if !work_left(cfg, &checkpoint)?
-        && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished)
-    {
+    let work_left = work_left(cfg, &checkpoint)
+        .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
+    if !work_left && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished) {
         return Err(AlreadyFinished {
             dir: dir.to_path_buf(),
             budget: budget(cfg),

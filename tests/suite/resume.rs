@@ -295,3 +295,94 @@ fn resume_refuses_a_config_whose_network_changed() {
         &["config.yaml", "no longer matches the checkpoint's network"],
     );
 }
+
+/// A checkpoint whose loop state was edited so that its per-env parts no longer fit the run
+/// (arrays of the wrong length, another time limit, missing episode returns or n-step
+/// windows) is refused with an error naming the file and the part, and the run's records are
+/// left as they were.
+#[test]
+fn a_checkpoint_with_a_broken_loop_state_is_refused_cleanly() {
+    use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut overrides = SHORT.to_vec();
+    overrides.extend(["env.id=Acrobot-v1", "env.n_envs=2", "agent.n_step=3"]);
+    let output = run(&mut train_command(&out, &overrides));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let original = TrainingCheckpoint::load(&out.join(FILE_NAME)).expect("checkpoint");
+    let metrics = fs::read(out.join("metrics.csv")).expect("metrics.csv");
+    let summary = fs::read(out.join("summary.json")).expect("summary.json");
+
+    // (the loop state's key whose first value is replaced, its new value, what the error
+    // says). The state is edited as text: its RNGs hold 128-bit integers, which
+    // serde_json::Value does not keep.
+    let cases = [
+        (
+            "obs",
+            "[0.0,0.0,0.0,0.0]",
+            "the checkpoint's training envs are not whole",
+        ),
+        (
+            "elapsed_steps",
+            "[]",
+            "the checkpoint's training envs are not whole",
+        ),
+        (
+            "max_episode_steps",
+            "7",
+            "truncate episodes after 7 steps; the config's time limit is 500",
+        ),
+        (
+            "episode_returns",
+            "[]",
+            "episode returns for 0 training envs; the config asks for 2",
+        ),
+        (
+            "windows",
+            "[]",
+            "the checkpoint's n-step windows are for 0 envs; the config asks for 2",
+        ),
+    ];
+    for (key, value, says) in cases {
+        let mut checkpoint = original.clone();
+        let loop_part = checkpoint.parts.get_mut(part::LOOP).expect("loop part");
+        loop_part.state = with_value(&loop_part.state, key, value);
+        checkpoint.save(&out.join(FILE_NAME)).expect("save");
+        let output = run(qnet()
+            .args(["train", "--quiet", "--resume"])
+            .arg(&out)
+            .args(["--set", "train.total_env_steps=6000"]));
+        assert_clean_error(&output, &[FILE_NAME, says]);
+        assert_eq!(fs::read(out.join("metrics.csv")).expect("metrics"), metrics);
+        assert_eq!(
+            fs::read(out.join("summary.json")).expect("summary"),
+            summary
+        );
+    }
+}
+
+/// `json` with the value of the first `"key":` replaced by `value` (a number, or an array or
+/// object, whose brackets are matched).
+fn with_value(json: &str, key: &str, value: &str) -> String {
+    let pattern = format!("\"{key}\":");
+    let start = json.find(&pattern).expect("the key") + pattern.len();
+    let rest = &json[start..];
+    let mut depth = 0usize;
+    let len = rest
+        .char_indices()
+        .find_map(|(i, c)| match c {
+            '[' | '{' => {
+                depth += 1;
+                None
+            }
+            ']' | '}' if depth > 0 => {
+                depth -= 1;
+                (depth == 0).then_some(i + 1)
+            }
+            ',' | '}' if depth == 0 => Some(i),
+            _ => None,
+        })
+        .expect("the value's end");
+    format!("{}{value}{}", &json[..start], &rest[len..])
+}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,6 @@ use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
 use serde_json::value::RawValue;
 
-use crate::config::EnvId;
 use crate::env::Envs;
 use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
@@ -157,10 +156,25 @@ impl LoopState {
         })
     }
 
-    /// The algorithm's half and the run's, its envs read as environment `env`.
-    fn split(self, env: EnvId) -> Result<(AlgorithmState, Bookkeeping)> {
+    /// The algorithm's half and the run's, its envs read as `cfg`'s environment and each
+    /// per-env part checked against `cfg`.
+    fn split(self, cfg: &Config) -> Result<(AlgorithmState, Bookkeeping)> {
+        let env = cfg.env.id;
+        let n = cfg.env.n_envs;
         let envs = Envs::from_json(env, self.envs.get())
             .with_context(|| format!("reading the checkpoint's training envs as {env}"))?;
+        envs.check(n, cfg.env.time_limit())
+            .map_err(|e| anyhow!("the checkpoint's training envs {e}"))?;
+        if self.episode_returns.len() != n {
+            bail!(
+                "the checkpoint holds episode returns for {} training envs; the config asks \
+                 for {n}",
+                self.episode_returns.len()
+            );
+        }
+        self.nstep
+            .check(cfg.agent.n_step, n, crate::env::spec(env).obs_dim)
+            .map_err(|e| anyhow!("the checkpoint's n-step windows {e}"))?;
         let algorithm = AlgorithmState {
             env_steps: self.env_steps,
             vector_steps: self.vector_steps,
@@ -204,9 +218,7 @@ pub(super) fn work_left_in(cfg: &Config, state: &AlgorithmState, book: &Bookkeep
 
 /// Whether a run resumed from `checkpoint` with `cfg` would train at all.
 pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
-    let (state, book) = checkpoint
-        .state::<LoopState>(part::LOOP)?
-        .split(cfg.env.id)?;
+    let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split(cfg)?;
     Ok(work_left_in(cfg, &state, &book))
 }
 
@@ -276,14 +288,7 @@ impl Trainer<'_> {
         checkpoint.restore(part::BEST, &mut self.best)?;
         let (state, book) = checkpoint
             .state::<LoopState>(part::LOOP)?
-            .split(self.cfg.env.id)?;
-        if state.envs.len() != self.cfg.env.n_envs {
-            bail!(
-                "the checkpoint has {} training envs; the config asks for {}",
-                state.envs.len(),
-                self.cfg.env.n_envs
-            );
-        }
+            .split(&self.cfg)?;
         self.algorithm.state = state;
         self.book = book;
         // Evaluation and checkpoint cadences may have changed with the resumed config.
