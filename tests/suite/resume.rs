@@ -362,6 +362,35 @@ fn a_checkpoint_with_a_broken_loop_state_is_refused_cleanly() {
     }
 }
 
+/// A checkpoint whose best model's parameters do not fit the network is refused before
+/// model_best.* are rewritten from it.
+#[test]
+fn a_checkpoint_whose_best_model_does_not_fit_is_refused_cleanly() {
+    use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let output = run(&mut train_command(&out, SHORT));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let mut checkpoint = TrainingCheckpoint::load(&out.join(FILE_NAME)).expect("checkpoint");
+    let best = checkpoint.parts.get_mut(part::BEST).expect("best part");
+    best.f32s.insert("params".to_owned(), vec![0.0; 10]);
+    checkpoint.save(&out.join(FILE_NAME)).expect("save");
+    let model_best = fs::read(out.join("model_best.safetensors")).expect("model_best");
+    let output = run(qnet()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&out)
+        .args(["--set", "train.total_env_steps=6000"]));
+    assert_clean_error(
+        &output,
+        &["the checkpoint's best model holds 10 parameters; the network has"],
+    );
+    assert_eq!(
+        fs::read(out.join("model_best.safetensors")).expect("model_best"),
+        model_best
+    );
+}
+
 /// `json` with the value of the first `"key":` replaced by `value` (a number, or an array or
 /// object, whose brackets are matched).
 fn with_value(json: &str, key: &str, value: &str) -> String {

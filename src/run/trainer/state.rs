@@ -286,6 +286,15 @@ impl Trainer<'_> {
         checkpoint.restore(part::LEARNER, &mut self.algorithm.learner)?;
         checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
+        if let Some(best) = &self.best.best {
+            let network = self.algorithm.learner.spec().numel();
+            if i64::try_from(best.params.numel()) != Ok(network) {
+                bail!(
+                    "the checkpoint's best model holds {} parameters; the network has {network}",
+                    best.params.numel()
+                );
+            }
+        }
         let (state, book) = checkpoint
             .state::<LoopState>(part::LOOP)?
             .split(&self.cfg)?;
