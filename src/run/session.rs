@@ -14,7 +14,7 @@ use crate::run::metrics::{RunStatus, Summary};
 use crate::run::preflight::Placement;
 use crate::run::progress::Progress;
 use crate::run::run_dir::{holds_run, LockedRun};
-use crate::run::trainer::{work_left, Outcome, Start, Trainer};
+use crate::run::trainer::{check_fits, work_left, Outcome, Start, Trainer};
 
 /// Exit code after an interrupt (128 + SIGINT, as shells report it).
 pub const INTERRUPTED: i32 = 130;
@@ -149,8 +149,9 @@ fn checkpoint_to_resume(
     }
     let checkpoint = TrainingCheckpoint::load(&checkpoint_path)?;
     check_matches_checkpoint(&dir.join("config.yaml"), recorded, &checkpoint)?;
-    let work_left = work_left(cfg, &checkpoint)
-        .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
+    let cannot = || format!("cannot resume from {}", checkpoint_path.display());
+    check_fits(cfg, &checkpoint).with_context(cannot)?;
+    let work_left = work_left(cfg, &checkpoint).with_context(cannot)?;
     if !work_left && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished) {
         return Err(AlreadyFinished {
             dir: dir.to_path_buf(),

@@ -313,6 +313,7 @@ fn a_checkpoint_with_a_broken_loop_state_is_refused_cleanly() {
     let original = TrainingCheckpoint::load(&out.join(FILE_NAME)).expect("checkpoint");
     let metrics = fs::read(out.join("metrics.csv")).expect("metrics.csv");
     let summary = fs::read(out.join("summary.json")).expect("summary.json");
+    let config = fs::read(out.join("config.yaml")).expect("config.yaml");
 
     // (the loop state's key whose first value is replaced, its new value, what the error
     // says). The state is edited as text: its RNGs hold 128-bit integers, which
@@ -359,11 +360,12 @@ fn a_checkpoint_with_a_broken_loop_state_is_refused_cleanly() {
             fs::read(out.join("summary.json")).expect("summary"),
             summary
         );
+        assert_eq!(fs::read(out.join("config.yaml")).expect("config"), config);
     }
 }
 
 /// A checkpoint whose best model's parameters do not fit the network is refused before
-/// model_best.* are rewritten from it.
+/// anything of the run is touched: config.yaml, model_best.*.
 #[test]
 fn a_checkpoint_whose_best_model_does_not_fit_is_refused_cleanly() {
     use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
@@ -377,6 +379,7 @@ fn a_checkpoint_whose_best_model_does_not_fit_is_refused_cleanly() {
     best.f32s.insert("params".to_owned(), vec![0.0; 10]);
     checkpoint.save(&out.join(FILE_NAME)).expect("save");
     let model_best = fs::read(out.join("model_best.safetensors")).expect("model_best");
+    let config = fs::read(out.join("config.yaml")).expect("config.yaml");
     let output = run(qnet()
         .args(["train", "--quiet", "--resume"])
         .arg(&out)
@@ -389,6 +392,8 @@ fn a_checkpoint_whose_best_model_does_not_fit_is_refused_cleanly() {
         fs::read(out.join("model_best.safetensors")).expect("model_best"),
         model_best
     );
+    // Refused before the new budget was written into the run's config.
+    assert_eq!(fs::read(out.join("config.yaml")).expect("config"), config);
 }
 
 /// `json` with the value of the first `"key":` replaced by `value` (a number, or an array or

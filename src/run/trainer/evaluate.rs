@@ -1,7 +1,7 @@
 //! Greedy evaluations during and after training: the periodic ones (which keep the best
 //! model) and the final one (which completes the run).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
@@ -65,6 +65,22 @@ impl BestModel {
             params: copy,
         });
         Ok(true)
+    }
+}
+
+impl BestModel {
+    /// Checks that a checkpoint's best-model `part` holds a network of `numel` parameters,
+    /// if it holds one.
+    pub(super) fn check_part(part: &Part, numel: i64) -> Result<()> {
+        if part.state::<Option<BestState>>()?.is_some() {
+            let held = part.f32s(PARAMS)?.len();
+            if i64::try_from(held) != Ok(numel) {
+                bail!(
+                    "the checkpoint's best model holds {held} parameters; the network has {numel}"
+                );
+            }
+        }
+        Ok(())
     }
 }
 

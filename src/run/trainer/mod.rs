@@ -39,7 +39,7 @@ use crate::run::provenance::Provenance;
 use crate::run::records::Records;
 
 pub use divergence::Divergence;
-pub use state::work_left;
+pub use state::{check_fits, work_left};
 
 /// Finished training episodes averaged for the progress display.
 const RECENT_EPISODES: usize = 20;

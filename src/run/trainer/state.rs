@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::algorithm::AlgorithmState;
 use super::cadence::Cadence;
+use super::evaluate::BestModel;
 use super::Trainer;
 use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
@@ -19,6 +20,7 @@ use serde_json::value::RawValue;
 use crate::env::Envs;
 use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
+use crate::learn::qfunction::NetworkSpec;
 use crate::learn::state::{Checkpointed, Part};
 use crate::platform::atomic::write_bytes_atomic;
 use crate::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
@@ -216,6 +218,16 @@ pub(super) fn work_left_in(cfg: &Config, state: &AlgorithmState, book: &Bookkeep
     budget_left && !(book.stopped_solved && cfg.eval.stop_when_solved)
 }
 
+/// Checks what `checkpoint` holds per env and its best model against the sizes `cfg` implies
+/// (a checkpoint is a file that may have been edited or damaged), before anything of the run
+/// is touched; the error says what differs.
+pub fn check_fits(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<()> {
+    checkpoint.state::<LoopState>(part::LOOP)?.split(cfg)?;
+    let env = crate::env::spec(cfg.env.id);
+    let network = NetworkSpec::new(&cfg.network, env.obs_dim as i64, env.n_actions as i64)?;
+    BestModel::check_part(checkpoint.part(part::BEST)?, network.numel())
+}
+
 /// Whether a run resumed from `checkpoint` with `cfg` would train at all.
 pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
     let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split(cfg)?;
@@ -286,15 +298,6 @@ impl Trainer<'_> {
         checkpoint.restore(part::LEARNER, &mut self.algorithm.learner)?;
         checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
-        if let Some(best) = &self.best.best {
-            let network = self.algorithm.learner.spec().numel();
-            if i64::try_from(best.params.numel()) != Ok(network) {
-                bail!(
-                    "the checkpoint's best model holds {} parameters; the network has {network}",
-                    best.params.numel()
-                );
-            }
-        }
         let (state, book) = checkpoint
             .state::<LoopState>(part::LOOP)?
             .split(&self.cfg)?;
