@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""Inspect a trained qnet CartPole Q-network with plain PyTorch (no qnet code needed).
+"""Inspect a trained qnet Q-network with plain PyTorch (no qnet code needed).
 
     python examples/analyze.py [RUN_DIR]        # default: models/cartpole-dqn
 
 Loads RUN_DIR/model.pt (torch.jit.load) and RUN_DIR/model.safetensors into the plain PyTorch
 module the embedded metadata describes (an nn.Sequential, or DuelingQNetwork below for a
-dueling head), checks that they agree, prints the metadata, and plots
-Q(left), Q(right), Q(right) - Q(left) and the greedy action over pole angle x pole angular
-velocity (cart position and velocity 0) into RUN_DIR/q_values.png when matplotlib is
-installed.
+dueling head), checks that they agree, prints the metadata, and plots each action's Q-value
+(and, with two actions, their difference) and the greedy action over a plane of the environment's states into RUN_DIR/q_values.png when
+matplotlib is installed. The plane (SLICES below) is, for CartPole-v1, pole angle x pole
+angular velocity with the cart at rest in the middle; for Acrobot-v1, the first joint's angle
+x its angular velocity with the second joint straight and still; for MountainCar-v0, position
+x velocity (its whole state space).
 
 In a notebook:
 
     from analyze import load_run, q_grid, plot_q_values
     run = load_run("models/cartpole-dqn")
-    angles, velocities, q = q_grid(run.module)
-    plot_q_values(angles, velocities, q)
+    xs, ys, q = q_grid(run.module, run.env_id)
+    plot_q_values(xs, ys, q, run.env_id)
 """
 
 import argparse
@@ -31,9 +33,44 @@ from torch import nn
 
 METADATA_FILE = "qnet.json"
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
-# CartPole-v1 ends an episode when the pole leans more than 12 degrees.
-ANGLE_LIMIT = 12 * 2 * torch.pi / 360
-ACTION_NAMES = ("left", "right")
+
+
+@dataclass
+class Slice:
+    """A plane of an environment's states: two axes and the observation at each point."""
+
+    x_label: str
+    x_range: tuple
+    y_label: str
+    y_range: tuple
+    observe: object  # (x, y) tensors -> observations [..., obs_dim]
+    actions: tuple  # the actions' names
+
+
+def _cartpole_obs(x, y):
+    zero = torch.zeros_like(x)
+    return torch.stack([zero, zero, x, y], dim=-1)
+
+
+def _acrobot_obs(x, y):
+    zero = torch.zeros_like(x)
+    return torch.stack([x.cos(), x.sin(), zero + 1.0, zero, y, zero], dim=-1)
+
+
+SLICES = {
+    # CartPole-v1 ends an episode when the pole leans more than 12 degrees.
+    "CartPole-v1": Slice("pole angle (rad)", (-12 * torch.pi / 180, 12 * torch.pi / 180),
+                         "pole angular velocity (rad/s)", (-2.0, 2.0), _cartpole_obs,
+                         ("left", "right")),
+    # Acrobot-v1 bounds the first joint's angular velocity at 4 pi.
+    "Acrobot-v1": Slice("first joint's angle (rad)", (-torch.pi, torch.pi),
+                        "its angular velocity (rad/s)", (-4 * torch.pi, 4 * torch.pi),
+                        _acrobot_obs, ("torque -1", "torque 0", "torque +1")),
+    # MountainCar-v0's position and velocity bounds.
+    "MountainCar-v0": Slice("position", (-1.2, 0.6), "velocity", (-0.07, 0.07),
+                            lambda x, y: torch.stack([x, y], dim=-1),
+                            ("push left", "no push", "push right")),
+}
 
 
 @dataclass
@@ -43,6 +80,11 @@ class Run:
     metadata: dict  # string -> string, as embedded by qnet
     torchscript: torch.jit.ScriptModule  # model.pt
     module: nn.Module  # model.safetensors loaded into a plain PyTorch module
+
+    @property
+    def env_id(self):
+        """The environment the model was trained on (CartPole-v1 for files that do not say)."""
+        return self.metadata.get("env_id", "CartPole-v1")
 
 
 def build_sequential(sizes, activation):
@@ -114,22 +156,24 @@ def load_run(run_dir, atol=1e-6):
     return Run(metadata=meta, torchscript=torchscript, module=module)
 
 
-def q_grid(model, n=101, angle_limit=ANGLE_LIMIT, velocity_limit=2.0):
-    """Q-values over pole angle (x) and angular velocity (y), cart at rest in the middle.
+def q_grid(model, env_id="CartPole-v1", n=101):
+    """Q-values over the plane SLICES[env_id] describes.
 
-    Returns (angles [n], velocities [n], q [n_velocities, n_angles, n_actions]).
+    Returns (xs [n], ys [n], q [n_ys, n_xs, n_actions]).
     """
-    angles = torch.linspace(-angle_limit, angle_limit, n)
-    velocities = torch.linspace(-velocity_limit, velocity_limit, n)
-    vel, ang = torch.meshgrid(velocities, angles, indexing="ij")
-    obs = torch.stack([torch.zeros_like(ang), torch.zeros_like(ang), ang, vel], dim=-1)
+    plane = SLICES[env_id]
+    xs = torch.linspace(*plane.x_range, n)
+    ys = torch.linspace(*plane.y_range, n)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    obs = plane.observe(x, y)
     with torch.no_grad():
-        q = model(obs.reshape(-1, 4)).reshape(n, n, -1)
-    return angles, velocities, q
+        q = model(obs.reshape(n * n, -1)).reshape(n, n, -1)
+    return xs, ys, q
 
 
-def plot_q_values(angles, velocities, q, path=None):
-    """Heatmaps of Q(left), Q(right), Q(right) - Q(left) and the greedy action.
+def plot_q_values(xs, ys, q, env_id="CartPole-v1", path=None):
+    """Heatmaps of each action's Q-value (with two actions, their difference too) and of the
+    greedy action over SLICES[env_id].
 
     Saves to `path` when given; returns the figure, or None without matplotlib.
     """
@@ -142,22 +186,25 @@ def plot_q_values(angles, velocities, q, path=None):
     except ImportError:
         print("matplotlib is not installed; skipping the plot (pip install matplotlib)")
         return None
-    extent = [angles[0].item(), angles[-1].item(), velocities[0].item(), velocities[-1].item()]
-    diff = q[..., 1] - q[..., 0]
-    bound = diff.abs().max().item() or 1.0
-    panels = [  # title, values, colormap, (vmin, vmax) or None for auto
-        (f"Q({ACTION_NAMES[0]})", q[..., 0], "viridis", None),
-        (f"Q({ACTION_NAMES[1]})", q[..., 1], "viridis", None),
-        ("Q(right) - Q(left)", diff, "coolwarm", (-bound, bound)),
-        ("greedy action (0 left, 1 right)", q.argmax(dim=-1).float(), "coolwarm", (0.0, 1.0)),
-    ]
+    plane = SLICES[env_id]
+    extent = [xs[0].item(), xs[-1].item(), ys[0].item(), ys[-1].item()]
+    n_actions = q.shape[-1]
+    greedy = ", ".join(f"{a} {name}" for a, name in enumerate(plane.actions))
+    # title, values, colormap, (vmin, vmax) or None for auto
+    panels = [(f"Q({plane.actions[a]})", q[..., a], "viridis", None) for a in range(n_actions)]
+    if n_actions == 2:
+        diff = q[..., 1] - q[..., 0]
+        bound = diff.abs().max().item() or 1.0
+        panels.append((f"Q({plane.actions[1]}) - Q({plane.actions[0]})", diff, "coolwarm", (-bound, bound)))
+    panels.append((f"greedy action ({greedy})", q.argmax(dim=-1).float(), "coolwarm", (0.0, n_actions - 1.0)))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), constrained_layout=True)
+    fig.suptitle(env_id)
     for ax, (title, values, cmap, limits) in zip(axes, panels):
         vmin, vmax = limits or (None, None)
         image = ax.imshow(values, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(title)
-        ax.set_xlabel("pole angle (rad)")
-        ax.set_ylabel("pole angular velocity (rad/s)")
+        ax.set_xlabel(plane.x_label)
+        ax.set_ylabel(plane.y_label)
         fig.colorbar(image, ax=ax)
     if path is not None:
         fig.savefig(path, dpi=120)
@@ -188,10 +235,14 @@ def main(argv=None):
         return 1
     print("model.pt and model.safetensors agree.")
     print_metadata(run.metadata)
-    angles, velocities, q = q_grid(run.module)
-    greedy_right = (q.argmax(dim=-1) == 1).float().mean().item()
-    print(f"over the grid: Q in [{q.min().item():.2f}, {q.max().item():.2f}], greedy action right in {greedy_right:.0%} of states")
-    plot_q_values(angles, velocities, q, path=run_dir / "q_values.png")
+    if run.env_id not in SLICES:
+        print(f"analyze: {run_dir} was trained on {run.env_id!r}, which this script cannot plot", file=sys.stderr)
+        return 1
+    xs, ys, q = q_grid(run.module, run.env_id)
+    actions = SLICES[run.env_id].actions
+    shares = ", ".join(f"{name} {(q.argmax(dim=-1) == a).float().mean().item():.0%}" for a, name in enumerate(actions))
+    print(f"over the grid: Q in [{q.min().item():.2f}, {q.max().item():.2f}]; greedy action: {shares} of states")
+    plot_q_values(xs, ys, q, run.env_id, path=run_dir / "q_values.png")
     return 0
 
 

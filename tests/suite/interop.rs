@@ -272,3 +272,37 @@ fn the_shipped_model_balances_for_500_steps() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// examples/analyze.py loads a run of each environment in plain PyTorch, checks that its two
+/// model files agree, and plots its Q-values over that environment's plane of states.
+#[test]
+fn the_analysis_example_plots_a_run_of_each_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/analyze.py");
+    for (env, actions) in [
+        ("CartPole-v1", "left"),
+        ("Acrobot-v1", "torque +1"),
+        ("MountainCar-v0", "push right"),
+    ] {
+        let out = dir.path().join(env);
+        let mut overrides = SHORT.to_vec();
+        let id = format!("env.id={env}");
+        overrides.extend([id.as_str(), "train.total_env_steps=1000"]);
+        let output = run(&mut train_command(&out, &overrides));
+        assert!(output.status.success(), "{env}: {:?}", text(&output));
+        let output = std::process::Command::new(python())
+            .arg(&script)
+            .arg(&out)
+            .output()
+            .expect("run python");
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{env}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("model.pt and model.safetensors agree.")
+                && stdout.contains("greedy action: "),
+            "{env}: {stdout}"
+        );
+        assert!(stdout.contains(actions), "{env}: {stdout}");
+        assert!(out.join("q_values.png").is_file(), "{env}: no plot");
+    }
+}
