@@ -71,6 +71,21 @@ fn check_in_pytorch(run_dir: &Path, stem: &str, expected: &serde_json::Value) ->
     stdout
 }
 
+/// Trains `config` (a path in the repository) with `seed` and `overrides` on the CPU into
+/// `out`.
+fn train_on_cpu(out: &Path, config: &str, seed: u64, overrides: &[&str]) {
+    let mut command = qnet();
+    command
+        .args(["train", "--quiet", "--device", "cpu", "--config", config])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out);
+    for set in overrides {
+        command.args(["--set", set]);
+    }
+    let output = run(&mut command);
+    assert!(output.status.success(), "{config}: {:?}", text(&output));
+}
+
 /// A run trained to its environment's threshold: its final evaluation reached it, its
 /// model.pt (a dueling network) computes the trainer's Q-values on `states` in PyTorch, and
 /// acting greedily in Gymnasium's own environment it averages the threshold over 100 episodes.
@@ -154,15 +169,7 @@ fn a_trained_dueling_model_plays_gymnasiums_cartpole() {
 fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/acrobot.yaml");
-    let output = run(qnet()
-        .args([
-            "train", "--quiet", "--device", "cpu", "--seed", "3", "--config",
-        ])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out));
-    assert!(output.status.success(), "{:?}", text(&output));
+    train_on_cpu(&out, "configs/acrobot.yaml", 3, &[]);
     assert_solves_in_gymnasium(
         &out,
         &[
@@ -193,14 +200,12 @@ fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
 fn a_trained_mountaincar_model_plays_gymnasiums_mountaincar() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mountaincar.yaml");
-    let output = run(qnet()
-        .args(["train", "--quiet", "--device", "cpu", "--seed", "5"])
-        .args(["--set", "eval.stop_when_solved=true", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&out));
-    assert!(output.status.success(), "{:?}", text(&output));
+    train_on_cpu(
+        &out,
+        "configs/mountaincar.yaml",
+        5,
+        &["eval.stop_when_solved=true"],
+    );
     // The start region, the left wall at rest, near the goal, and both velocity bounds.
     assert_solves_in_gymnasium(
         &out,
