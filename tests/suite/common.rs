@@ -110,6 +110,26 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// The logical screen size, frame count and per-frame delays (hundredths) of a GIF.
+pub fn decode_gif(gif: &[u8]) -> ((u16, u16), usize, Vec<u16>) {
+    let mut decoder = gif::DecodeOptions::new()
+        .read_info(gif)
+        .expect("a GIF header");
+    let size = (decoder.width(), decoder.height());
+    let mut delays = Vec::new();
+    while let Some(frame) = decoder.read_next_frame().expect("a GIF frame") {
+        delays.push(frame.delay);
+    }
+    (size, delays.len(), delays)
+}
+
+/// A command that runs `script` (a path in the repository) with [`python`].
+pub fn python_script(script: &str) -> Command {
+    let mut command = Command::new(python());
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script));
+    command
+}
+
 /// The TensorBoard scalars a run's metrics.csv implies, as check_tensorboard.py's
 /// EXPECTED_JSON: per tag, every `[env_step, value]` in file order.
 pub fn expected_scalars(run_dir: &Path) -> serde_json::Value {
@@ -160,9 +180,7 @@ pub fn expected_scalars(run_dir: &Path) -> serde_json::Value {
 pub fn assert_tensorboard_matches_metrics(run_dir: &Path) {
     let expected = run_dir.with_extension("expected-scalars.json");
     fs::write(&expected, expected_scalars(run_dir).to_string()).expect("write expected");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_tensorboard.py");
-    let output = Command::new(python())
-        .arg(script)
+    let output = python_script("tests/python/check_tensorboard.py")
         .arg("scalars")
         .arg(run_dir)
         .arg(&expected)

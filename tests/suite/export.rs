@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::python;
+use crate::common::python_script;
 
 use qnet::artifacts::export::{
     read_torchscript_extra, read_torchscript_metadata, save_model_files, save_torchscript,
@@ -107,9 +106,7 @@ fn check_interop(activation: Activation, dueling: bool) {
     let expected_path = dir.path().join("expected.json");
     fs::write(&expected_path, expected.to_string()).expect("write expected.json");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-    let out = Command::new(python())
-        .arg(script)
+    let out = python_script("tests/python/check_interop.py")
         .arg(dir.path().join(MODEL_PT))
         .arg(dir.path().join(MODEL_SAFETENSORS))
         .arg(&expected_path)

@@ -55,9 +55,7 @@ fn q_values_of(
 fn check_in_pytorch(run_dir: &Path, stem: &str, expected: &serde_json::Value) -> String {
     let expected_path = run_dir.with_file_name(format!("{stem}.expected.json"));
     fs::write(&expected_path, expected.to_string()).expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_interop.py");
-    let output = std::process::Command::new(python())
-        .arg(script)
+    let output = python_script("tests/python/check_interop.py")
         .arg(run_dir.join(format!("{stem}.pt")))
         .arg(run_dir.join(format!("{stem}.safetensors")))
         .arg(&expected_path)
@@ -187,10 +185,8 @@ fn a_trained_acrobot_model_plays_gymnasiums_acrobot() {
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("at 15 fps"), "{stdout}");
-    let bytes = fs::read(&gif).expect("gif written");
-    assert!(bytes.starts_with(b"GIF89a"), "not a GIF");
-    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 500);
-    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 500);
+    let (screen, _, _) = decode_gif(&fs::read(&gif).expect("gif written"));
+    assert_eq!(screen, (500, 500));
 }
 
 /// A model trained on MountainCar-v0 with `configs/mountaincar.yaml` (stopping once a solve is
@@ -254,11 +250,8 @@ fn eval_reproduces_the_final_evaluation_and_render_writes_a_gif() {
         .arg(&gif));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    let bytes = fs::read(&gif).expect("gif written");
-    assert!(bytes.starts_with(b"GIF89a"), "not a GIF");
-    // 600x400 logical screen.
-    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 600);
-    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 400);
+    let (screen, _, _) = decode_gif(&fs::read(&gif).expect("gif written"));
+    assert_eq!(screen, (600, 400));
 }
 
 #[test]
@@ -283,7 +276,6 @@ fn the_shipped_model_balances_for_500_steps() {
 #[test]
 fn the_analysis_example_plots_a_run_of_each_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/analyze.py");
     for (env, actions) in [
         ("CartPole-v1", "left"),
         ("Acrobot-v1", "torque +1"),
@@ -295,8 +287,7 @@ fn the_analysis_example_plots_a_run_of_each_environment() {
         overrides.extend([id.as_str(), "train.total_env_steps=1000"]);
         let output = run(&mut train_command(&out, &overrides));
         assert!(output.status.success(), "{env}: {:?}", text(&output));
-        let output = std::process::Command::new(python())
-            .arg(&script)
+        let output = python_script("examples/analyze.py")
             .arg(&out)
             .output()
             .expect("run python");

@@ -24,19 +24,6 @@ fn train_briefly(config: &str, out: &Path) {
     assert!(output.status.success(), "{config}: {:?}", text(&output));
 }
 
-/// The logical screen size, frame count and per-frame delays (hundredths) of a GIF.
-fn decode(gif: &[u8]) -> ((u16, u16), usize, Vec<u16>) {
-    let mut decoder = gif::DecodeOptions::new()
-        .read_info(gif)
-        .expect("a GIF header");
-    let size = (decoder.width(), decoder.height());
-    let mut delays = Vec::new();
-    while let Some(frame) = decoder.read_next_frame().expect("a GIF frame") {
-        delays.push(frame.delay);
-    }
-    (size, delays.len(), delays)
-}
-
 /// The step count in `qnet render`'s closing line ("...: 30 steps, return -30, ...").
 fn steps_in(stdout: &str) -> usize {
     stdout
@@ -79,7 +66,7 @@ fn render_draws_acrobot_and_mountaincar_episodes_at_their_own_size_and_rate() {
             "{stdout}"
         );
         let bytes = std::fs::read(dir.path().join(gif_name)).expect("the GIF named after the env");
-        let (screen, frames, delays) = decode(&bytes);
+        let (screen, frames, delays) = decode_gif(&bytes);
         assert_eq!(screen, size, "{config}");
         assert_eq!(frames, steps + 1, "{config}: a frame per state");
         assert!(delays.iter().all(|&d| d == delay), "{config}: {delays:?}");

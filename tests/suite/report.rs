@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 use qnet::config::{Config, Procedure};
@@ -162,9 +161,7 @@ fn statistics_match_rliable() {
     });
     let input_path = dir.path().join("rliable-input.json");
     fs::write(&input_path, input.to_string()).expect("write");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_rliable.py");
-    let output = Command::new(python())
-        .arg(script)
+    let output = python_script("tests/python/check_rliable.py")
         .arg(&input_path)
         .output()
         .expect("python");

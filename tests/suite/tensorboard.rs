@@ -2,10 +2,8 @@
 //! for the same events at the same wall times.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
-use crate::common::{python, text};
+use crate::common::{python_script, text};
 use qnet::artifacts::tensorboard::{push_file_version, push_scalar};
 
 #[test]
@@ -43,9 +41,7 @@ fn event_files_match_tensorboards_writer_byte_for_byte() {
     let spec_json = serde_json::json!({"file_version_wall_time": start, "scalars": scalars});
     fs::write(&spec, spec_json.to_string()).expect("write spec");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check_tensorboard.py");
-    let output = Command::new(python())
-        .arg(script)
+    let output = python_script("tests/python/check_tensorboard.py")
         .arg("bytes")
         .arg(&events_file)
         .arg(&spec)
