@@ -12,6 +12,8 @@ angular velocity with the cart at rest in the middle; for Acrobot-v1, the first 
 x its angular velocity with the second joint straight and still; for MountainCar-v0, position
 x velocity (its whole state space).
 
+torch.jit.load runs the code model.pt holds: use this on runs you trust (docs/security.md).
+
 In a notebook:
 
     from analyze import load_run, q_grid, plot_q_values
