@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -110,19 +109,25 @@ extern "C" {
 
 void qnet_free_string(char* s) { std::free(s); }
 
-int qnet_save_module(const char* path, size_t n_modules, const char* const* module_paths,
+// Serializes the module into memory: `*data_out` (malloc'd, `*len_out` bytes, released with
+// qnet_free_string) is the archive, which Rust writes to disk through a descriptor it owns, so
+// libtorch never opens a path another user could swap for a link.
+int qnet_save_module(size_t n_modules, const char* const* module_paths,
                      const char* const* module_classes, const char* const* module_sources,
                      size_t n_params, const char* const* param_names,
                      const at::Tensor* const* params, const char* const* extra_keys,
                      const char* const* extra_values, const size_t* extra_value_lens,
-                     size_t n_extra, char** error_out) {
+                     size_t n_extra, char** data_out, size_t* len_out, char** error_out) {
   return qnet_ffi_guard(error_out, [&] {
-    if (path == nullptr || module_paths == nullptr || module_classes == nullptr ||
-        module_sources == nullptr || (n_params > 0 && (param_names == nullptr || params == nullptr)) ||
+    if (module_paths == nullptr || module_classes == nullptr || module_sources == nullptr ||
+        data_out == nullptr || len_out == nullptr ||
+        (n_params > 0 && (param_names == nullptr || params == nullptr)) ||
         (n_extra > 0 &&
          (extra_keys == nullptr || extra_values == nullptr || extra_value_lens == nullptr))) {
       throw std::invalid_argument("qnet_save_module: null argument");
     }
+    *data_out = nullptr;
+    *len_out = 0;
     torch::jit::Module net = build_module(n_modules, module_paths, module_classes,
                                           module_sources, n_params, param_names, params);
     torch::jit::ExtraFilesMap extra;
@@ -130,38 +135,39 @@ int qnet_save_module(const char* path, size_t n_modules, const char* const* modu
       extra[extra_keys[i]] = std::string(extra_values[i], extra_value_lens[i]);
     }
     // Saving through a stream (rather than to a file name) names the archive's root folder
-    // "archive" instead of after the temporary file the caller renames afterwards.
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      throw std::runtime_error(std::string("cannot create ") + path + ": " +
-                               std::strerror(errno));
-    }
+    // "archive", whatever the file is called.
+    std::ostringstream out(std::ios::binary);
     net.save(out, extra);
-    out.close();
-    if (!out) {
-      throw std::runtime_error(std::string("cannot write ") + path);
+    const std::string bytes = out.str();
+    char* copy = qnet_malloc_copy(bytes.data(), bytes.size());
+    if (copy == nullptr) {
+      throw std::bad_alloc();
     }
+    *data_out = copy;
+    *len_out = bytes.size();
   });
 }
 
-// Reads extra file `key` of the TorchScript archive at `path` without loading the module.
-// On success returns 0 and sets `*value_out` (malloc'd, NUL-terminated, `*len_out` bytes) or
-// NULL when the archive has no such extra file.
-int qnet_read_extra(const char* path, const char* key, char** value_out, size_t* len_out,
-                    char** error_out) {
+// Reads extra file `key` of the TorchScript archive held in memory (`data`, `len` bytes: read
+// by Rust from a regular file) without loading the module. On success returns 0 and sets
+// `*value_out` (malloc'd, NUL-terminated, `*len_out` bytes) or NULL when the archive has no such
+// extra file.
+int qnet_read_extra(const char* data, size_t len, const char* key, char** value_out,
+                    size_t* len_out, char** error_out) {
   return qnet_ffi_guard(error_out, [&] {
-    if (path == nullptr || key == nullptr || value_out == nullptr || len_out == nullptr) {
+    if (data == nullptr || key == nullptr || value_out == nullptr || len_out == nullptr) {
       throw std::invalid_argument("qnet_read_extra: null argument");
     }
     *value_out = nullptr;
     *len_out = 0;
-    caffe2::serialize::PyTorchStreamReader reader{std::string(path)};
+    std::istringstream in(std::string(data, len), std::ios::binary);
+    caffe2::serialize::PyTorchStreamReader reader{&in};
     const std::string record = std::string("extra/") + key;
     if (!reader.hasRecord(record)) {
       return;
     }
-    auto [data, size] = reader.getRecord(record);
-    char* copy = qnet_malloc_copy(static_cast<const char*>(data.get()), size);
+    auto [record_data, size] = reader.getRecord(record);
+    char* copy = qnet_malloc_copy(static_cast<const char*>(record_data.get()), size);
     if (copy == nullptr) {
       throw std::bad_alloc();
     }

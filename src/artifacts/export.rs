@@ -30,9 +30,10 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
-use crate::artifacts::safetensors::save_safetensors;
+use crate::artifacts::safetensors::{save_safetensors, MAX_MODEL_BYTES};
 use crate::learn::qfunction::{ModuleDef, NetworkSpec};
-use crate::platform::atomic::commit_atomic;
+use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::read::read_bytes;
 
 /// Name of the TorchScript extra file (`extra/qnet.json` in the archive) holding the metadata.
 pub const TORCHSCRIPT_METADATA_FILE: &str = "qnet.json";
@@ -50,7 +51,6 @@ mod ffi {
         /// See `csrc/torchscript_export.cpp`. Returns 0 on success; otherwise sets
         /// `*error_out` to a message to be released with `qnet_free_string`.
         pub fn qnet_save_module(
-            path: *const c_char,
             n_modules: usize,
             module_paths: *const *const c_char,
             module_classes: *const *const c_char,
@@ -62,13 +62,17 @@ mod ffi {
             extra_values: *const *const c_char,
             extra_value_lens: *const usize,
             n_extra: usize,
+            data_out: *mut *mut c_char,
+            len_out: *mut usize,
             error_out: *mut *mut c_char,
         ) -> c_int;
 
-        /// Reads one extra file from a TorchScript archive; `*value_out` stays NULL when the
-        /// archive has none of that name. Same error convention as `qnet_save_mlp`.
+        /// Reads one extra file from a TorchScript archive held in memory; `*value_out` stays
+        /// NULL when the archive has none of that name. Same error convention as
+        /// `qnet_save_module`.
         pub fn qnet_read_extra(
-            path: *const c_char,
+            data: *const c_char,
+            len: usize,
             key: *const c_char,
             value_out: *mut *mut c_char,
             len_out: *mut usize,
@@ -96,7 +100,8 @@ fn c_string(text: &str, what: &str) -> Result<CString> {
 }
 
 /// Writes the network `spec` describes, with parameters `flat`, as a TorchScript module to
-/// `path` (atomically: a temporary file in the same directory, fsynced, renamed over `path`).
+/// `path` (atomically, see [`write_bytes_atomic`]: libtorch serializes it into memory, and
+/// qnet writes the bytes, so no path is handed to libtorch).
 /// `extra` becomes the archive's extra files (`name -> content`); see
 /// [`torchscript_extra_files`].
 pub fn save_torchscript(
@@ -109,7 +114,10 @@ pub fn save_torchscript(
         .named_parameters(flat)
         .with_context(|| format!("cannot export {}", path.display()))?;
     let module = ModuleArrays::new(&spec.torchscript_modules(), &params, extra)?;
-    commit_atomic(path, |tmp| module.save(tmp))
+    let bytes = module
+        .serialize()
+        .with_context(|| format!("cannot export {}", path.display()))?;
+    write_bytes_atomic(path, &bytes)
 }
 
 /// Strings as the shim reads them: C copies and the array of pointers into them.
@@ -174,9 +182,8 @@ impl<'a> ModuleArrays<'a> {
         })
     }
 
-    /// Has the shim write the module to `path`.
-    fn save(&self, path: &Path) -> Result<()> {
-        let c_path = path_to_cstring(path)?;
+    /// The module as a TorchScript archive, serialized by the shim.
+    fn serialize(&self) -> Result<Vec<u8>> {
         let tensors: Vec<_> = self.params.iter().map(|(_, t)| t.as_ptr()).collect();
         // Extra files are bytes with a length, not C strings: they may hold NUL bytes.
         let extra_values: Vec<*const c_char> = self
@@ -185,13 +192,15 @@ impl<'a> ModuleArrays<'a> {
             .map(|(_, v)| v.as_ptr().cast::<c_char>())
             .collect();
         let extra_value_lens: Vec<usize> = self.extra.iter().map(|(_, v)| v.len()).collect();
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len = 0usize;
         let mut error: *mut c_char = std::ptr::null_mut();
         // SAFETY: every pointer refers to data (`self`, the parameters and extra files it
         // borrows, and the vectors above) that outlives the call; the C++ side copies what it
-        // keeps and catches all exceptions.
+        // keeps, catches all exceptions, and on success sets `data` to `len` bytes it
+        // allocated.
         let rc = unsafe {
             ffi::qnet_save_module(
-                c_path.as_ptr(),
                 self.module_paths.pointers.len(),
                 self.module_paths.pointers.as_ptr(),
                 self.module_classes.pointers.as_ptr(),
@@ -203,17 +212,18 @@ impl<'a> ModuleArrays<'a> {
                 extra_values.as_ptr(),
                 extra_value_lens.as_ptr(),
                 self.extra.len(),
+                &mut data,
+                &mut len,
                 &mut error,
             )
         };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(anyhow!(
+        if rc != 0 || data.is_null() {
+            return Err(anyhow!(
                 "libtorch could not save the module: {}",
                 take_error(error)
-            ))
+            ));
         }
+        Ok(take_bytes(data, len))
     }
 }
 
@@ -244,15 +254,22 @@ pub fn save_model_files(
 /// Reads extra file `key` of the TorchScript archive at `path` (without loading the module);
 /// `None` when the archive has no such file.
 pub fn read_torchscript_extra(path: &Path, key: &str) -> Result<Option<String>> {
-    let c_path = path_to_cstring(path)?;
+    let archive = read_archive(path).with_context(|| {
+        format!(
+            "cannot read {}: it should be a model.pt that qnet wrote (a TorchScript archive)",
+            path.display()
+        )
+    })?;
     let c_key = CString::new(key).context("extra file names must not contain NUL bytes")?;
     let mut value: *mut c_char = std::ptr::null_mut();
     let mut len = 0usize;
     let mut error: *mut c_char = std::ptr::null_mut();
-    // SAFETY: valid NUL-terminated inputs and out-pointers; the C++ side catches all exceptions.
+    // SAFETY: `archive` outlives the call and is passed with its length; valid NUL-terminated
+    // key and out-pointers; the C++ side catches all exceptions.
     let rc = unsafe {
         ffi::qnet_read_extra(
-            c_path.as_ptr(),
+            archive.as_ptr().cast::<c_char>(),
+            archive.len(),
             c_key.as_ptr(),
             &mut value,
             &mut len,
@@ -261,7 +278,7 @@ pub fn read_torchscript_extra(path: &Path, key: &str) -> Result<Option<String>> 
     };
     if rc != 0 {
         bail!(
-            "cannot read extra file {key:?} of {}: {}",
+            "{} is not a TorchScript archive libtorch can read ({})",
             path.display(),
             take_error(error)
         );
@@ -269,11 +286,7 @@ pub fn read_torchscript_extra(path: &Path, key: &str) -> Result<Option<String>> 
     if value.is_null() {
         return Ok(None);
     }
-    // SAFETY: on success `value` points to `len` bytes (plus a NUL) allocated by the shim.
-    let bytes = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), len) }.to_vec();
-    // SAFETY: allocated by the shim, released exactly once.
-    unsafe { ffi::qnet_free_string(value) };
-    String::from_utf8(bytes)
+    String::from_utf8(take_bytes(value, len))
         .map(Some)
         .with_context(|| format!("extra file {key:?} of {} is not UTF-8", path.display()))
 }
@@ -291,14 +304,82 @@ pub fn read_torchscript_metadata(path: &Path) -> Result<Option<BTreeMap<String, 
     })
 }
 
-fn path_to_cstring(path: &Path) -> Result<CString> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| anyhow!("path {} is not valid UTF-8", path.display()))?;
-    CString::new(s).with_context(|| format!("path {} contains a NUL byte", path.display()))
+/// The bytes of the TorchScript archive at `path`, read as data (a regular file of at most
+/// [`MAX_MODEL_BYTES`]) and checked to look like one before libtorch sees them.
+pub(crate) fn read_archive(path: &Path) -> Result<Vec<u8>> {
+    let archive = read_bytes(path, MAX_MODEL_BYTES)?;
+    check_archive(&archive).map_err(|what| anyhow!("{what}"))?;
+    Ok(archive)
 }
 
-/// Takes ownership of an error message from the shim.
+/// Cheap checks before handing an archive to libtorch, whose own messages for these cases are
+/// obscure: it is not empty, is a zip archive, and is not cut short.
+fn check_archive(archive: &[u8]) -> std::result::Result<(), String> {
+    let len = archive.len();
+    if len == 0 {
+        return Err("the file is empty (0 bytes)".to_owned());
+    }
+    let head = &archive[..len.min(256)];
+    if !head.starts_with(b"PK\x03\x04") {
+        return Err(match std::str::from_utf8(head) {
+            Ok(text) if !text.contains('\0') => {
+                let first_line = text.lines().next().unwrap_or("").trim();
+                let shown: String = first_line.chars().take(60).collect();
+                format!("it is a text file (it begins with {shown:?}), not a TorchScript archive")
+            }
+            _ => format!("it is not a TorchScript archive (no zip header; {len} bytes)"),
+        });
+    }
+    // A zip archive ends with an end-of-central-directory record ("PK\x05\x06") within its last
+    // 22 + 65535 bytes; a file cut short during a copy or a crashed write has none.
+    let tail = &archive[len.saturating_sub(22 + 65535)..];
+    if !tail.windows(4).any(|w| w == b"PK\x05\x06") {
+        return Err(format!(
+            "it is truncated ({len} bytes, and the zip archive's closing directory is missing)"
+        ));
+    }
+    Ok(())
+}
+
+/// The useful part of a libtorch error message: the innermost `...Error: ...` line of a
+/// TorchScript traceback, or else the first line, without the C++ frames and without the
+/// `[enforce fail at FILE:LINE]` that prefixes some.
+pub(crate) fn libtorch_message(full: &str) -> String {
+    let text = full.split("Exception raised from").next().unwrap_or(full);
+    let text = text
+        .split("(Could this error message be improved?")
+        .next()
+        .unwrap_or(text);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("frame #"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Error: "))
+        .or(lines.first())
+        .copied()
+        .unwrap_or(full);
+    let line = match line.strip_prefix("[enforce fail at ") {
+        Some(rest) => rest.split_once(']').map_or(rest, |(_, tail)| tail),
+        None => line,
+    };
+    line.trim_start_matches([' ', '.']).trim().to_owned()
+}
+
+/// Takes ownership of `len` bytes the shim allocated at `data` (not NULL).
+fn take_bytes(data: *mut c_char, len: usize) -> Vec<u8> {
+    // SAFETY: the shim allocated `len` bytes (plus a NUL) at `data`, which nothing else owns.
+    let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec();
+    // SAFETY: allocated by the shim, released exactly once, here.
+    unsafe { ffi::qnet_free_string(data) };
+    bytes
+}
+
+/// Takes ownership of an error message from the shim, keeping its useful part.
 fn take_error(error: *mut c_char) -> String {
     if error.is_null() {
         return "unknown error (no message)".to_owned();
@@ -309,9 +390,41 @@ fn take_error(error: *mut c_char) -> String {
         .into_owned();
     // SAFETY: as above.
     unsafe { ffi::qnet_free_string(error) };
-    msg.split("Exception raised from")
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    libtorch_message(&msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_messages_keep_their_useful_line() {
+        let enforce = "[enforce fail at inline_container.cc:171] . archive does not contain any \
+                       files\nframe #0: c10::ThrowEnforceNotMet(char const*) + 0x6a\nframe #1: x";
+        assert_eq!(
+            libtorch_message(enforce),
+            "archive does not contain any files"
+        );
+        let traceback = "The following operation failed in the TorchScript interpreter.\n\
+                         Traceback of TorchScript (most recent call last):\n  File \"code\"\n\
+                         RuntimeError: mat1 and mat2 shapes cannot be multiplied\n\
+                         Exception raised from foo at bar.cpp:1\nframe #0: baz";
+        assert_eq!(
+            libtorch_message(traceback),
+            "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+        );
+    }
+
+    #[test]
+    fn only_a_whole_zip_archive_reaches_libtorch() {
+        assert!(check_archive(b"").is_err_and(|e| e.contains("empty")));
+        assert!(check_archive(b"seed: 0\n").is_err_and(|e| e.contains("text file")));
+        // An empty zip archive: its closing record only.
+        let mut empty = b"PK\x05\x06".to_vec();
+        empty.resize(22, 0);
+        assert!(check_archive(&empty).is_err_and(|e| e.contains("no zip header")));
+        let mut cut = b"PK\x03\x04".to_vec();
+        cut.resize(100, 0);
+        assert!(check_archive(&cut).is_err_and(|e| e.contains("truncated")));
+    }
 }

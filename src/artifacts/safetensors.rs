@@ -7,7 +7,6 @@
 //! the metadata's config describes before anything is allocated.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -17,10 +16,11 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Config, EnvId};
 use crate::learn::qfunction::NetworkSpec;
 use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::read::read_bytes;
 
-/// The largest model file read: far above any network qnet trains (a 4-1024-1024-2 network
-/// is 4 MiB), far below what would strain a machine's memory.
-const MAX_FILE_BYTES: u64 = 1 << 30;
+/// The largest model file qnet reads: far above any network it trains (a 4-1024-1024-2
+/// network is 4 MiB), far below what would strain a machine's memory.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
 /// Writes the parameters `flat` of the network `spec` describes to `path` in the
 /// safetensors format (atomically), under the same names as the TorchScript export, as
@@ -118,7 +118,7 @@ pub struct SafetensorsModel {
 /// without qnet's metadata, or whose tensors do not match the network it describes) is an
 /// error naming the file.
 pub fn load_safetensors(path: &Path) -> Result<SafetensorsModel> {
-    let bytes = read_bounded(path)?;
+    let bytes = read_bytes(path, MAX_MODEL_BYTES)?;
     let problem = |what: String| {
         anyhow::anyhow!(
             "cannot use {} as a Q-network: {what}. It should be the model.safetensors that qnet \
@@ -148,29 +148,6 @@ pub fn load_safetensors(path: &Path) -> Result<SafetensorsModel> {
     }
     let flat = parameters(&spec, &file).map_err(|e| problem(format!("{e:#}")))?;
     Ok(SafetensorsModel { spec, flat, env })
-}
-
-fn read_bounded(path: &Path) -> Result<Vec<u8>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        bail!(
-            "{} holds {} bytes, more than the {MAX_FILE_BYTES} a qnet model file may have",
-            path.display(),
-            meta.len()
-        );
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(bytes)
 }
 
 /// The network the metadata describes: the run's validated config, and the sizes.

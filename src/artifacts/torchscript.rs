@@ -2,12 +2,12 @@
 //! --torchscript`. Loading TorchScript runs the code the archive holds, so qnet does it only
 //! when asked; [`crate::artifacts::safetensors`] reads the same network as data.
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tch::{CModule, Device, Kind, TchError, Tensor};
+
+use crate::artifacts::export::{libtorch_message, read_archive};
 
 /// A Q-network loaded from a TorchScript file and checked to map `[B, obs_dim]` float32
 /// observations to `[B, n_actions]` Q-values.
@@ -37,14 +37,15 @@ pub fn load_torchscript(
             path.display()
         )
     };
-    check_archive_file(path).map_err(problem)?;
-    let mut module = CModule::load_on_device(path, device).map_err(|e| {
-        problem(format!(
-            "libtorch cannot read it as TorchScript, so it is corrupt or not a TorchScript \
+    let archive = read_archive(path).map_err(|e| problem(format!("{e:#}")))?;
+    let mut module =
+        CModule::load_data_on_device(&mut archive.as_slice(), device).map_err(|e| {
+            problem(format!(
+                "libtorch cannot read it as TorchScript, so it is corrupt or not a TorchScript \
              module ({})",
-            torch_message(&e)
-        ))
-    })?;
+                torch_message(&e)
+            ))
+        })?;
     module.f_set_eval().map_err(|e| {
         problem(format!(
             "cannot switch it to eval mode ({})",
@@ -129,70 +130,9 @@ impl QModel {
     }
 }
 
-/// Cheap checks before handing `path` to libtorch, whose own messages for these cases are
-/// obscure: exists, is a non-empty file, is a zip archive, and is not cut short.
-fn check_archive_file(path: &Path) -> std::result::Result<(), String> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err("the file does not exist".to_owned())
-        }
-        Err(e) => return Err(format!("cannot access it ({e})")),
-    };
-    if meta.is_dir() {
-        return Err("it is a directory, not a file".to_owned());
-    }
-    let len = meta.len();
-    if len == 0 {
-        return Err("the file is empty (0 bytes)".to_owned());
-    }
-    let mut file = File::open(path).map_err(|e| format!("cannot open it ({e})"))?;
-    let mut head = Vec::with_capacity(256);
-    (&mut file)
-        .take(256)
-        .read_to_end(&mut head)
-        .map_err(|e| format!("cannot read it ({e})"))?;
-    if !head.starts_with(b"PK\x03\x04") {
-        return Err(match std::str::from_utf8(&head) {
-            Ok(text) if !text.contains('\0') => {
-                let first_line = text.lines().next().unwrap_or("").trim();
-                let shown: String = first_line.chars().take(60).collect();
-                format!("it is a text file (it begins with {shown:?}), not a TorchScript archive")
-            }
-            _ => format!("it is not a TorchScript archive (no zip header; {len} bytes)"),
-        });
-    }
-    // A zip archive ends with an end-of-central-directory record ("PK\x05\x06") within its last
-    // 22 + 65535 bytes; a file cut short during a copy or a crashed write has none.
-    let tail_len = len.min(22 + 65535);
-    let mut tail = Vec::new();
-    file.seek(SeekFrom::Start(len - tail_len))
-        .and_then(|_| file.take(tail_len).read_to_end(&mut tail))
-        .map_err(|e| format!("cannot read it ({e})"))?;
-    if !tail.windows(4).any(|w| w == b"PK\x05\x06") {
-        return Err(format!(
-            "it is truncated ({len} bytes, and the zip archive's closing directory is missing)"
-        ));
-    }
-    Ok(())
-}
-
-/// The useful part of a libtorch error: the innermost `...Error: ...` line of a TorchScript
-/// traceback, or else the first line, without the C++ backtrace.
+/// The useful part of a libtorch error.
 fn torch_message(err: &TchError) -> String {
-    let full = err.to_string();
-    let text = full.split("Exception raised from").next().unwrap_or(&full);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("Error: "))
-        .or(lines.first())
-        .map_or_else(|| full.clone(), |l| (*l).to_owned())
+    libtorch_message(&err.to_string())
 }
 
 fn is_float(kind: Kind) -> bool {

@@ -4,9 +4,9 @@
 use anyhow::Result;
 
 use super::{SolveArgs, ThroughputArgs};
-use crate::config::Config;
 use crate::many::bench::{SeedRun, SolveBench, SolveResult};
 use crate::platform::device;
+use crate::platform::read::load_config;
 use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::trainer::throughput::{self, Throughput};
@@ -123,7 +123,7 @@ fn row(s: &Summary) -> String {
 /// `qnet bench throughput`: updates/s and env steps/s of a config on a device, timed through
 /// the training loop's own code.
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
-    let cfg = Config::load(&args.config.path()?, &args.config.overrides())?;
+    let cfg = load_config(&args.config.path()?, &args.config.overrides())?;
     let placement = Placement::of(&cfg)?;
     let Throughput {
         env_steps_per_second: env_rate,

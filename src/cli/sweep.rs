@@ -4,7 +4,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
 
@@ -17,8 +16,9 @@ use crate::many::slurm::{self, ArrayOptions};
 use crate::many::sweep::{Sweep, SweepSpec};
 use crate::many::tally::Tally;
 use crate::many::worker::{self, JobOutcome};
+use crate::platform::read::read_text;
+use crate::platform::signals::StopFlag;
 use crate::run::provenance;
-use crate::run::session::stop_flag;
 
 pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
     let mut grid = args
@@ -88,7 +88,8 @@ fn plural(n: usize) -> &'static str {
 
 /// The `grid:` section of a YAML file, as `--grid` would give it.
 fn grid_file(path: &Path) -> Result<Grid> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        read_text(path).with_context(|| format!("reading the grid file {}", path.display()))?;
     let file: serde_yaml::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("{}: malformed YAML", path.display()))?;
     let bad = |what: &str| anyhow::anyhow!("{}: {what}", path.display());
@@ -231,10 +232,10 @@ pub(super) fn task(args: SweepTaskArgs) -> Result<i32> {
         args.runs_per_task as usize,
         args.task as usize,
     );
-    let stop = stop_flag()?;
+    let stop = StopFlag::install()?;
     let mut tally = Tally::default();
     for job in &sweep.jobs[range] {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_raised() {
             tally.not_run += 1;
             continue;
         }

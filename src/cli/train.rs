@@ -5,17 +5,18 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::TrainArgs;
-use crate::config::Config;
+use crate::platform::read::load_config;
+use crate::platform::signals::{StopFlag, INTERRUPTED};
 use crate::run::checkpoint::ModelFiles;
 use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::provenance;
 use crate::run::run_dir::{self, LockedRun};
-use crate::run::session::{resume_run, start_run, stop_flag, INTERRUPTED};
+use crate::run::session::{resume_run, start_run};
 use crate::run::trainer::Outcome;
 
 pub(super) fn train(args: TrainArgs) -> Result<i32> {
-    let stop = stop_flag()?;
+    let stop = StopFlag::install()?;
     let command = provenance::this_command();
     if let Some(dir) = &args.resume {
         let run = LockedRun::existing(dir, &command)?;
@@ -36,7 +37,7 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
     if let Some(seed) = args.seed {
         overrides.push(format!("seed={seed}"));
     }
-    let cfg = Config::load(&args.config.path()?, &overrides)?;
+    let cfg = load_config(&args.config.path()?, &overrides)?;
     let placement = Placement::of(&cfg)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     let run = LockedRun::lock(&dir, &command)?;

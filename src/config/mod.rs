@@ -17,9 +17,6 @@ mod tree;
 mod types;
 mod validate;
 
-use std::fs;
-use std::path::Path;
-
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
@@ -304,15 +301,9 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the YAML file at `path` (relative to the current directory), then
-    /// applies `overrides` (`"dotted.key=VALUE"`, in order) and validates.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::from_yaml_str(&text, &path.display().to_string(), overrides)
-    }
-
-    /// Like [`Config::load`] on YAML `text`; `source` names it in error messages.
+    /// The config that YAML `text` describes (merged over the defaults), with `overrides`
+    /// (`"dotted.key=VALUE"`, in order) applied, validated; `source` names the text in error
+    /// messages. `crate::platform::read::load_config` reads it from a file.
     pub fn from_yaml_str(text: &str, source: &str, overrides: &[String]) -> Result<Config> {
         let mut tree = tree::RawTree::new(Self::default_tree()?, source, text);
         tree.merge_file()?;
@@ -325,7 +316,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Every key with its value, as YAML that [`Config::load`] reads back to an equal `Config`.
+    /// Every key with its value, as YAML that [`Config::from_yaml_str`] reads back to an equal `Config`.
     pub fn to_yaml(&self) -> Result<String> {
         serde_yaml::to_string(self).context("serializing the config to YAML")
     }

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::config::Config;
 use crate::many::local::run_here;
 use crate::many::report::{GroupStats, Report};
 use crate::many::stats::{self, Bootstrap};
 use crate::many::sweep::{RunState, Sweep, SweepSpec};
 use crate::many::tally::Tally;
+use crate::platform::read::load_config;
 use crate::run::metrics::Summary;
 use crate::run::provenance::this_command;
 use crate::run::run_dir;
@@ -85,7 +85,7 @@ impl SolveBench {
     /// Expands the seeds into a locked sweep, says where (`note`), trains each seed that is
     /// not finished yet, and gathers the results.
     pub fn run(&self, note: &mut dyn FnMut(&str) -> Result<()>) -> Result<SolveResult> {
-        let base = Config::load(&self.config, &self.overrides)?;
+        let base = load_config(&self.config, &self.overrides)?;
         let Some(end) = self.first_seed.checked_add(self.seeds) else {
             bail!(
                 "--first-seed {} plus --seeds {} overflows a u64 seed",

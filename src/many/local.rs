@@ -24,8 +24,8 @@ use super::sweep::{Job, RunState, Sweep};
 use super::tally::Tally;
 use super::worker::{fail, JobOutcome, Report, Request, PARENT_PID_ENV};
 use crate::platform::files::{child_dir, open_for_append};
+use crate::platform::signals::StopFlag;
 use crate::run::progress::SweepProgress;
-use crate::run::session::stop_flag;
 
 /// One worker process and its pipes.
 struct Worker {
@@ -136,9 +136,10 @@ pub(super) fn run(
     jobs: Vec<usize>,
     workers: usize,
     retry_failed: bool,
-    stop: &AtomicBool,
+    stop: &StopFlag,
     on_report: &mut dyn FnMut(&Job, &Report) -> Result<()>,
 ) -> Result<()> {
+    let _listening = stop.listen();
     let logs = sweep.out.join("logs");
     child_dir(&sweep.out, &logs).with_context(|| format!("creating {}", logs.display()))?;
     let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
@@ -166,7 +167,7 @@ pub(super) fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if stop.load(Ordering::Relaxed) && !stopping.swap(true, Ordering::Relaxed) {
+        if stop.is_raised() && !stopping.swap(true, Ordering::Relaxed) {
             for &pid in pids
                 .lock()
                 .map_err(|_| anyhow::anyhow!("worker list poisoned"))?
@@ -243,7 +244,7 @@ pub fn run_here(sweep: &Sweep, workers: usize, retry_failed: bool, quiet: bool) 
     let total = sweep.jobs.len() as u64;
     let mut progress = SweepProgress::choose(quiet, total);
     if !queue.is_empty() {
-        let stop = stop_flag()?;
+        let stop = StopFlag::install()?;
         let queued = queue.len();
         let mut reported = 0;
         run(
@@ -268,7 +269,7 @@ pub fn run_here(sweep: &Sweep, workers: usize, retry_failed: bool, quiet: bool) 
             },
         )?;
         tally.not_run = queued - reported;
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_raised() {
             progress.line("stopped: the runs in progress saved a checkpoint");
         }
     }

@@ -18,11 +18,15 @@ use serde::{Deserialize, Serialize};
 use super::disk;
 use super::grid::{self, Grid};
 use crate::config::{clip, Config};
+use crate::platform::atomic::remove_stale_temp_files;
 use crate::platform::atomic::{remove_if_exists, write_bytes_atomic};
-use crate::platform::files::{child_dir, plain_name, remove_stale_temp_files};
+use crate::platform::files::{child_dir, plain_name};
 use crate::platform::lock::DirLock;
+use crate::platform::read::load_config;
+use crate::platform::read::read_text;
 use crate::run::metrics::{RunStatus, Summary};
 use crate::run::preflight::human;
+use crate::run::run_dir::{existing, foreign_out_error, Existing};
 
 /// File name of the expansion inside a sweep directory.
 pub const SWEEP_JSON: &str = "sweep.json";
@@ -86,7 +90,7 @@ impl Job {
 
     /// The run's resolved config.
     pub fn load_config(&self) -> Result<Config> {
-        Config::load(&self.config, &[format!("seed={}", self.seed)])
+        load_config(&self.config, &[format!("seed={}", self.seed)])
     }
 
     /// The `qnet train` command that runs this job on its own.
@@ -169,7 +173,7 @@ impl Sweep {
             let grid: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let mut overrides = spec.overrides.clone();
             overrides.extend(grid.iter().cloned());
-            let config = Config::load(&spec.config, &overrides)
+            let config = load_config(&spec.config, &overrides)
                 .with_context(|| format!("sweep setting {}", clip(&name)))?;
             settings.push(Setting { name, grid });
             configs.push(config);
@@ -200,6 +204,13 @@ impl Sweep {
     pub fn write(&self, configs: &[Config]) -> Result<()> {
         fs::create_dir_all(&self.out)
             .with_context(|| format!("creating the sweep directory {}", self.out.display()))?;
+        let json = serde_json::to_string_pretty(self)?;
+        let sweep_json = self.out.join(SWEEP_JSON);
+        if !sweep_json.exists() {
+            // First, in a new directory: a sweep stopped before it has written everything is
+            // still a sweep, which the same command continues.
+            write_bytes_atomic(&sweep_json, json.as_bytes())?;
+        }
         for (setting, config) in self.settings.iter().zip(configs) {
             let dir = self.out.join(&setting.name);
             child_dir(&self.out, &dir)
@@ -207,7 +218,7 @@ impl Sweep {
             remove_stale_temp_files(&dir)?;
             let path = dir.join("config.yaml");
             if path.exists() {
-                let existing = Config::load(&path, &[])?;
+                let existing = load_config(&path, &[])?;
                 let differing = existing.differing_keys(config)?;
                 if !differing.is_empty() {
                     bail!(
@@ -224,14 +235,13 @@ impl Sweep {
         }
         let commands: String = self.jobs.iter().map(|j| j.command() + "\n").collect();
         write_bytes_atomic(&self.out.join(JOBS_TXT), commands.as_bytes())?;
-        let json = serde_json::to_string_pretty(self)?;
-        write_bytes_atomic(&self.out.join(SWEEP_JSON), json.as_bytes())
+        write_bytes_atomic(&sweep_json, json.as_bytes())
     }
 
     /// Reads the sweep written into `out`.
     pub fn open(out: &Path) -> Result<Self> {
         let path = out.join(SWEEP_JSON);
-        let text = fs::read_to_string(&path).with_context(|| {
+        let text = read_text(&path).with_context(|| {
             format!(
                 "reading {} (is {} a sweep directory?)",
                 path.display(),
@@ -271,8 +281,20 @@ impl Sweep {
     }
 
     /// Takes the sweep directory's lock for `command` (creating the directory), so that one
-    /// process at a time writes it, and clears the temporary files an earlier kill left.
+    /// process at a time writes it, and clears the temporary files an earlier kill left. The
+    /// directory must be new or empty, or hold a sweep already (which this one continues).
     pub fn lock(&self, command: &str) -> Result<DirLock> {
+        if !self.out.join(SWEEP_JSON).is_file() {
+            match existing(&self.out)? {
+                Existing::Nothing => {}
+                Existing::Run => bail!(
+                    "{} holds a run, not a sweep: a sweep inside it would be mistaken for it. \
+                     Choose another --out (a path that does not exist yet)",
+                    self.out.display()
+                ),
+                Existing::Files => return Err(foreign_out_error(&self.out, "sweep")),
+            }
+        }
         fs::create_dir_all(&self.out)
             .with_context(|| format!("creating the sweep directory {}", self.out.display()))?;
         DirLock::acquire_and_clean(&self.out, command)
@@ -294,7 +316,7 @@ fn check_size(spec: &SweepSpec) -> Result<()> {
             .iter()
             .filter_map(|(key, values)| Some(format!("{key}={}", values.first()?))),
     );
-    let config = Config::load(&spec.config, &first).context("the sweep's first setting")?;
+    let config = load_config(&spec.config, &first).context("the sweep's first setting")?;
     let per_run = disk::run_bytes(&config);
     bail!(
         "the sweep has {runs} runs ({settings} setting{} x {seeds} seed{}), more than \
@@ -366,8 +388,8 @@ impl RunState {
     pub fn of(dir: &Path) -> Result<Self> {
         let failure = dir.join(FAILURE_JSON);
         if failure.exists() {
-            let text = fs::read_to_string(&failure)
-                .with_context(|| format!("reading {}", failure.display()))?;
+            let text =
+                read_text(&failure).with_context(|| format!("reading {}", failure.display()))?;
             return serde_json::from_str(&text)
                 .map(RunState::Failed)
                 .with_context(|| format!("{} is not a qnet failure record", failure.display()));

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::sweep::{Failure, Job, RunState, Sweep};
 use super::worker::{JobOutcome, Report};
-use crate::run::session::INTERRUPTED;
+use crate::platform::signals::INTERRUPTED;
 
 /// How a sweep's runs ended.
 #[derive(Debug, Default)]

@@ -5,8 +5,6 @@
 //! answers each with one JSON [`Report`] line on stdout, and exits at the end of its input.
 
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::many::sweep::{Failure, Job, RunState};
 use crate::platform::files::child_dir;
 use crate::platform::parent::terminate_with_parent;
+use crate::platform::signals::StopFlag;
 use crate::run::preflight::Placement;
 use crate::run::run_dir::LockedRun;
 use crate::run::session::{resume_run, start_run, AlreadyFinished};
@@ -60,7 +59,7 @@ pub struct Report {
 /// Runs `job` here, holding its directory's lock: skipped when finished (or failed, unless
 /// `retry_failed`), resumed when started, trained from step 0 otherwise. A failure is recorded
 /// in the run's directory; a run that another process holds is left untouched.
-pub fn execute(job: &Job, retry_failed: bool, stop: &AtomicBool) -> Report {
+pub fn execute(job: &Job, retry_failed: bool, stop: &StopFlag) -> Report {
     let start = Instant::now();
     let (outcome, fresh_train_seconds) = match lock(job) {
         Ok(run) => match attempt(&run, job, retry_failed, stop) {
@@ -108,7 +107,7 @@ fn attempt(
     run: &LockedRun,
     job: &Job,
     retry_failed: bool,
-    stop: &AtomicBool,
+    stop: &StopFlag,
 ) -> Result<(JobOutcome, Option<f64>)> {
     let state = RunState::of(&job.dir)?;
     let outcome = match state {
@@ -166,11 +165,7 @@ pub(super) const PARENT_PID_ENV: &str = "QNET_SWEEP_PARENT";
 /// ends, however it ends: the run in progress writes its checkpoint and the worker exits, so
 /// a killed sweep leaves no orphan training into its directories.
 pub fn serve(requests: impl BufRead, mut reports: impl Write) -> Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the stop handler")?;
-    }
+    let stop = StopFlag::install()?;
     if let Some(parent) = std::env::var_os(PARENT_PID_ENV) {
         let pid = parent
             .to_str()
@@ -184,7 +179,7 @@ pub fn serve(requests: impl BufRead, mut reports: impl Write) -> Result<()> {
         let report = execute(&request.job, request.retry_failed, &stop);
         writeln!(reports, "{}", serde_json::to_string(&report)?)?;
         reports.flush()?;
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_raised() {
             break;
         }
     }

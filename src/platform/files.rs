@@ -4,16 +4,14 @@
 //! only regular files are ever truncated or replaced.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path};
 
 use anyhow::{bail, Context, Result};
 
 use crate::config::clip;
-
-/// Ending of the temporary files of [`crate::platform::atomic`]; a kill may leave them behind,
-/// and [`remove_stale_temp_files`] clears them at the next start.
-pub const TEMP_SUFFIX: &str = ".qnet-tmp";
+use crate::platform::atomic::write_atomic;
+use crate::platform::read::describe;
 
 /// `name` if it is a plain file name (one path component: no separator, not `.` or `..`,
 /// not absolute, no NUL); `what` says where it was read, for the error.
@@ -33,27 +31,61 @@ pub fn plain_name<'a>(name: &'a str, what: &str) -> Result<&'a str> {
 }
 
 /// Opens `path` for writing without following a symbolic link, and refuses anything but a
-/// regular file (a FIFO, a device, a directory). `fresh` creates it if missing and empties
-/// it; otherwise it must exist and keeps its content. The file position is at its start.
+/// regular file (a FIFO, a device, a directory). `fresh` replaces whatever regular file is
+/// there with a new, empty one; otherwise the file must exist and keeps its content. The file
+/// position is at its start.
+///
+/// A file with other hard links (a snapshot made with `cp -al`, a backup tool's) is never
+/// changed in place, which would change the snapshot too: it is replaced by a copy of itself
+/// first, and the copy is what qnet continues.
 pub fn open_for_write(path: &Path, fresh: bool) -> Result<File> {
-    let file = open_checked(path, OpenOptions::new().write(true).create(fresh))?;
     if fresh {
-        file.set_len(0)
-            .with_context(|| format!("cannot truncate {}", path.display()))?;
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_file() => fs::remove_file(path)
+                .with_context(|| format!("cannot replace {}", path.display()))?,
+            Ok(meta) => bail!(
+                "{} is {}, not a regular file; qnet only writes regular files",
+                path.display(),
+                describe(meta.mode())
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("cannot inspect {}", path.display()))
+            }
+        }
+        // O_EXCL: whatever appeared at the name meanwhile, a link included, is not opened.
+        return open_checked(path, OpenOptions::new().write(true).create_new(true));
     }
-    Ok(file)
+    let file = open_checked(path, OpenOptions::new().read(true).write(true))?;
+    if file.metadata().map(|m| m.nlink()).unwrap_or(1) <= 1 {
+        return Ok(file);
+    }
+    write_atomic(path, |copy| {
+        std::io::copy(&mut &file, copy)
+            .map(drop)
+            .with_context(|| format!("cannot copy {}", path.display()))
+    })
+    .with_context(|| format!("{} has other hard links; copying it", path.display()))?;
+    open_checked(path, OpenOptions::new().read(true).write(true))
 }
 
 /// Opens `path` for appending (creating it if missing), as [`open_for_write`] opens files.
 pub fn open_for_append(path: &Path) -> Result<File> {
+    let existing = fs::symlink_metadata(path).is_ok();
+    if existing {
+        // Copies a hard-linked file first, as open_for_write does.
+        drop(open_for_write(path, false)?);
+    }
     open_checked(path, OpenOptions::new().append(true).create(true))
 }
 
-fn open_checked(path: &Path, options: &mut OpenOptions) -> Result<File> {
+/// Opens `path` with `options`, never through a symbolic link and without waiting (a FIFO
+/// would wait for a reader), and fails unless it is a regular file.
+pub(super) fn open_checked(path: &Path, options: &mut OpenOptions) -> Result<File> {
     // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader; it changes
     // nothing for the regular files that pass the check below.
     let file = options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|err| {
             if err.raw_os_error() == Some(libc::ELOOP) {
@@ -69,13 +101,12 @@ fn open_checked(path: &Path, options: &mut OpenOptions) -> Result<File> {
         })?;
     let kind = file
         .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .file_type();
+        .with_context(|| format!("cannot read {}", path.display()))?;
     if !kind.is_file() {
         bail!(
             "{} is {}, not a regular file; qnet only writes regular files",
             path.display(),
-            describe(kind)
+            describe(kind.mode())
         );
     }
     Ok(file)
@@ -94,7 +125,7 @@ pub fn child_dir(parent: &Path, child: &Path) -> Result<()> {
             Ok(meta) => bail!(
                 "{} is {}, not a directory; qnet only writes into real directories",
                 dir.display(),
-                describe(meta.file_type())
+                describe(meta.mode())
             ),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?
@@ -105,64 +136,6 @@ pub fn child_dir(parent: &Path, child: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Fails unless `path` is absent or a regular file (not a link, FIFO, socket, device or
-/// directory): what a rename may replace.
-pub fn check_replaceable(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => Ok(()),
-        Ok(meta) => bail!(
-            "{} exists and is {}; qnet only replaces regular files (choose another path)",
-            path.display(),
-            describe(meta.file_type())
-        ),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("cannot inspect {}", path.display())),
-    }
-}
-
-/// Removes from `dir` the temporary files that a write interrupted by a kill left behind
-/// (hidden names ending in [`TEMP_SUFFIX`], or `.NAME.tmp-PID` as qnet 0.1 named them).
-/// Call it only while holding the directory's lock, so no other process is writing them.
-pub fn remove_stale_temp_files(dir: &Path) -> Result<()> {
-    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if is_temp_name(name) && entry.file_type().is_ok_and(|t| !t.is_dir()) {
-            // Removing a link removes the link, never its target.
-            fs::remove_file(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn is_temp_name(name: &str) -> bool {
-    let old_style = name
-        .rsplit_once(".tmp-")
-        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-    name.starts_with('.') && (name.ends_with(TEMP_SUFFIX) || old_style)
-}
-
-/// A file type in words.
-fn describe(kind: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
 }
 
 #[cfg(test)]
@@ -213,34 +186,36 @@ mod tests {
             err.contains("a FIFO") || err.contains("cannot open"),
             "{err}"
         );
-        let err = format!("{:#}", check_replaceable(&fifo).expect_err("a FIFO"));
+        let err = format!("{:#}", open_for_append(&fifo).expect_err("a FIFO"));
         assert!(err.contains("a FIFO"), "{err}");
-        let err = format!("{:#}", check_replaceable(&link).expect_err("a link"));
+        let err = format!("{:#}", open_for_append(&link).expect_err("a link"));
         assert!(err.contains("symbolic link"), "{err}");
-        check_replaceable(&target)?;
-        check_replaceable(&dir.path().join("absent"))?;
         Ok(())
     }
 
     #[test]
-    fn stale_temp_files_go_and_nothing_else() -> Result<()> {
+    fn a_hard_linked_file_is_copied_before_it_changes() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        for name in [
-            ".model.pt.a1b2c3.qnet-tmp",
-            ".checkpoint.safetensors.tmp-4242",
-            "model.pt",
-            ".hidden",
-            "notes.tmp-12",
-            ".x.tmp-12a",
-        ] {
-            fs::write(dir.path().join(name), "x")?;
-        }
-        remove_stale_temp_files(dir.path())?;
-        let mut left: Vec<String> = fs::read_dir(dir.path())?
-            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_>>()?;
-        left.sort();
-        assert_eq!(left, [".hidden", ".x.tmp-12a", "model.pt", "notes.tmp-12"]);
+        let csv = dir.path().join("metrics.csv");
+        fs::write(&csv, "kind,step\ntrain,1\n")?;
+        let snapshot = dir.path().join("snapshot.csv");
+        fs::hard_link(&csv, &snapshot)?;
+        let file = open_for_write(&csv, false)?;
+        file.set_len(5)?;
+        drop(file);
+        let mut log = open_for_append(&snapshot)?;
+        std::io::Write::write_all(&mut log, b"train,2\n")?;
+        drop(log);
+        assert_eq!(fs::read_to_string(&csv)?, "kind,");
+        assert_eq!(
+            fs::read_to_string(&snapshot)?,
+            "kind,step\ntrain,1\ntrain,2\n"
+        );
+        // Fresh files are new files: the old one lives on under its other name.
+        fs::hard_link(&csv, snapshot.with_extension("bak"))?;
+        drop(open_for_write(&csv, true)?);
+        assert_eq!(fs::read_to_string(&csv)?, "");
+        assert_eq!(fs::read_to_string(snapshot.with_extension("bak"))?, "kind,");
         Ok(())
     }
 

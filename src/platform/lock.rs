@@ -1,18 +1,25 @@
-//! One process per directory: an advisory `flock(2)` on a lock file inside it.
+//! One process per directory: an advisory `flock(2)` on the directory itself and on a lock
+//! file inside it.
 //!
-//! The kernel releases the lock when its holder exits, however it exits (a SIGKILL, an out of
-//! memory kill), so a lock is never stale. The file holds the holder's PID and command line,
-//! which a second process quotes in its error. `flock` works on local file systems and on NFS
-//! (where Linux maps it onto the server's byte-range locks).
+//! The kernel releases the locks when their holder exits, however it exits (a SIGKILL, an out
+//! of memory kill), so a lock is never stale. The directory's own lock cannot be removed
+//! while it is held (deleting `.qnet.lock` does not let a second process in); the lock file
+//! holds the holder's PID and command line, which a second process quotes in its error, and
+//! is what locks where a directory cannot be locked: on NFS, Linux maps `flock` onto the
+//! server's byte-range locks, which a directory does not take, and the lock file alone
+//! keeps one process per directory there.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::platform::files::{open_for_write, remove_stale_temp_files};
+use crate::platform::atomic::remove_stale_temp_files;
+use crate::platform::files::open_checked;
+use crate::platform::read::open_regular;
 
 /// Name of the lock file inside a locked directory.
 pub const LOCK_FILE: &str = ".qnet.lock";
@@ -21,8 +28,33 @@ pub const LOCK_FILE: &str = ".qnet.lock";
 #[derive(Debug)]
 pub struct DirLock {
     dir: PathBuf,
-    // Kept open: closing the file releases the lock.
+    // Kept open: closing them releases the locks. `None` where the file system cannot lock
+    // a directory.
+    _dir_handle: Option<File>,
     _file: File,
+}
+
+/// What a non-blocking `flock` of a descriptor gave.
+enum Flock {
+    Held,
+    Busy,
+    Unsupported,
+}
+
+fn try_flock(file: &File, shown: &Path) -> Result<Flock> {
+    // SAFETY: flock(2) on a descriptor `file` owns; it touches no memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Flock::Held);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(Flock::Busy),
+        Some(libc::EBADF | libc::ENOLCK | libc::EINVAL | libc::EOPNOTSUPP) => {
+            Ok(Flock::Unsupported)
+        }
+        _ => Err(err).with_context(|| format!("cannot lock {}", shown.display())),
+    }
 }
 
 impl DirLock {
@@ -31,33 +63,26 @@ impl DirLock {
     /// it.
     pub fn acquire(dir: &Path, command: &str) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
-        if !dir.is_dir() {
+        let busy = || {
+            anyhow::anyhow!(
+                "{} is in use by another qnet process ({}); wait for it to end or stop it: \
+                 one directory takes one process at a time",
+                dir.display(),
+                holder(&path)
+            )
+        };
+        let handle = File::open(dir)
+            .ok()
+            .filter(|d| d.metadata().is_ok_and(|m| m.is_dir()));
+        let Some(handle) = handle else {
             bail!("{} is not a directory", dir.display());
-        }
-        // Created exclusively (never through a link), or already there: the lock decides.
-        match File::options().write(true).create_new(true).open(&path) {
-            Ok(_) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(err) => {
-                return Err(err)
-                    .with_context(|| format!("cannot create the lock file {}", path.display()))
-            }
-        }
-        let mut file = open_for_write(&path, false)?;
-        // SAFETY: flock(2) on a descriptor this function owns; it touches no memory.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                bail!(
-                    "{} is in use by another qnet process ({}); wait for it to end or stop it: \
-                     one directory takes one process at a time",
-                    dir.display(),
-                    holder(&path)
-                );
-            }
-            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
-        }
+        };
+        let dir_handle = match try_flock(&handle, dir)? {
+            Flock::Held => Some(handle),
+            Flock::Busy => return Err(busy()),
+            Flock::Unsupported => None,
+        };
+        let mut file = lock_file(&path, dir_handle.is_some())?.ok_or_else(busy)?;
         let record = format!("{}\n{command}\n", std::process::id());
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
@@ -65,6 +90,7 @@ impl DirLock {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            _dir_handle: dir_handle,
             _file: file,
         })
     }
@@ -83,6 +109,53 @@ impl DirLock {
     }
 }
 
+/// The lock file at `path`, created if missing and locked; `None` if another process holds
+/// it. The file locked is the one at `path` when the lock is taken (one that was removed or
+/// replaced meanwhile is let go, and the new one tried), and has no other hard links (one that
+/// has is replaced, so that writing the record changes no other file). `dir_locked`: the
+/// directory's own lock is held, so nobody else can be taking this one.
+fn lock_file(path: &Path, dir_locked: bool) -> Result<Option<File>> {
+    for _ in 0..100 {
+        // Created exclusively (never through a link), or already there.
+        match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot create the lock file {}", path.display()))
+            }
+        }
+        let file = open_checked(path, OpenOptions::new().read(true).write(true))?;
+        match try_flock(&file, path)? {
+            Flock::Held => {}
+            Flock::Busy => return Ok(None),
+            Flock::Unsupported if dir_locked => {}
+            Flock::Unsupported => bail!(
+                "cannot lock {}: its file system supports no locks, so qnet cannot make sure \
+                 that one process at a time uses the directory",
+                path.display()
+            ),
+        }
+        let locked = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let here = std::fs::symlink_metadata(path).ok();
+        let same = here.is_some_and(|h| (h.dev(), h.ino()) == (locked.dev(), locked.ino()));
+        if same && locked.nlink() == 1 {
+            return Ok(Some(file));
+        }
+        if same {
+            // Holding its lock, no qnet process uses it: a new file takes its place.
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot replace {}", path.display()))?;
+        }
+    }
+    bail!(
+        "cannot lock {}: it keeps being replaced by another process",
+        path.display()
+    )
+}
+
 /// The holder's PID and command as its lock file records them, in words.
 fn holder(path: &Path) -> String {
     let mut text = String::new();
@@ -90,7 +163,7 @@ fn holder(path: &Path) -> String {
     // holder that has only just started.
     for _ in 0..20 {
         text.clear();
-        let read = File::open(path).and_then(|f| f.take(4096).read_to_string(&mut text));
+        let read = open_regular(path).and_then(|f| Ok(f.take(4096).read_to_string(&mut text)?));
         if read.is_ok() && text.ends_with('\n') {
             break;
         }
@@ -144,6 +217,36 @@ mod tests {
         );
         assert!(err.contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read_to_string(&target)?, "precious");
+        Ok(())
+    }
+
+    #[test]
+    fn a_lock_file_removed_while_held_lets_no_second_process_in() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let first = DirLock::acquire(dir.path(), "qnet train --resume here")?;
+        std::fs::remove_file(dir.path().join(LOCK_FILE))?;
+        let err = DirLock::acquire(dir.path(), "qnet train --resume here").expect_err("held");
+        assert!(
+            err.to_string().contains("in use by another qnet process"),
+            "{err}"
+        );
+        drop(first);
+        drop(DirLock::acquire(dir.path(), "qnet sweep")?);
+        Ok(())
+    }
+
+    #[test]
+    fn a_hard_linked_lock_file_is_replaced_not_written_through() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let outside = tempfile::tempdir()?;
+        let victim = outside.path().join("victim.txt");
+        std::fs::write(&victim, "precious")?;
+        std::fs::hard_link(&victim, dir.path().join(LOCK_FILE))?;
+        let lock = DirLock::acquire(dir.path(), "qnet train")?;
+        assert_eq!(std::fs::read_to_string(&victim)?, "precious");
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE))?;
+        assert!(text.ends_with("\nqnet train\n"), "{text}");
+        drop(lock);
         Ok(())
     }
 }

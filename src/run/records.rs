@@ -89,9 +89,13 @@ impl Records {
                  TensorBoard event file name; the checkpoint was not written by qnet"
             );
         }
-        remove_other_event_files(dir, events_file)?;
+        // Everything is checked before anything changes: a refused resume leaves the records
+        // as they were.
         let csv = open_for_write(&dir.join(METRICS_CSV), false)?;
         let events = open_for_write(&dir.join(events_file), false)?;
+        check_holds(&csv, &dir.join(METRICS_CSV), at.csv_bytes)?;
+        check_holds(&events, &dir.join(events_file), at.events_bytes)?;
+        remove_other_event_files(dir, events_file)?;
         truncate(&csv, &dir.join(METRICS_CSV), at.csv_bytes)?;
         truncate(&events, &dir.join(&at.events_file), at.events_bytes)?;
         Ok(Self {
@@ -187,8 +191,8 @@ fn append(file: &mut File, path: &Path, at: u64, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Cuts `file` back to `len` bytes and positions it there.
-fn truncate(file: &File, path: &Path, len: u64) -> Result<()> {
+/// `file` holds at least the `len` bytes the checkpoint saw.
+fn check_holds(file: &File, path: &Path, len: u64) -> Result<()> {
     let actual = file
         .metadata()
         .with_context(|| format!("cannot read {}", path.display()))?
@@ -200,6 +204,11 @@ fn truncate(file: &File, path: &Path, len: u64) -> Result<()> {
             path.display()
         );
     }
+    Ok(())
+}
+
+/// Cuts `file` back to `len` bytes and positions it there.
+fn truncate(file: &File, path: &Path, len: u64) -> Result<()> {
     file.set_len(len)
         .with_context(|| format!("cannot truncate {}", path.display()))?;
     let mut handle = file;
@@ -209,14 +218,15 @@ fn truncate(file: &File, path: &Path, len: u64) -> Result<()> {
 }
 
 /// TensorBoard reads every event file of a directory: one left by an earlier attempt of
-/// this run would show its steps twice.
+/// this run would show its steps twice. Only files qnet names are removed.
 fn remove_other_event_files(dir: &Path, keep: &str) -> Result<()> {
     let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(tensorboard::FILE_PREFIX) && name != keep {
+        // Only the event files qnet names (`...<host>.qnet`): another tool's stay.
+        if name.starts_with(tensorboard::FILE_PREFIX) && name.ends_with(".qnet") && name != keep {
             fs::remove_file(entry.path())
                 .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }

@@ -2,13 +2,13 @@
 //! stop flag that Ctrl-C raises. `qnet train` and a sweep's workers both start runs here.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Procedure};
 use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::read::load_config;
+use crate::platform::signals::StopFlag;
 use crate::run::checkpoint::training::{TrainingCheckpoint, FILE_NAME};
 use crate::run::metrics::{RunStatus, Summary};
 use crate::run::preflight::Placement;
@@ -16,16 +16,13 @@ use crate::run::progress::Progress;
 use crate::run::run_dir::{holds_run, LockedRun};
 use crate::run::trainer::{check_fits, work_left, Outcome, Start, Trainer};
 
-/// Exit code after an interrupt (128 + SIGINT, as shells report it).
-pub const INTERRUPTED: i32 = 130;
-
 /// Trains `cfg` from step 0 in the locked, empty run directory `run`, for `command`.
 pub fn start_run(
     cfg: Config,
     placement: Placement,
     run: &LockedRun,
     quiet: bool,
-    stop: &AtomicBool,
+    stop: &StopFlag,
     command: String,
 ) -> Result<Outcome> {
     let dir = run.path();
@@ -80,7 +77,7 @@ pub fn resume_run(
     run: &LockedRun,
     overrides: &[String],
     quiet: bool,
-    stop: &AtomicBool,
+    stop: &StopFlag,
     note: &mut dyn FnMut(&str) -> Result<()>,
     command: String,
 ) -> Result<Outcome> {
@@ -89,9 +86,6 @@ pub fn resume_run(
     let (recorded, cfg) = resumed_config(dir, overrides)?;
     let checkpoint = checkpoint_to_resume(dir, &recorded, &cfg)?;
     let placement = Placement::of(&cfg)?;
-    if cfg != recorded {
-        write_bytes_atomic(&config_path, cfg.to_yaml()?.as_bytes())?;
-    }
     let start = match &checkpoint {
         Some(checkpoint) => {
             note(&format!("run directory: {} (resumed)", dir.display()))?;
@@ -106,8 +100,14 @@ pub fn resume_run(
         }
     };
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
+    // The new settings are recorded once the run has been rebuilt from its checkpoint: a
+    // refused resume leaves config.yaml as it was.
+    let yaml = (cfg != recorded).then(|| cfg.to_yaml()).transpose()?;
     let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop, command)
         .with_context(|| format!("resuming {}", dir.display()))?;
+    if let Some(yaml) = yaml {
+        write_bytes_atomic(&config_path, yaml.as_bytes())?;
+    }
     trainer.run()
 }
 
@@ -121,8 +121,8 @@ fn resumed_config(dir: &Path, overrides: &[String]) -> Result<(Config, Config)> 
             dir.display()
         );
     }
-    let recorded = Config::load(&config_path, &[])?;
-    let cfg = Config::load(&config_path, overrides)?;
+    let recorded = load_config(&config_path, &[])?;
+    let cfg = load_config(&config_path, overrides)?;
     let refused = fixed_keys_that_differ(&recorded, &cfg)?;
     if let Some(key) = refused.first() {
         bail!(
@@ -227,17 +227,4 @@ fn budget(cfg: &Config) -> String {
             cfg.train.tutorial.iterations
         ),
     }
-}
-
-/// A flag that SIGINT and SIGTERM raise; a second signal while it is raised exits at once.
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    use signal_hook::flag;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        flag::register_conditional_shutdown(signal, INTERRUPTED, Arc::clone(&stop))
-            .context("installing the Ctrl-C handler")?;
-        flag::register(signal, Arc::clone(&stop)).context("installing the Ctrl-C handler")?;
-    }
-    Ok(stop)
 }

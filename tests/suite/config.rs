@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use qnet::config::{
     Activation, Config, DeviceSpec, Init, Loss, Procedure, ReplayDevice, Schedule, StepCounting,
 };
+use qnet::platform::read::load_config;
 use serde_yaml::Value;
 
 fn configs_dir() -> PathBuf {
@@ -62,7 +63,7 @@ fn assert_explicit(path: &Path) {
 
 #[test]
 fn reference_yaml_is_exactly_the_defaults() {
-    let config = Config::load(&configs_dir().join("reference.yaml"), &[]).unwrap();
+    let config = load_config(&configs_dir().join("reference.yaml"), &[]).unwrap();
     assert_eq!(config, Config::default());
 }
 
@@ -92,7 +93,7 @@ fn every_config_file_validates_and_is_explicit() {
         if path.extension().and_then(|ext| ext.to_str()) != Some("yaml") {
             continue;
         }
-        let config = Config::load(&path, &[]).unwrap_or_else(|err| panic!("{err:#}"));
+        let config = load_config(&path, &[]).unwrap_or_else(|err| panic!("{err:#}"));
         assert_explicit(&path);
         let stem = path.file_stem().unwrap().to_str().unwrap();
         if stem != "reference" {
@@ -111,7 +112,7 @@ fn every_config_file_validates_and_is_explicit() {
 
 #[test]
 fn experiment_files_say_what_they_claim() {
-    let load = |name: &str| Config::load(&configs_dir().join(name), &[]).unwrap();
+    let load = |name: &str| load_config(&configs_dir().join(name), &[]).unwrap();
 
     let tutorial = load("tutorial.yaml");
     assert_eq!(tutorial.train.procedure, Procedure::Tutorial);
@@ -154,7 +155,7 @@ fn experiment_files_say_what_they_claim() {
 fn missing_file_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.yaml");
-    let err = format!("{:#}", Config::load(&path, &[]).unwrap_err());
+    let err = format!("{:#}", load_config(&path, &[]).unwrap_err());
     assert!(
         err.contains("reading config file") && err.contains("nope.yaml"),
         "{err}"
@@ -392,6 +393,6 @@ fn to_yaml_round_trips_through_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resolved.yaml");
         fs::write(&path, &yaml).unwrap();
-        assert_eq!(Config::load(&path, &[]).unwrap(), original, "{yaml}");
+        assert_eq!(load_config(&path, &[]).unwrap(), original, "{yaml}");
     }
 }

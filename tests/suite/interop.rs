@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::common::*;
-use qnet::config::Config;
 use qnet::learn::qfunction;
+use qnet::platform::read::load_config;
 use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
 use tch::{Device, Kind, Tensor};
 
@@ -34,7 +34,7 @@ fn q_values_of(
     obs_dim: i64,
 ) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
-    let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
+    let config = load_config(&run_dir.join("config.yaml"), &[]).expect("config");
     let env = qnet::env::spec(config.env.id);
     let n_actions = env.n_actions as i64;
     assert_eq!(env.obs_dim as i64, obs_dim, "states of another environment");
@@ -88,7 +88,7 @@ fn train_on_cpu(out: &Path, config: &str, seed: u64, overrides: &[&str]) {
 /// model.pt (a dueling network) computes the trainer's Q-values on `states` in PyTorch, and
 /// acting greedily in Gymnasium's own environment it averages the threshold over 100 episodes.
 fn assert_solves_in_gymnasium(run_dir: &Path, states: &[f32]) {
-    let config = Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
+    let config = load_config(&run_dir.join("config.yaml"), &[]).expect("config");
     let env = qnet::env::spec(config.env.id);
     let s = summary(run_dir);
     assert!(

@@ -11,6 +11,7 @@ mod cli_errors;
 mod common;
 mod config;
 mod export;
+mod hostile;
 mod interop;
 mod mountaincar_parity;
 mod render;

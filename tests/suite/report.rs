@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::common::*;
 use qnet::config::{Config, Procedure};
+use qnet::platform::read::load_config;
 use qnet::run::metrics::{RunStatus, Summary, CSV_HEADER};
 
 /// Final returns of two settings' runs: CartPole's heavy ties at 500, a few collapses.
@@ -253,7 +254,7 @@ fn a_never_solved_run_counts_at_its_procedures_budget_and_each_run_once() {
         fake_run(run_dir, 1e-3, seed as u64, 200.0);
         // The tutorial ignores train.total_env_steps (50,000 here) and ran its iterations.
         let path = run_dir.join("config.yaml");
-        let mut config = Config::load(&path, &[]).expect("config");
+        let mut config = load_config(&path, &[]).expect("config");
         config.train.procedure = Procedure::Tutorial;
         fs::write(&path, config.to_yaml().expect("yaml")).expect("config");
         let mut summary = Summary::read(run_dir).expect("read").expect("summary");

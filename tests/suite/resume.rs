@@ -286,7 +286,7 @@ fn resume_refuses_a_config_whose_network_changed() {
     assert!(output.status.success(), "{:?}", text(&output));
     // The network check comes before any other: edit hidden, expect it named.
     let path = out.join("config.yaml");
-    let mut config = qnet::config::Config::load(&path, &[]).expect("config.yaml loads");
+    let mut config = qnet::platform::read::load_config(&path, &[]).expect("config.yaml loads");
     config.network.hidden = vec![7, 7];
     fs::write(&path, config.to_yaml().expect("yaml")).expect("edit config.yaml");
     let output = run(qnet().args(["train", "--resume"]).arg(&out));

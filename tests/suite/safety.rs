@@ -430,15 +430,22 @@ fn a_sweep_never_writes_through_a_linked_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("sweep");
     let victim = dir.path().join("victim");
-    fs::create_dir_all(&out).expect("mkdir");
     fs::create_dir_all(&victim).expect("mkdir");
+    let sweep = || {
+        let mut command = qnet();
+        command.arg("sweep").arg("--out").arg(&out);
+        for set in SHORT {
+            command.args(["--set", set]);
+        }
+        command.args(["--seeds", "1"]);
+        command
+    };
+    // A sweep written (not run), then its setting directory replaced by a link.
+    let output = run(sweep().arg("--slurm"));
+    assert!(output.status.success(), "{:?}", text(&output));
+    fs::remove_dir_all(out.join("base")).expect("rm");
     std::os::unix::fs::symlink(&victim, out.join("base")).expect("symlink");
-    let mut command = qnet();
-    command.arg("sweep").arg("--out").arg(&out);
-    for set in SHORT {
-        command.args(["--set", set]);
-    }
-    let output = run(command.args(["--seeds", "1"]));
+    let output = run(&mut sweep());
     assert_clean_error(&output, &["not a directory", "base"]);
     assert_eq!(fs::read_dir(&victim).expect("victim").count(), 0);
 }

@@ -74,7 +74,8 @@ fn a_sweep_trains_every_setting_and_seed_and_skips_them_when_run_again() {
     for run_dir in &runs {
         let s = summary(run_dir);
         assert_eq!(s["status"], "finished", "{}", run_dir.display());
-        let config = qnet::config::Config::load(&run_dir.join("config.yaml"), &[]).expect("config");
+        let config =
+            qnet::platform::read::load_config(&run_dir.join("config.yaml"), &[]).expect("config");
         let name = run_dir
             .parent()
             .and_then(Path::file_name)

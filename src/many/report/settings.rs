@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use super::names::group_names;
 use crate::config::{Config, DeviceSpec, EnvId, ReplayDevice};
 use crate::many::sweep::RunState;
+use crate::platform::read::load_config;
 
 /// One run directory as the report reads it.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ impl Run {
     /// Reads the run in `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
         Ok(Self {
-            config: Config::load(&dir.join("config.yaml"), &[])
+            config: load_config(&dir.join("config.yaml"), &[])
                 .with_context(|| format!("reading the run {}", dir.display()))?,
             state: RunState::of(dir)?,
             dir: dir.to_path_buf(),

@@ -6,8 +6,8 @@
 //! through [`Checkpointed`]; this module knows the layout, not what the parts mean. One file,
 //! written atomically, so a kill at any instant leaves the previous checkpoint intact.
 
+use crate::platform::read::read_bytes;
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -139,7 +139,7 @@ impl TrainingCheckpoint {
 
     /// Reads a checkpoint written by [`TrainingCheckpoint::save`].
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = fs::read(path).with_context(|| {
+        let bytes = read_bytes(path, u64::MAX).with_context(|| {
             format!(
                 "reading the training checkpoint {}: a run directory gets one every \
                  checkpoint.every_seconds of training, on Ctrl-C and at the end",
@@ -228,6 +228,7 @@ fn format_of(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample() -> TrainingCheckpoint {
         let learner = Part {

@@ -18,7 +18,6 @@ pub mod throughput;
 mod tutorial;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -31,6 +30,7 @@ use state::Bookkeeping;
 
 use crate::config::{Config, Procedure};
 use crate::platform::device;
+use crate::platform::signals::StopFlag;
 use crate::run::checkpoint::training::TrainingCheckpoint;
 use crate::run::metrics::{Row, Summary};
 use crate::run::preflight::Placement;
@@ -96,7 +96,7 @@ pub struct Trainer<'a> {
     provenance: Provenance,
     run_dir: PathBuf,
     progress: &'a mut Progress,
-    stop: &'a AtomicBool,
+    stop: &'a StopFlag,
     session_start: Instant,
     seconds_before: f64,
     last_checkpoint: Instant,
@@ -114,7 +114,7 @@ impl<'a> Trainer<'a> {
         run_dir: &Path,
         start: Start<'_>,
         progress: &'a mut Progress,
-        stop: &'a AtomicBool,
+        stop: &'a StopFlag,
         command: String,
     ) -> Result<Self> {
         let device = placement.train;
@@ -155,6 +155,8 @@ impl<'a> Trainer<'a> {
     /// Runs until the budget is spent, the task is solved (with `eval.stop_when_solved`),
     /// training diverges, or a stop is requested.
     pub fn run(mut self) -> Result<Outcome> {
+        let stop = self.stop;
+        let _listening = stop.listen();
         self.session_start = Instant::now();
         self.seconds_before = self.book.train_seconds;
         self.last_checkpoint = Instant::now();
@@ -202,7 +204,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_raised()
     }
 
     /// Env steps taken so far.
