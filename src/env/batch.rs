@@ -9,9 +9,7 @@
 
 use rand::SeedableRng;
 
-use super::batched::env_seed;
-use super::cartpole::EnvRng;
-use super::dynamics::Dynamics;
+use super::dynamics::{env_seed, Dynamics, EnvRng};
 use super::single::checked_action;
 use super::EnvError;
 

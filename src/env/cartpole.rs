@@ -6,8 +6,8 @@
 //! Gymnasium's `np.array(self.state, dtype=np.float32)`.
 
 use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
 
+use super::dynamics::EnvRng;
 use super::{Dynamics, EnvError, EnvSpec, OBS_DIM};
 
 /// Gravitational acceleration (m/s^2).
@@ -49,9 +49,6 @@ pub const SPEC: EnvSpec = EnvSpec {
 
 /// Gymnasium's `4.0 / 3.0` in the pole's effective-inertia term, folded once.
 const FOUR_THIRDS: f64 = 4.0 / 3.0;
-
-/// The random number generator each env owns; seeded only from the env's seed.
-pub type EnvRng = Pcg64Mcg;
 
 /// What one step returns.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,9 +20,9 @@ use crate::config::EnvId;
 
 pub use acrobot::Acrobot;
 pub use batch::Batch;
-pub use batched::{env_seed, BatchedCartPole};
-pub use cartpole::{CartPole, CartPoleDynamics, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
-pub use dynamics::{Dynamics, EnvSpec};
+pub use batched::BatchedCartPole;
+pub use cartpole::{CartPole, CartPoleDynamics, Step, DEFAULT_MAX_EPISODE_STEPS};
+pub use dynamics::{env_seed, Dynamics, EnvRng, EnvSpec};
 pub use envs::Envs;
 pub use mountain_car::MountainCar;
 pub use single::{Outcome, Single};

@@ -3,8 +3,7 @@
 
 use rand::SeedableRng;
 
-use super::cartpole::EnvRng;
-use super::dynamics::Dynamics;
+use super::dynamics::{Dynamics, EnvRng};
 use super::EnvError;
 
 /// What one step returns besides the observation (read through [`Single::obs`]).
