@@ -17,19 +17,21 @@ use super::EnvError;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 // `Dynamics` already requires the state to be (de)serializable; `D` itself holds no data.
 #[serde(bound = "")]
+// The fields are visible to `env` for `cartpole_arrays`, which builds a batch from another
+// stored form.
 pub struct Batch<D: Dynamics> {
-    states: Vec<D::State>,
-    rngs: Vec<EnvRng>,
-    elapsed_steps: Vec<u32>,
-    max_episode_steps: u32,
-    obs: Vec<f32>,
-    final_obs: Vec<f32>,
-    rewards: Vec<f32>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
-    episode_lengths: Vec<u32>,
+    pub(super) states: Vec<D::State>,
+    pub(super) rngs: Vec<EnvRng>,
+    pub(super) elapsed_steps: Vec<u32>,
+    pub(super) max_episode_steps: u32,
+    pub(super) obs: Vec<f32>,
+    pub(super) final_obs: Vec<f32>,
+    pub(super) rewards: Vec<f32>,
+    pub(super) terminated: Vec<bool>,
+    pub(super) truncated: Vec<bool>,
+    pub(super) episode_lengths: Vec<u32>,
     // Stepping before the first `reset_all` is refused, like a single env's first step.
-    started: bool,
+    pub(super) started: bool,
 }
 
 impl<D: Dynamics> Batch<D> {

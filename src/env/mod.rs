@@ -8,6 +8,7 @@ pub mod acrobot;
 pub mod batch;
 pub mod batched;
 pub mod cartpole;
+mod cartpole_arrays;
 pub mod dynamics;
 pub mod envs;
 pub mod mountain_car;
