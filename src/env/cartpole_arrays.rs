@@ -1,14 +1,13 @@
 //! A batch of CartPoles in its struct-of-arrays form, one array per state component (`x`,
 //! `x_dot`, `theta`, `theta_dot`) beside the per-env arrays a [`Batch`] holds, as the
-//! checkpoints of qnet 0.2 store it; read into a [`Batch`] of
-//! [`CartPoleDynamics`](super::CartPoleDynamics) so that those runs resume where they stopped,
-//! on the same episodes.
+//! checkpoints of qnet 0.2 store it; read into a [`Batch`] of [`CartPole`]s so that those runs
+//! resume where they stopped, on the same episodes.
 
 use serde::de::Error as _;
 use serde::Deserialize;
 
 use super::batch::Batch;
-use super::cartpole::CartPoleDynamics;
+use super::cartpole::CartPole;
 use super::dynamics::EnvRng;
 
 /// The struct-of-arrays form, field for field.
@@ -35,7 +34,7 @@ impl CartPoleArrays {
     /// theta_dot[i]]`, everything else is carried over as it is. Errors when the four state
     /// arrays differ in length (the other arrays are checked where any batch read from a file
     /// is, by [`Batch::is_whole`]).
-    fn into_batch(self) -> Result<Batch<CartPoleDynamics>, String> {
+    fn into_batch(self) -> Result<Batch<CartPole>, String> {
         let n = self.x.len();
         let lengths = [self.x_dot.len(), self.theta.len(), self.theta_dot.len()];
         if lengths != [n; 3] {
@@ -65,7 +64,7 @@ impl CartPoleArrays {
 
 /// The batch of CartPoles `json` holds, as [`Batch`] writes it or in the struct-of-arrays
 /// form. JSON in neither form gets the error of reading it as a [`Batch`].
-pub(super) fn read(json: &str) -> serde_json::Result<Batch<CartPoleDynamics>> {
+pub(super) fn read(json: &str) -> serde_json::Result<Batch<CartPole>> {
     let batch_error = match serde_json::from_str(json) {
         Ok(batch) => return Ok(batch),
         Err(err) => err,
@@ -91,7 +90,7 @@ mod tests {
     }
 
     /// The batch the struct-of-arrays JSON was written from, stepped as it was.
-    fn same_batch_stepped_here() -> Batch<CartPoleDynamics> {
+    fn same_batch_stepped_here() -> Batch<CartPole> {
         let mut batch = Batch::new(3, 2024, 20);
         batch.reset_all();
         for t in 0..30 {

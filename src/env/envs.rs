@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use super::cartpole::CartPoleDynamics;
-use super::{cartpole_arrays, spec, Acrobot, Batch, EnvError, EnvSpec, MountainCar};
+use super::{cartpole_arrays, spec, Acrobot, Batch, CartPole, EnvError, EnvSpec, MountainCar};
 use crate::config::EnvId;
 
 /// A batch of envs of one environment.
@@ -15,7 +14,7 @@ use crate::config::EnvId;
 #[serde(untagged)]
 pub enum Envs {
     /// CartPole-v1.
-    CartPole(Batch<CartPoleDynamics>),
+    CartPole(Batch<CartPole>),
     /// Acrobot-v1.
     Acrobot(Batch<Acrobot>),
     /// MountainCar-v0.

@@ -1,7 +1,8 @@
 //! Replays Gymnasium's own CartPole-v1 trajectories (`tests/fixtures/cartpole_golden.bin`,
-//! written by `gen_cartpole_golden.py`) through `CartPole` and demands bit-exact agreement.
+//! written by `gen_cartpole_golden.py`) through `Single<CartPole>` and demands bit-exact
+//! agreement.
 
-use qnet::env::{CartPole, EnvError, DEFAULT_MAX_EPISODE_STEPS};
+use qnet::env::{CartPole, Dynamics, EnvError, Single};
 
 const FIXTURE: &[u8] = include_bytes!("../fixtures/cartpole_golden.bin");
 
@@ -35,8 +36,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Bit patterns, so that exact equality also distinguishes -0.0 from 0.0.
-fn bits(obs: [f32; 4]) -> [u32; 4] {
-    obs.map(f32::to_bits)
+fn bits(obs: &[f32]) -> Vec<u32> {
+    obs.iter().map(|v| v.to_bits()).collect()
 }
 
 #[test]
@@ -54,14 +55,14 @@ fn replays_gymnasium_trajectories_bit_exactly() {
     let n_episodes = reader.u32();
     assert!(n_episodes >= 1000, "only {n_episodes} episodes");
 
-    let mut env = CartPole::new(0);
+    let mut env = Single::<CartPole>::new(0);
     let (mut steps, mut terminations, mut truncations) = (0u64, 0u32, 0u32);
     for episode in 0..n_episodes {
         let initial_state = reader.f64s();
         let reset_obs = reader.f32s();
         assert_eq!(
             bits(env.reset_to(initial_state)),
-            bits(reset_obs),
+            bits(&reset_obs),
             "episode {episode} reset"
         );
         assert_eq!(env.state(), initial_state);
@@ -74,8 +75,8 @@ fn replays_gymnasium_trajectories_bit_exactly() {
                 .unwrap_or_else(|err| panic!("episode {episode} step {t}: {err}"));
             let at = format!("episode {episode} step {t}: {step:?}");
             assert_eq!(
-                bits(step.obs),
-                bits(expected_obs),
+                bits(env.obs()),
+                bits(&expected_obs),
                 "{at} vs {expected_obs:?}"
             );
             assert_eq!(step.terminated, flags & 2 != 0, "{at} terminated");
@@ -89,7 +90,11 @@ fn replays_gymnasium_trajectories_bit_exactly() {
                 "{at} end"
             );
             if step.truncated {
-                assert_eq!(n_steps, DEFAULT_MAX_EPISODE_STEPS, "{at} truncated early");
+                assert_eq!(
+                    n_steps,
+                    CartPole::SPEC.max_episode_steps,
+                    "{at} truncated early"
+                );
             }
             terminations += u32::from(step.terminated);
             truncations += u32::from(step.truncated);
