@@ -4,13 +4,15 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use qnet::env::{N_ACTIONS, OBS_DIM};
+use qnet::env::{CartPole, Dynamics};
 use qnet::learn::replay::{Prioritization, ReplayBuffer, Transition};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 use tch::Device;
 
 const BATCH: usize = 128;
+/// CartPole-sized rows.
+const OBS_DIM: usize = CartPole::SPEC.obs_dim;
 
 fn full_buffer(capacity: usize, prioritized: bool) -> ReplayBuffer {
     let prioritization = prioritized.then_some(Prioritization {
@@ -19,7 +21,7 @@ fn full_buffer(capacity: usize, prioritized: bool) -> ReplayBuffer {
     });
     let mut buffer = ReplayBuffer::new(
         capacity,
-        (OBS_DIM, N_ACTIONS),
+        (OBS_DIM, CartPole::SPEC.n_actions),
         Device::Cpu,
         Device::Cpu,
         prioritization,

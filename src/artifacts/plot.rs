@@ -254,6 +254,7 @@ pub fn format_steps(step: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::{CartPole, Dynamics};
 
     #[test]
     fn full_curve_has_every_series_and_labels() -> anyhow::Result<()> {
@@ -263,13 +264,7 @@ mod tests {
         let eval: Vec<(u64, f64, f64)> = (1..=10)
             .map(|i| (i * 5000, i as f64 * 48.0, 20.0))
             .collect();
-        let svg = learning_curve_svg(
-            &train,
-            &eval,
-            "DQN on CartPole-v1",
-            &crate::env::cartpole::SPEC,
-            500,
-        )?;
+        let svg = learning_curve_svg(&train, &eval, "DQN on CartPole-v1", &CartPole::SPEC, 500)?;
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("DQN on CartPole-v1"));
         for label in [
@@ -295,14 +290,14 @@ mod tests {
 
     #[test]
     fn empty_run_still_plots_axes_and_threshold() -> anyhow::Result<()> {
-        let svg = learning_curve_svg(&[], &[], "no data yet", &crate::env::cartpole::SPEC, 500)?;
+        let svg = learning_curve_svg(&[], &[], "no data yet", &CartPole::SPEC, 500)?;
         assert!(svg.contains("no data yet") && svg.contains("solved (475)"));
         assert!(!svg.contains("evaluation mean"));
         let train_only = learning_curve_svg(
             &[(10, 9.0), (30, f64::NAN)],
             &[],
             "train only",
-            &crate::env::cartpole::SPEC,
+            &CartPole::SPEC,
             500,
         )?;
         assert!(train_only.contains("training episode return") && !train_only.contains("<polygon"));

@@ -203,7 +203,7 @@ mod tests {
     use super::*;
     use crate::env::render::cartpole::{AXLE_COLOUR, POLE_COLOUR};
     use crate::env::render::{frame, Scene, BLACK, WHITE};
-    use crate::env::{Acrobot, CartPoleDynamics};
+    use crate::env::{Acrobot, CartPole};
 
     /// One Euler step of CartPole-v1's dynamics (Gymnasium's constants), only to
     /// make realistic test episodes.
@@ -226,12 +226,11 @@ mod tests {
     /// agent's, pushed into a 50 fps GIF as they are rendered.
     fn encode_balanced_episode(steps: u32) -> anyhow::Result<Vec<u8>> {
         let mut state = [0.0, 0.0, 0.05, 0.0];
-        let mut writer =
-            GifWriter::start(Vec::new(), &frame::<CartPoleDynamics>(&state, 0, 0.0), 50)?;
+        let mut writer = GifWriter::start(Vec::new(), &frame::<CartPole>(&state, 0, 0.0), 50)?;
         for t in 1..steps {
             let lean = state[2] + 0.5 * state[3] + 0.01 * state[0] + 0.05 * state[1];
             state = step(state, lean > 0.0);
-            writer.push(&frame::<CartPoleDynamics>(&state, t, f64::from(t)))?;
+            writer.push(&frame::<CartPole>(&state, t, f64::from(t)))?;
         }
         writer.finish()
     }
@@ -245,9 +244,9 @@ mod tests {
         ];
         let mut frames: Vec<Frame> = states
             .iter()
-            .map(|s| frame::<CartPoleDynamics>(s, 1, 1.0))
+            .map(|s| frame::<CartPole>(s, 1, 1.0))
             .collect();
-        frames.push(frame::<CartPoleDynamics>(&states[2], 2, 2.0)); // only the overlay changes
+        frames.push(frame::<CartPole>(&states[2], 2, 2.0)); // only the overlay changes
         frames.push(frames[3].clone()); // an unchanged frame must still take its time step
         let mut writer = GifWriter::start(Vec::new(), &frames[0], 50)?;
         for frame in &frames[1..] {
@@ -312,7 +311,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_rates_sizes_and_palettes() {
-        let cartpole = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        let cartpole = frame::<CartPole>(&[0.0; 4], 0, 0.0);
         assert!(GifWriter::start(Vec::new(), &cartpole, 0).is_err());
         assert!(GifWriter::start(Vec::new(), &cartpole, 100).is_err());
         let huge = Frame {
@@ -374,7 +373,7 @@ mod tests {
 
     #[test]
     fn off_palette_colours_map_to_the_nearest() {
-        let palette = CartPoleDynamics::PALETTE;
+        let palette = CartPole::PALETTE;
         assert_eq!(palette_index(palette, &[250, 250, 250]), 0);
         assert_eq!(palette_index(palette, &[200, 150, 100]), 2);
     }

@@ -11,8 +11,7 @@ use std::f64::consts::PI;
 
 use rand::RngExt;
 
-use super::cartpole::EnvRng;
-use super::dynamics::{Dynamics, EnvSpec};
+use super::dynamics::{Dynamics, EnvRng, EnvSpec};
 
 /// Integration time step (s).
 pub const DT: f64 = 0.2;

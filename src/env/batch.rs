@@ -9,9 +9,7 @@
 
 use rand::SeedableRng;
 
-use super::batched::env_seed;
-use super::cartpole::EnvRng;
-use super::dynamics::Dynamics;
+use super::dynamics::{env_seed, Dynamics, EnvRng};
 use super::single::checked_action;
 use super::EnvError;
 
@@ -19,19 +17,21 @@ use super::EnvError;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 // `Dynamics` already requires the state to be (de)serializable; `D` itself holds no data.
 #[serde(bound = "")]
+// The fields are visible to `env` for `cartpole_arrays`, which builds a batch from another
+// stored form.
 pub struct Batch<D: Dynamics> {
-    states: Vec<D::State>,
-    rngs: Vec<EnvRng>,
-    elapsed_steps: Vec<u32>,
-    max_episode_steps: u32,
-    obs: Vec<f32>,
-    final_obs: Vec<f32>,
-    rewards: Vec<f32>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
-    episode_lengths: Vec<u32>,
+    pub(super) states: Vec<D::State>,
+    pub(super) rngs: Vec<EnvRng>,
+    pub(super) elapsed_steps: Vec<u32>,
+    pub(super) max_episode_steps: u32,
+    pub(super) obs: Vec<f32>,
+    pub(super) final_obs: Vec<f32>,
+    pub(super) rewards: Vec<f32>,
+    pub(super) terminated: Vec<bool>,
+    pub(super) truncated: Vec<bool>,
+    pub(super) episode_lengths: Vec<u32>,
     // Stepping before the first `reset_all` is refused, like a single env's first step.
-    started: bool,
+    pub(super) started: bool,
 }
 
 impl<D: Dynamics> Batch<D> {
@@ -214,7 +214,7 @@ impl<D: Dynamics> Batch<D> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Acrobot, MountainCar, Single};
+    use super::super::{Acrobot, CartPole, MountainCar, Single};
     use super::*;
     use rand::RngExt;
 
@@ -269,6 +269,17 @@ mod tests {
     }
 
     #[test]
+    fn cartpole_batch_equals_single_envs_step_for_step() {
+        // Random pushes topple the pole in a few dozen steps; a limit of 60 cuts the longest.
+        let (terminations, truncations) =
+            batch_equals_single_envs::<CartPole>(8, 60, 3000, |rng, _| rng.random_range(0..2));
+        assert!(
+            terminations > 100 && truncations > 0,
+            "{terminations} {truncations}"
+        );
+    }
+
+    #[test]
     fn mountain_car_batch_equals_single_envs_step_for_step() {
         // Pushing along the velocity (with some noise) pumps energy and reaches the flag.
         let (terminations, truncations) =
@@ -307,10 +318,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn bad_steps_are_rejected_and_change_nothing() {
-        let mut batch = Batch::<MountainCar>::new(3, 1, 200);
-        assert_eq!(batch.step(&[0, 1, 2]), Err(EnvError::NeedsReset));
+    /// A batch of three `D` envs refuses to step before `reset_all`, and refuses a wrong
+    /// number of actions and each set of actions holding `bad` without changing anything.
+    fn refuses_bad_steps<D: Dynamics>(bad: i64) {
+        let mut batch = Batch::<D>::new(3, 1, D::SPEC.max_episode_steps);
+        assert_eq!(batch.step(&[0, 1, 0]), Err(EnvError::NeedsReset));
         batch.reset_all();
         let before = batch.clone();
         assert_eq!(
@@ -320,14 +332,13 @@ mod tests {
                 got: 2
             })
         );
-        for bad in [[0, 1, 3], [-1, 1, 0]] {
-            let action = if bad[0] < 0 { bad[0] } else { bad[2] };
+        for (actions, action) in [([0, 1, bad], bad), ([bad, 1, 0], bad), ([-1, 1, 0], -1)] {
             assert_eq!(
-                batch.step(&bad),
+                batch.step(&actions),
                 Err(EnvError::ActionOutOfRange {
-                    env: "MountainCar-v0",
+                    env: D::SPEC.id,
                     action,
-                    n_actions: 3
+                    n_actions: D::SPEC.n_actions
                 })
             );
         }
@@ -336,6 +347,12 @@ mod tests {
             assert_eq!(batch.state(i), before.state(i));
         }
         assert_eq!(batch.state(3), None);
+    }
+
+    #[test]
+    fn bad_steps_are_rejected_and_change_nothing() {
+        refuses_bad_steps::<MountainCar>(3);
+        refuses_bad_steps::<CartPole>(2);
     }
 
     #[test]

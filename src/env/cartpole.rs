@@ -1,14 +1,13 @@
-//! One CartPole-v1 environment, matching Gymnasium 1.x's
-//! `gymnasium/envs/classic_control/cartpole.py` wrapped in `TimeLimit(500)` bit for bit.
+//! CartPole-v1's dynamics, matching Gymnasium 1.x's `gymnasium/envs/classic_control/cartpole.py`
+//! bit for bit.
 //!
-//! The state is kept in `f64` and integrated with the same explicit Euler update, in the
-//! same operation order, as Gymnasium; observations are the state rounded to `f32`, as
-//! Gymnasium's `np.array(self.state, dtype=np.float32)`.
+//! The state is `[x, x_dot, theta, theta_dot]` in `f64`, integrated with the same explicit
+//! Euler update, in the same operation order, as Gymnasium; observations are the state rounded
+//! to `f32`, as Gymnasium's `np.array(self.state, dtype=np.float32)`.
 
-use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand::RngExt;
 
-use super::{Dynamics, EnvError, EnvSpec, OBS_DIM};
+use super::dynamics::{Dynamics, EnvRng, EnvSpec};
 
 /// Gravitational acceleration (m/s^2).
 pub const GRAVITY: f64 = 9.8;
@@ -34,63 +33,16 @@ pub const X_THRESHOLD: f64 = 2.4;
 pub const RESET_LOW: f64 = -0.05;
 /// Upper bound (exclusive) of each reset state component.
 pub const RESET_HIGH: f64 = 0.05;
-/// Episode length at which CartPole-v1's `TimeLimit` wrapper truncates.
-pub const DEFAULT_MAX_EPISODE_STEPS: u32 = 500;
-
-/// CartPole-v1 as Gymnasium registers it.
-pub const SPEC: EnvSpec = EnvSpec {
-    id: "CartPole-v1",
-    obs_dim: OBS_DIM,
-    n_actions: super::N_ACTIONS,
-    max_episode_steps: DEFAULT_MAX_EPISODE_STEPS,
-    reward_threshold: 475.0,
-    returns: (0.0, 500.0),
-};
 
 /// Gymnasium's `4.0 / 3.0` in the pole's effective-inertia term, folded once.
 const FOUR_THIRDS: f64 = 4.0 / 3.0;
-
-/// The random number generator each env owns; seeded only from the env's seed.
-pub type EnvRng = Pcg64Mcg;
-
-/// What one step returns.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Step {
-    /// Observation after the step (the terminal one when the episode ended).
-    pub obs: [f32; OBS_DIM],
-    /// Reward of the step: 1.0 on every step, the last included (CartPole-v1's default).
-    pub reward: f32,
-    /// The pole fell or the cart left the track: no bootstrapping past this step.
-    pub terminated: bool,
-    /// The time limit ended the episode: the learner should still bootstrap.
-    pub truncated: bool,
-}
-
-/// Checks an action and maps it to "push right?".
-#[inline]
-pub(crate) fn push_right(action: i64) -> Result<bool, EnvError> {
-    match action {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(EnvError::InvalidAction(action)),
-    }
-}
-
-/// Draws a reset state uniform in `[RESET_LOW, RESET_HIGH)^4`, in state order.
-///
-/// Uses numpy's `low + (high - low) * u` form; the numbers themselves differ from
-/// Gymnasium's because the generator does, which is why parity tests use `reset_to`.
-#[inline]
-pub(crate) fn initial_state(rng: &mut EnvRng) -> [f64; 4] {
-    std::array::from_fn(|_| RESET_LOW + (RESET_HIGH - RESET_LOW) * rng.random::<f64>())
-}
 
 /// One explicit Euler step of the cart-pole dynamics, in Gymnasium's operation order.
 ///
 /// Every product and quotient is grouped exactly as in `cartpole.py` (left to right,
 /// no fused multiply-add) so the result is bit-identical to Gymnasium's.
 #[inline(always)]
-pub(crate) fn euler_step(state: [f64; 4], push_right: bool) -> [f64; 4] {
+fn euler_step(state: [f64; 4], push_right: bool) -> [f64; 4] {
     let [x, x_dot, theta, theta_dot] = state;
     let force = if push_right { FORCE_MAG } else { -FORCE_MAG };
     let cos_theta = theta.cos();
@@ -113,191 +65,53 @@ pub(crate) fn euler_step(state: [f64; 4], push_right: bool) -> [f64; 4] {
 /// `abs` is exact and the limits are symmetric, so this equals Gymnasium's four
 /// comparisons, including for NaN states, which do not terminate there either.
 #[inline(always)]
-pub(crate) fn is_terminal(x: f64, theta: f64) -> bool {
+fn is_terminal(x: f64, theta: f64) -> bool {
     x.abs() > X_THRESHOLD || theta.abs() > THETA_THRESHOLD_RADIANS
 }
 
-/// Rounds a state to the `f32` observation Gymnasium returns.
-#[inline(always)]
-pub(crate) fn observe(state: [f64; 4]) -> [f32; OBS_DIM] {
-    state.map(|component| component as f32)
-}
-
-/// CartPole-v1's dynamics as a [`Dynamics`], the same functions [`CartPole`] and the batched
-/// envs step, for code written once for every environment (`qnet render`'s
-/// [`Single`](super::Single)); action 1 pushes right, anything else left (the caller checks
-/// actions, as [`Single`](super::Single) does).
+/// CartPole-v1: push the cart left (0) or right (1) to keep the pole upright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CartPoleDynamics;
+pub struct CartPole;
 
-impl Dynamics for CartPoleDynamics {
-    const SPEC: EnvSpec = SPEC;
+impl Dynamics for CartPole {
+    const SPEC: EnvSpec = EnvSpec {
+        id: "CartPole-v1",
+        obs_dim: 4,
+        n_actions: 2,
+        max_episode_steps: 500,
+        reward_threshold: 475.0,
+        returns: (0.0, 500.0),
+    };
 
     /// `[x, x_dot, theta, theta_dot]` (m, m/s, rad, rad/s).
     type State = [f64; 4];
 
+    /// Each component uniform in `[RESET_LOW, RESET_HIGH)`, in state order, in numpy's
+    /// `low + (high - low) * u` form; the numbers themselves differ from Gymnasium's because
+    /// the generator does, which is why parity tests start episodes from Gymnasium's states.
+    #[inline]
     fn initial_state(rng: &mut EnvRng) -> [f64; 4] {
-        initial_state(rng)
+        std::array::from_fn(|_| RESET_LOW + (RESET_HIGH - RESET_LOW) * rng.random::<f64>())
     }
 
-    /// The Euler step; the reward is 1 on every step, the last included.
+    /// The Euler step, action 1 pushing right and 0 left; the reward is 1 on every step, the
+    /// last included (CartPole-v1's default).
+    #[inline]
     fn step(state: &[f64; 4], action: usize) -> ([f64; 4], f32, bool) {
         let next = euler_step(*state, action == 1);
         (next, 1.0, is_terminal(next[0], next[2]))
     }
 
-    fn observe(state: &[f64; 4], obs: &mut [f32]) {
-        obs.copy_from_slice(&observe(*state));
-    }
-}
-
-/// One CartPole-v1 environment with its own seeded RNG and time limit.
-#[derive(Debug, Clone)]
-pub struct CartPole {
-    state: [f64; 4],
-    rng: EnvRng,
-    elapsed_steps: u32,
-    max_episode_steps: u32,
-    // True until the first reset and after every episode end, so a finished episode
-    // cannot silently run on (Gymnasium only warns).
-    needs_reset: bool,
-}
-
-impl CartPole {
-    /// A CartPole-v1 env truncating at 500 steps; call [`CartPole::reset`] before stepping.
-    pub fn new(seed: u64) -> Self {
-        Self::with_max_episode_steps(seed, DEFAULT_MAX_EPISODE_STEPS)
-    }
-
-    /// A CartPole env truncating after `max_steps` steps (0 truncates on the first step,
-    /// as Gymnasium's `elapsed >= max` check would).
-    pub fn with_max_episode_steps(seed: u64, max_steps: u32) -> Self {
-        Self {
-            state: [0.0; 4],
-            rng: EnvRng::seed_from_u64(seed),
-            elapsed_steps: 0,
-            max_episode_steps: max_steps,
-            needs_reset: true,
-        }
-    }
-
-    /// Starts a new episode from a state drawn uniformly in `[-0.05, 0.05)^4`.
-    pub fn reset(&mut self) -> [f32; OBS_DIM] {
-        let state = initial_state(&mut self.rng);
-        self.reset_to(state)
-    }
-
-    /// Starts a new episode from a given state (for parity tests); the RNG is not used.
-    pub fn reset_to(&mut self, state: [f64; 4]) -> [f32; OBS_DIM] {
-        self.state = state;
-        self.elapsed_steps = 0;
-        self.needs_reset = false;
-        observe(state)
-    }
-
-    /// The full-precision state `[x, x_dot, theta, theta_dot]` (m, m/s, rad, rad/s).
-    pub fn state(&self) -> [f64; 4] {
-        self.state
-    }
-
-    /// Steps taken since the last reset.
-    pub fn elapsed_steps(&self) -> u32 {
-        self.elapsed_steps
-    }
-
-    /// The step count at which episodes are truncated.
-    pub fn max_episode_steps(&self) -> u32 {
-        self.max_episode_steps
-    }
-
-    /// Applies `action` (0 = push left, 1 = push right) for one time step.
-    ///
-    /// Errors on an action other than 0 or 1, and on an episode that has ended (or
-    /// never started) without a reset since; the env is unchanged in both cases.
+    /// `np.array(self.state, dtype=np.float32)`.
     #[inline]
-    pub fn step(&mut self, action: i64) -> Result<Step, EnvError> {
-        let push_right = push_right(action)?;
-        if self.needs_reset {
-            return Err(EnvError::NeedsReset);
-        }
-        self.state = euler_step(self.state, push_right);
-        let terminated = is_terminal(self.state[0], self.state[2]);
-        self.elapsed_steps += 1;
-        // TimeLimit sets truncated whenever the limit is reached, even on a terminal step.
-        let truncated = self.elapsed_steps >= self.max_episode_steps;
-        self.needs_reset = terminated || truncated;
-        Ok(Step {
-            obs: observe(self.state),
-            reward: 1.0,
-            terminated,
-            truncated,
-        })
+    fn observe(state: &[f64; 4], obs: &mut [f32]) {
+        obs.copy_from_slice(&state.map(|component| component as f32));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn step_before_first_reset_is_an_error() {
-        let mut env = CartPole::new(0);
-        assert_eq!(env.step(0), Err(EnvError::NeedsReset));
-    }
-
-    #[test]
-    fn invalid_actions_are_rejected_without_changing_state() {
-        let mut env = CartPole::new(1);
-        env.reset();
-        let before = env.state();
-        for action in [-1, 2, i64::MAX] {
-            assert_eq!(env.step(action), Err(EnvError::InvalidAction(action)));
-        }
-        assert_eq!(env.state(), before);
-        assert_eq!(env.elapsed_steps(), 0);
-    }
-
-    #[test]
-    fn pushing_one_way_terminates_and_then_refuses_to_step() {
-        let mut env = CartPole::new(2);
-        env.reset();
-        let mut steps = 0;
-        loop {
-            let step = env.step(1).expect("episode is running");
-            steps += 1;
-            assert_eq!(step.reward, 1.0);
-            assert!(!step.truncated);
-            if step.terminated {
-                break;
-            }
-            assert!(steps < 100, "always pushing right must topple the pole");
-        }
-        assert_eq!(env.elapsed_steps(), steps);
-        assert_eq!(env.step(0), Err(EnvError::NeedsReset));
-        env.reset();
-        assert!(env.step(0).is_ok());
-    }
-
-    #[test]
-    fn time_limit_truncates_without_terminating() {
-        let mut env = CartPole::with_max_episode_steps(3, 5);
-        env.reset_to([0.0; 4]);
-        for i in 1..=5 {
-            // Alternating pushes keep the pole well inside its limits for five steps.
-            let step = env.step(i % 2).expect("episode is running");
-            assert!(!step.terminated);
-            assert_eq!(step.truncated, i == 5);
-        }
-        assert_eq!(env.step(0), Err(EnvError::NeedsReset));
-    }
-
-    #[test]
-    fn terminal_step_at_the_limit_sets_both_flags() {
-        let mut env = CartPole::with_max_episode_steps(4, 1);
-        env.reset_to([X_THRESHOLD, 1.0, 0.0, 0.0]);
-        let step = env.step(1).expect("episode is running");
-        assert!(step.terminated && step.truncated);
-    }
 
     #[test]
     fn euler_step_matches_hand_computed_gymnasium_values() {
@@ -313,23 +127,33 @@ mod tests {
     }
 
     #[test]
-    fn single_of_the_dynamics_steps_as_cartpole_does() {
-        let mut cartpole = CartPole::with_max_episode_steps(9, 60);
-        let mut single = super::super::Single::<CartPoleDynamics>::with_max_episode_steps(9, 60);
-        assert_eq!(&cartpole.reset()[..], single.reset());
-        for t in 0..60 {
-            let action = (t / 3) % 2;
-            let step = cartpole.step(action).expect("episode is running");
-            let outcome = single.step(action).expect("episode is running");
-            assert_eq!(cartpole.state(), single.state());
-            assert_eq!(&step.obs[..], single.obs());
-            assert_eq!(
-                (step.reward, step.terminated, step.truncated),
-                (outcome.reward, outcome.terminated, outcome.truncated)
-            );
-            if step.terminated || step.truncated {
-                break;
-            }
+    fn leaving_the_track_or_tipping_past_12_degrees_terminates() {
+        let theta_limit = THETA_THRESHOLD_RADIANS;
+        // Past the limits, either way: terminated, with the reward of the step.
+        for (state, action) in [
+            ([X_THRESHOLD - 0.01, 1.0, 0.0, 0.0], 1),
+            ([-X_THRESHOLD + 0.01, -1.0, 0.0, 0.0], 0),
+            ([0.0, 0.0, theta_limit - 0.01, 1.0], 1),
+            ([0.0, 0.0, -theta_limit + 0.01, -1.0], 0),
+        ] {
+            let (next, reward, terminated) = CartPole::step(&state, action);
+            assert!(next[0].abs() > X_THRESHOLD || next[2].abs() > theta_limit);
+            assert_eq!((reward, terminated), (1.0, true), "from {state:?}");
         }
+        // Exactly at a limit is still inside, as Gymnasium's strict comparisons have it.
+        assert!(!is_terminal(X_THRESHOLD, 0.0) && !is_terminal(-X_THRESHOLD, 0.0));
+        assert!(!is_terminal(0.0, theta_limit) && !is_terminal(0.0, -theta_limit));
+        // One unit in the last place beyond is outside.
+        let beyond = |limit: f64| f64::from_bits(limit.to_bits() + 1);
+        assert!(is_terminal(beyond(X_THRESHOLD), 0.0) && is_terminal(-beyond(X_THRESHOLD), 0.0));
+        assert!(is_terminal(0.0, beyond(theta_limit)) && is_terminal(0.0, -beyond(theta_limit)));
+    }
+
+    #[test]
+    fn observations_are_the_state_rounded_to_f32() {
+        let state = [0.1, -1.0 / 3.0, 1e-50, f64::MAX];
+        let mut obs = [0.0f32; 4];
+        CartPole::observe(&state, &mut obs);
+        assert_eq!(obs, [0.1f32, -1.0 / 3.0, 0.0, f32::INFINITY]);
     }
 }

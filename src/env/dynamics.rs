@@ -1,13 +1,28 @@
-//! What an environment is to qnet: its sizes and limits ([`EnvSpec`]) and its dynamics on a
-//! float64 state ([`Dynamics`]), step for step Gymnasium's. The batched and single envs, the
-//! learner, export and reports read everything else from these.
+//! What an environment is to qnet: its sizes and limits ([`EnvSpec`]), its dynamics on a
+//! float64 state ([`Dynamics`]), step for step Gymnasium's, and the seeded generator each env
+//! draws its resets from ([`EnvRng`], seeded in a batch by [`env_seed`]). The batched and
+//! single envs, the learner, export and reports read everything else from these.
 
 use std::fmt::Debug;
 
+use rand_pcg::Pcg64Mcg;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::cartpole::EnvRng;
+use crate::platform::rng::{splitmix64, GOLDEN_GAMMA};
+
+/// The random number generator each env owns; seeded only from the env's seed.
+pub type EnvRng = Pcg64Mcg;
+
+/// Seed of env `index` in a batch seeded with `seed`: the `index + 1`-th output of a
+/// SplitMix64 generator started at `seed`.
+///
+/// SplitMix64's finaliser mixes every input bit into every output bit, so neighbouring
+/// indices (and neighbouring batch seeds) get unrelated env seeds.
+pub fn env_seed(seed: u64, index: usize) -> u64 {
+    // The generator's state after `index` steps; `splitmix64` takes the next step.
+    splitmix64(seed.wrapping_add((index as u64).wrapping_mul(GOLDEN_GAMMA)))
+}
 
 /// An environment's sizes and limits, as Gymnasium registers it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,4 +65,21 @@ pub trait Dynamics: Debug + Clone + Send + 'static {
     fn step(state: &Self::State, action: usize) -> (Self::State, f32, bool);
     /// The observation of `state`, into `obs` (`obs_dim` floats).
     fn observe(state: &Self::State, obs: &mut [f32]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_seeds_differ_across_indices_and_batch_seeds() {
+        let mut seeds: Vec<u64> = (0..1000)
+            .flat_map(|i| [env_seed(0, i), env_seed(1, i)])
+            .collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        assert_eq!(seeds.len(), 2000);
+        // First SplitMix64 output from state 0 (reference value of the published algorithm).
+        assert_eq!(env_seed(0, 0), 0xE220_A839_7B1D_CDAF);
+    }
 }

@@ -3,18 +3,18 @@
 
 use serde::Serialize;
 
-use super::{spec, Acrobot, Batch, BatchedCartPole, EnvError, EnvSpec, MountainCar};
+use super::{cartpole_arrays, spec, Acrobot, Batch, CartPole, EnvError, EnvSpec, MountainCar};
 use crate::config::EnvId;
 
 /// A batch of envs of one environment.
 ///
-/// Stored untagged: a batch of CartPoles as [`BatchedCartPole`] alone, as it always has been.
-/// The config names the environment, and [`Envs::from_json`] reads the batch back as it.
+/// Stored untagged, as the [`Batch`] alone: the config names the environment, and
+/// [`Envs::from_json`] reads the batch back as it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Envs {
     /// CartPole-v1.
-    CartPole(BatchedCartPole),
+    CartPole(Batch<CartPole>),
     /// Acrobot-v1.
     Acrobot(Batch<Acrobot>),
     /// MountainCar-v0.
@@ -43,18 +43,17 @@ impl Envs {
         max_episode_steps: u32,
     ) -> Self {
         match id {
-            EnvId::CartPole => {
-                Envs::CartPole(BatchedCartPole::of_envs(envs, seed, max_episode_steps))
-            }
+            EnvId::CartPole => Envs::CartPole(Batch::of_envs(envs, seed, max_episode_steps)),
             EnvId::Acrobot => Envs::Acrobot(Batch::of_envs(envs, seed, max_episode_steps)),
             EnvId::MountainCar => Envs::MountainCar(Batch::of_envs(envs, seed, max_episode_steps)),
         }
     }
 
-    /// The batch of environment `id` that `json` holds (what serializing one wrote).
+    /// The batch of environment `id` that `json` holds (what serializing one wrote; for
+    /// CartPole-v1 also the struct-of-arrays form of qnet 0.2's checkpoints).
     pub fn from_json(id: EnvId, json: &str) -> serde_json::Result<Self> {
         Ok(match id {
-            EnvId::CartPole => Envs::CartPole(serde_json::from_str(json)?),
+            EnvId::CartPole => Envs::CartPole(cartpole_arrays::read(json)?),
             EnvId::Acrobot => Envs::Acrobot(serde_json::from_str(json)?),
             EnvId::MountainCar => Envs::MountainCar(serde_json::from_str(json)?),
         })

@@ -1,13 +1,14 @@
-//! The environments, each step-for-step identical to Gymnasium 1.x: CartPole-v1 as one env
-//! ([`CartPole`](crate::env::CartPole)) and N envs stepped together
-//! ([`BatchedCartPole`](crate::env::BatchedCartPole)); any [`Dynamics`](crate::env::Dynamics) (Acrobot-v1,
-//! MountainCar-v0, ...) as one env ([`Single`](crate::env::Single)) or N
-//! ([`Batch`](crate::env::Batch)).
+//! The environments, each step-for-step identical to Gymnasium 1.x: CartPole-v1
+//! ([`CartPole`](crate::env::CartPole)), Acrobot-v1 ([`Acrobot`](crate::env::Acrobot)) and
+//! MountainCar-v0 ([`MountainCar`](crate::env::MountainCar)), each a
+//! [`Dynamics`](crate::env::Dynamics), stepped as one env ([`Single`](crate::env::Single)) or N
+//! with auto-reset ([`Batch`](crate::env::Batch)); [`Envs`](crate::env::Envs) is a batch of
+//! whichever environment `env.id` names.
 
 pub mod acrobot;
 pub mod batch;
-pub mod batched;
 pub mod cartpole;
+mod cartpole_arrays;
 pub mod dynamics;
 pub mod envs;
 pub mod mountain_car;
@@ -20,23 +21,16 @@ use crate::config::EnvId;
 
 pub use acrobot::Acrobot;
 pub use batch::Batch;
-pub use batched::{env_seed, BatchedCartPole};
-pub use cartpole::{CartPole, CartPoleDynamics, EnvRng, Step, DEFAULT_MAX_EPISODE_STEPS};
-pub use dynamics::{Dynamics, EnvSpec};
+pub use cartpole::CartPole;
+pub use dynamics::{env_seed, Dynamics, EnvRng, EnvSpec};
 pub use envs::Envs;
 pub use mountain_car::MountainCar;
 pub use single::{Outcome, Single};
 
-/// Length of a CartPole observation: cart position, cart velocity, pole angle, pole angular velocity.
-pub const OBS_DIM: usize = 4;
-
-/// Number of discrete actions: 0 pushes the cart left, 1 pushes it right.
-pub const N_ACTIONS: usize = 2;
-
 /// The sizes and limits of the environment `id`.
 pub fn spec(id: EnvId) -> EnvSpec {
     match id {
-        EnvId::CartPole => cartpole::SPEC,
+        EnvId::CartPole => CartPole::SPEC,
         EnvId::Acrobot => Acrobot::SPEC,
         EnvId::MountainCar => MountainCar::SPEC,
     }
@@ -45,8 +39,6 @@ pub fn spec(id: EnvId) -> EnvSpec {
 /// Misuse of an environment by its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvError {
-    /// An action outside `0..N_ACTIONS`.
-    InvalidAction(i64),
     /// An action outside `0..n_actions` of the named environment.
     ActionOutOfRange {
         /// Gymnasium's id of the environment.
@@ -70,9 +62,6 @@ pub enum EnvError {
 impl fmt::Display for EnvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidAction(action) => {
-                write!(f, "invalid CartPole action {action}: expected 0 (left) or 1 (right)")
-            }
             Self::ActionOutOfRange {
                 env,
                 action,

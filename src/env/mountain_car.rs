@@ -7,8 +7,7 @@
 
 use rand::RngExt;
 
-use super::cartpole::EnvRng;
-use super::dynamics::{Dynamics, EnvSpec};
+use super::dynamics::{Dynamics, EnvRng, EnvSpec};
 
 /// Left end of the track, where the car meets the wall (m).
 pub const MIN_POSITION: f64 = -1.2;

@@ -3,8 +3,7 @@
 
 use rand::SeedableRng;
 
-use super::cartpole::EnvRng;
-use super::dynamics::Dynamics;
+use super::dynamics::{Dynamics, EnvRng};
 use super::EnvError;
 
 /// What one step returns besides the observation (read through [`Single::obs`]).
@@ -127,27 +126,77 @@ impl<D: Dynamics> Single<D> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Acrobot, MountainCar};
+    use super::super::{Acrobot, CartPole, MountainCar};
     use super::*;
 
-    #[test]
-    fn invalid_actions_are_refused_without_changing_state() {
-        let mut env = Single::<Acrobot>::new(1);
+    /// `D`'s env refuses to step before its first reset, and refuses each of `bad` actions
+    /// after it without changing anything.
+    fn refuses_invalid_actions<D: Dynamics>(bad: &[i64]) {
+        let mut env = Single::<D>::new(1);
         assert_eq!(env.step(0), Err(EnvError::NeedsReset));
         env.reset();
-        let before = env.state();
-        for action in [-1, 3, i64::MAX, i64::MIN] {
+        let (state, obs) = (env.state(), env.obs().to_vec());
+        for &action in bad {
             assert_eq!(
                 env.step(action),
                 Err(EnvError::ActionOutOfRange {
-                    env: "Acrobot-v1",
+                    env: D::SPEC.id,
                     action,
-                    n_actions: 3
+                    n_actions: D::SPEC.n_actions
                 })
             );
         }
-        assert_eq!(env.state(), before);
+        assert_eq!((env.state(), env.obs()), (state, &obs[..]));
         assert_eq!(env.elapsed_steps(), 0);
+    }
+
+    #[test]
+    fn invalid_actions_are_refused_without_changing_state() {
+        refuses_invalid_actions::<Acrobot>(&[-1, 3, i64::MAX, i64::MIN]);
+        refuses_invalid_actions::<CartPole>(&[-1, 2, i64::MAX, i64::MIN]);
+    }
+
+    #[test]
+    fn cartpole_pushed_one_way_terminates_and_then_refuses_to_step() {
+        let mut env = Single::<CartPole>::new(2);
+        env.reset();
+        let mut steps = 0;
+        loop {
+            let outcome = env.step(1).expect("episode is running");
+            steps += 1;
+            assert_eq!(outcome.reward, 1.0);
+            assert!(!outcome.truncated);
+            if outcome.terminated {
+                break;
+            }
+            assert!(steps < 100, "always pushing right must topple the pole");
+        }
+        assert_eq!(env.elapsed_steps(), steps);
+        assert_eq!(env.step(0), Err(EnvError::NeedsReset));
+        env.reset();
+        assert!(env.step(0).is_ok());
+    }
+
+    #[test]
+    fn a_shorter_time_limit_truncates_without_terminating() {
+        let mut env = Single::<CartPole>::with_max_episode_steps(3, 5);
+        env.reset_to([0.0; 4]);
+        for t in 1..=5 {
+            // Alternating pushes keep the pole well inside its limits for five steps.
+            let outcome = env.step(t % 2).expect("episode is running");
+            assert!(!outcome.terminated);
+            assert_eq!(outcome.truncated, t == 5);
+        }
+        assert_eq!(env.step(0), Err(EnvError::NeedsReset));
+    }
+
+    #[test]
+    fn a_terminal_step_at_the_time_limit_sets_both_flags() {
+        let mut env = Single::<CartPole>::with_max_episode_steps(4, 1);
+        env.reset_to([2.4, 1.0, 0.0, 0.0]);
+        let outcome = env.step(1).expect("episode is running");
+        assert!(outcome.terminated && outcome.truncated);
+        assert_eq!(env.step(1), Err(EnvError::NeedsReset));
     }
 
     #[test]

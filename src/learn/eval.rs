@@ -170,7 +170,10 @@ fn play_batch(policy: &dyn Policy, mut envs: Envs) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::OBS_DIM;
+    use crate::env::{Batch, CartPole, Dynamics};
+
+    /// Floats per CartPole observation.
+    const OBS_DIM: usize = CartPole::SPEC.obs_dim;
 
     /// CartPole envs seeded from `seed`, truncated after `max_episode_steps`.
     fn cartpoles(seed: u64, max_episode_steps: u32) -> EvalEnvs {
@@ -259,7 +262,7 @@ mod tests {
         let policy = Wobbly(Default::default());
         let result = evaluate(&policy, episodes, cartpoles(seed, 500))?;
         // The same episodes played with the whole batch at every step.
-        let mut envs = crate::env::BatchedCartPole::new(episodes, seed, 500);
+        let mut envs = Batch::<CartPole>::new(episodes, seed, 500);
         envs.reset_all();
         let (mut returns, mut running) = (vec![0.0; episodes], vec![true; episodes]);
         let mut actions = vec![0i64; episodes];

@@ -137,7 +137,10 @@ impl NStepWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::OBS_DIM;
+    use crate::env::{CartPole, Dynamics};
+
+    /// CartPole-sized observations.
+    const OBS_DIM: usize = CartPole::SPEC.obs_dim;
 
     /// (obs[0], reward, terminated, discount) of each transition emitted.
     type Emitted = Vec<(f32, f32, bool, f32)>;

@@ -1,16 +1,20 @@
-//! Reset distribution and seeding of `CartPole` and `BatchedCartPole`.
+//! Reset distribution and seeding of CartPole-v1, one env (`Single<CartPole>`) and batched
+//! (`Batch<CartPole>`).
 
-use qnet::env::{env_seed, BatchedCartPole, CartPole, OBS_DIM};
+use qnet::env::{env_seed, Batch, CartPole, Dynamics, Single};
+
+/// Floats per observation.
+const OBS_DIM: usize = CartPole::SPEC.obs_dim;
 
 /// Plays one episode with a fixed action pattern and returns every state visited.
 fn episode(seed: u64) -> Vec<[f64; 4]> {
-    let mut env = CartPole::new(seed);
+    let mut env = Single::<CartPole>::new(seed);
     env.reset();
     let mut states = vec![env.state()];
     for t in 0.. {
-        let step = env.step(t % 3 % 2).expect("episode is running");
+        let outcome = env.step(t % 3 % 2).expect("episode is running");
         states.push(env.state());
-        if step.terminated || step.truncated {
+        if outcome.terminated || outcome.truncated {
             break;
         }
     }
@@ -36,7 +40,7 @@ fn same_seed_same_episode_different_seed_different_episode() {
 
 #[test]
 fn successive_resets_draw_fresh_states() {
-    let mut env = CartPole::new(7);
+    let mut env = Single::<CartPole>::new(7);
     env.reset();
     let first = env.state();
     env.reset();
@@ -45,10 +49,10 @@ fn successive_resets_draw_fresh_states() {
 
 #[test]
 fn batched_envs_use_their_derived_seeds() {
-    let mut batch = BatchedCartPole::new(4, 9, 500);
+    let mut batch = Batch::<CartPole>::new(4, 9, 500);
     let obs = batch.reset_all().to_vec();
     for (i, chunk) in obs.chunks_exact(OBS_DIM).enumerate() {
-        assert_eq!(chunk, CartPole::new(env_seed(9, i)).reset());
+        assert_eq!(chunk, Single::<CartPole>::new(env_seed(9, i)).reset());
     }
     assert_ne!(obs[..OBS_DIM], obs[OBS_DIM..2 * OBS_DIM]);
 }
@@ -87,12 +91,12 @@ fn ks_distance(samples: &mut [f64]) -> f64 {
 #[test]
 fn reset_states_are_uniform_in_the_gymnasium_box() {
     const RESETS: usize = 20_000;
-    let mut env = CartPole::new(2024);
+    let mut env = Single::<CartPole>::new(2024);
     let mut components: [Vec<f64>; 4] = Default::default();
     for _ in 0..RESETS {
-        let obs = env.reset();
+        env.reset();
         let state = env.state();
-        assert_eq!(obs, state.map(|v| v as f32));
+        assert_eq!(env.obs(), state.map(|v| v as f32));
         for (samples, v) in components.iter_mut().zip(state) {
             assert!(
                 (-0.05..0.05).contains(&v),
@@ -120,7 +124,7 @@ fn reset_states_are_uniform_in_the_gymnasium_box() {
     }
     // Components must be drawn independently: their sample correlation is near zero.
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let mut env = CartPole::new(99);
+    let mut env = Single::<CartPole>::new(99);
     let pairs: Vec<[f64; 4]> = (0..RESETS)
         .map(|_| {
             env.reset();

@@ -51,6 +51,10 @@ pub struct GoldenStep<const S: usize> {
     pub before: [f64; S],
     /// The state after the step.
     pub after: [f64; S],
+    /// The step terminated the episode.
+    pub terminated: bool,
+    /// The step truncated the episode.
+    pub truncated: bool,
 }
 
 /// What a replay covered.
@@ -154,6 +158,8 @@ where
             visit(&GoldenStep {
                 before,
                 after: state,
+                terminated: outcome.terminated,
+                truncated: outcome.truncated,
             });
         }
         coverage.episodes += 1;

@@ -221,6 +221,54 @@ fn killed_and_resumed(extra: &[&str]) {
     assert_tensorboard_matches_metrics(&parts);
 }
 
+/// A CartPole run checkpointed by qnet 0.2, whose checkpoint stores the training envs as a
+/// struct of arrays, resumes with a bigger budget to the run trained that long from the start.
+/// `tests/fixtures/cartpole-run-0.2` is what qnet 0.2.0 left of `qnet train --config
+/// configs/cartpole.yaml --set device=cpu --set seed=3 --set env.n_envs=2 --set
+/// network.hidden=[8] --set replay.capacity=160 --set replay.learning_starts=100 --set
+/// replay.batch_size=16 --set eval.every=300 --set eval.episodes=2 --set eval.final_episodes=2
+/// --set eval.stop_when_solved=false --set train.total_env_steps=600`, less the files a resume
+/// writes again.
+#[test]
+fn a_cartpole_checkpoint_of_qnet_0_2_resumes_byte_identical() {
+    use qnet::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cartpole-run-0.2");
+    let loop_state = |dir: &Path| {
+        let checkpoint = TrainingCheckpoint::load(&dir.join(FILE_NAME)).expect("checkpoint");
+        checkpoint.parts[part::LOOP].state.clone()
+    };
+    assert!(
+        loop_state(&fixture).contains(r#""x_dot":["#),
+        "not the struct of arrays"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let resumed = dir.path().join("resumed");
+    fs::create_dir(&resumed).expect("run directory");
+    for entry in fs::read_dir(&fixture).expect("the fixture") {
+        let path = entry.expect("a fixture file").path();
+        let name = path.file_name().expect("a file name");
+        fs::copy(&path, resumed.join(name)).expect("copy");
+    }
+
+    let output = run(qnet()
+        .args(["train", "--quiet", "--resume"])
+        .arg(&resumed)
+        .args(["--set", "train.total_env_steps=1200"]));
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(loop_state(&resumed).contains(r#""states":[["#));
+    let direct = dir.path().join("direct");
+    let output = run(qnet()
+        .args(["train", "--quiet", "--config"])
+        .arg(fixture.join("config.yaml"))
+        .arg("--out")
+        .arg(&direct)
+        .args(["--set", "train.total_env_steps=1200"]));
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert_same_run(&direct, &resumed);
+    assert_eq!(summary(&resumed)["env_steps"], 1200);
+}
+
 /// A run killed before its first checkpoint starts again from step 0 on --resume.
 #[test]
 fn killed_before_any_checkpoint_starts_again() {

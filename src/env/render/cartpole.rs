@@ -3,7 +3,7 @@
 
 use super::draw::{rotate, to_pixel};
 use super::{Frame, Scene, BLACK, WHITE};
-use crate::env::cartpole::{CartPoleDynamics, HALF_POLE_LENGTH, X_THRESHOLD};
+use crate::env::cartpole::{CartPole, HALF_POLE_LENGTH, X_THRESHOLD};
 
 /// Pole colour, as in Gymnasium.
 pub const POLE_COLOUR: [u8; 3] = [202, 152, 101];
@@ -18,7 +18,7 @@ const CART_HEIGHT: f64 = 30.0;
 /// Height of the cart's centre line and of the track, in pixels above the bottom edge.
 const CART_Y: f64 = 100.0;
 
-impl Scene for CartPoleDynamics {
+impl Scene for CartPole {
     const WIDTH: u32 = 600;
     const HEIGHT: u32 = 400;
     const FPS: u32 = 50;
@@ -88,14 +88,14 @@ mod tests {
 
     #[test]
     fn frame_is_600_by_400_rgb() {
-        let frame = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        let frame = frame::<CartPole>(&[0.0; 4], 0, 0.0);
         assert_eq!((frame.width, frame.height), (600, 400));
         assert_eq!(frame.pixels.len(), 600 * 400 * 3);
     }
 
     #[test]
     fn background_is_white_and_track_is_black() {
-        let frame = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        let frame = frame::<CartPole>(&[0.0; 4], 0, 0.0);
         for (x, y) in [(599, 0), (0, 399), (599, 399), (300, 50), (100, 200)] {
             assert_eq!(frame.pixel(x, y), Some(WHITE), "({x}, {y})");
         }
@@ -107,13 +107,9 @@ mod tests {
 
     #[test]
     fn cart_is_centred_and_moves_right_with_x() {
-        let centre = mean_column(
-            &frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0),
-            CART_ROWS,
-            BLACK,
-        );
+        let centre = mean_column(&frame::<CartPole>(&[0.0; 4], 0, 0.0), CART_ROWS, BLACK);
         let moved = mean_column(
-            &frame::<CartPoleDynamics>(&[1.0, 0.0, 0.0, 0.0], 0, 0.0),
+            &frame::<CartPole>(&[1.0, 0.0, 0.0, 0.0], 0, 0.0),
             CART_ROWS,
             BLACK,
         );
@@ -128,13 +124,13 @@ mod tests {
 
     #[test]
     fn pole_is_upright_at_zero_and_leans_with_theta() {
-        let upright = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        let upright = frame::<CartPole>(&[0.0; 4], 0, 0.0);
         let top_row =
             (0..400).find(|&y| (0..600).any(|x| upright.pixel(x, y) == Some(POLE_COLOUR)));
         // Top edge at 100 + 7.5 + 125 - 5 = 227.5, truncated to 227, flipped to row 399 - 227.
         assert_eq!(top_row, Some(172));
         let column = |theta: f64| {
-            let frame = frame::<CartPoleDynamics>(&[0.0, 0.0, theta, 0.0], 0, 0.0);
+            let frame = frame::<CartPole>(&[0.0, 0.0, theta, 0.0], 0, 0.0);
             mean_column(&frame, 100..250, POLE_COLOUR).unwrap_or(f64::NAN)
         };
         assert!((column(0.0) - 300.0).abs() <= 1.0);
@@ -152,7 +148,7 @@ mod tests {
 
     #[test]
     fn axle_sits_on_the_cart() {
-        let frame = frame::<CartPoleDynamics>(&[0.0; 4], 0, 0.0);
+        let frame = frame::<CartPole>(&[0.0; 4], 0, 0.0);
         // Centre int(107.5) = 107 flips to row 292.
         assert_eq!(frame.pixel(300, 292), Some(AXLE_COLOUR));
         assert_eq!(frame.pixel(305, 292), Some(AXLE_COLOUR));
@@ -167,11 +163,11 @@ mod tests {
             [1e300, 0.0, -1e300, 0.0],
             [2.6, 0.0, 3.0, 0.0],
         ] {
-            let frame = frame::<CartPoleDynamics>(&state, u32::MAX, f64::INFINITY);
+            let frame = frame::<CartPole>(&state, u32::MAX, f64::INFINITY);
             assert!(frame
                 .pixels
                 .chunks_exact(3)
-                .all(|p| CartPoleDynamics::PALETTE.contains(&[p[0], p[1], p[2]])));
+                .all(|p| CartPole::PALETTE.contains(&[p[0], p[1], p[2]])));
         }
     }
 }

@@ -12,8 +12,7 @@ pub mod cartpole;
 mod draw;
 pub mod mountain_car;
 
-use super::cartpole::CartPoleDynamics;
-use super::{Acrobot, Dynamics, EnvError, MountainCar, Outcome, Single};
+use super::{Acrobot, CartPole, Dynamics, EnvError, MountainCar, Outcome, Single};
 use crate::config::EnvId;
 
 /// Background colour of every scene, as in Gymnasium.
@@ -127,9 +126,7 @@ impl<S: Scene> DrawnEnv for Single<S> {
 /// steps; call [`DrawnEnv::reset`] before stepping.
 pub fn drawn_env(id: EnvId, seed: u64, max_steps: u32) -> Box<dyn DrawnEnv> {
     match id {
-        EnvId::CartPole => Box::new(Single::<CartPoleDynamics>::with_max_episode_steps(
-            seed, max_steps,
-        )),
+        EnvId::CartPole => Box::new(Single::<CartPole>::with_max_episode_steps(seed, max_steps)),
         EnvId::Acrobot => Box::new(Single::<Acrobot>::with_max_episode_steps(seed, max_steps)),
         EnvId::MountainCar => Box::new(Single::<MountainCar>::with_max_episode_steps(
             seed, max_steps,

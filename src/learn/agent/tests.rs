@@ -1,9 +1,11 @@
 use super::*;
 use crate::config::{Config, Implementation};
-use crate::env::cartpole::SPEC as CARTPOLE;
+use crate::env::{CartPole, Dynamics};
 use crate::learn::qfunction::{self, QFunction};
 use crate::learn::replay::{Batch, RowLayout};
 
+/// CartPole-v1's sizes and limits.
+const CARTPOLE: EnvSpec = CartPole::SPEC;
 /// CartPole's rows.
 const LAYOUT: RowLayout = RowLayout::new(CARTPOLE.obs_dim);
 use tch::{Kind, Reduction};
