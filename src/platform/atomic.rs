@@ -32,8 +32,7 @@ const OLD_TEMP_SUFFIX: &str = ".qnet-tmp";
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let result = (|| {
         let (dir, name) = split(path)?;
-        let staging = Staging::new(dir)?;
-        let mut file = staging.create()?;
+        let (staging, mut file) = Staging::new(dir)?;
         write(&mut file)?;
         file.sync_all()
             .with_context(|| format!("cannot fsync the new {}", path.display()))?;
@@ -122,8 +121,11 @@ struct Staging {
 }
 
 impl Staging {
-    /// Creates a private directory in `dir` under a name nobody can predict.
-    fn new(dir: &Path) -> Result<Self> {
+    /// Creates a private directory in `dir` under a name nobody can predict, and in it the
+    /// new, empty file, as `File::create` would make it (0666 less the umask). A directory
+    /// that another process put in the place of the one just made is left alone, and another
+    /// name tried.
+    fn new(dir: &Path) -> Result<(Self, File)> {
         let dir_file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
@@ -144,22 +146,28 @@ impl Staging {
                     format!("cannot create a temporary directory in {}", dir.display())
                 });
             }
+            let Some(private) = open_private(&dir_fd, &private_name)? else {
+                continue;
+            };
             let staging = Self {
-                private: open_private(&dir_fd, &private_name, dir)?,
-                dir: dir_fd,
+                private,
+                dir: dir_fd.try_clone().context("duplicating a descriptor")?,
                 dir_path: dir.to_path_buf(),
                 private_name,
             };
-            return Ok(staging);
+            if let Some(file) = staging.create()? {
+                return Ok((staging, file));
+            }
         }
         bail!(
-            "cannot create a temporary directory in {}: every name tried exists",
+            "cannot create a temporary directory in {}: every one made was replaced or taken",
             dir.display()
         )
     }
 
-    /// The new, empty file, as `File::create` would make it (0666 less the umask).
-    fn create(&self) -> Result<File> {
+    /// The new file in the private directory; `None` if something is there already (the
+    /// directory is not the one made).
+    fn create(&self) -> Result<Option<File>> {
         // SAFETY: openat(2) with a directory descriptor we own and a NUL-terminated name; the
         // returned descriptor is checked, then owned by the File.
         let fd = unsafe {
@@ -171,7 +179,11 @@ impl Staging {
             )
         };
         if fd < 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::AlreadyExists {
+                return Ok(None);
+            }
+            return Err(err).with_context(|| {
                 format!(
                     "cannot create a temporary file in {}",
                     self.dir_path.display()
@@ -179,7 +191,7 @@ impl Staging {
             });
         }
         // SAFETY: `fd` is a new descriptor that nothing else owns.
-        Ok(unsafe { File::from_raw_fd(fd) })
+        Ok(Some(unsafe { File::from_raw_fd(fd) }))
     }
 
     /// Renames the new file over `name` in the target directory (which must be absent or a
@@ -235,9 +247,9 @@ impl Drop for Staging {
     }
 }
 
-/// Opens the directory `name` just made in `dir`, and checks that it is still ours: a
-/// directory (not a link put in its place) owned by this process's user.
-fn open_private(dir: &OwnedFd, name: &CString, shown: &Path) -> Result<OwnedFd> {
+/// Opens the directory `name` just made in `dir`, if it is still ours: a directory (not a
+/// link put in its place) owned by this process's user; `None` if it is not.
+fn open_private(dir: &OwnedFd, name: &CString) -> Result<Option<OwnedFd>> {
     // SAFETY: openat(2) with a descriptor we own and a NUL-terminated name; the result is
     // checked, then owned.
     let fd = unsafe {
@@ -248,8 +260,7 @@ fn open_private(dir: &OwnedFd, name: &CString, shown: &Path) -> Result<OwnedFd> 
         )
     };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot open a temporary directory in {}", shown.display()));
+        return Ok(None);
     }
     // SAFETY: `fd` is a new descriptor that nothing else owns.
     let private = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -258,14 +269,8 @@ fn open_private(dir: &OwnedFd, name: &CString, shown: &Path) -> Result<OwnedFd> 
         .context("inspecting a temporary directory")?;
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     let me = unsafe { libc::geteuid() };
-    if !meta.is_dir() || std::os::unix::fs::MetadataExt::uid(&meta) != me {
-        bail!(
-            "the temporary directory qnet made in {} was replaced by another user's; \
-             nothing was written",
-            shown.display()
-        );
-    }
-    Ok(private)
+    let ours = meta.is_dir() && std::os::unix::fs::MetadataExt::uid(&meta) == me;
+    Ok(ours.then_some(private))
 }
 
 /// The `st_mode` of `name` in `dir` without following a link; `None` if it is absent.
@@ -376,7 +381,7 @@ mod tests {
                 }
             });
             let path = dir.path().join("config.yaml");
-            let written = (0..300).try_for_each(|i| -> Result<()> {
+            let written = (0..100).try_for_each(|i| -> Result<()> {
                 let text = format!("write {i}\n");
                 write_bytes_atomic(&path, text.as_bytes())?;
                 assert_eq!(fs::read_to_string(&path)?, text);
