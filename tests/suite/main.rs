@@ -13,6 +13,7 @@ mod config;
 mod export;
 mod interop;
 mod mountaincar_parity;
+mod paths;
 mod render;
 mod report;
 mod resume;
