@@ -291,11 +291,11 @@ pub fn read_torchscript_metadata(path: &Path) -> Result<Option<BTreeMap<String, 
     })
 }
 
+/// `path` as libtorch takes it: its bytes, UTF-8 or not, as a C string.
 fn path_to_cstring(path: &Path) -> Result<CString> {
-    let s = path
-        .to_str()
-        .ok_or_else(|| anyhow!("path {} is not valid UTF-8", path.display()))?;
-    CString::new(s).with_context(|| format!("path {} contains a NUL byte", path.display()))
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("path {} contains a NUL byte", path.display()))
 }
 
 /// Takes ownership of an error message from the shim.

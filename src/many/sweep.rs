@@ -175,6 +175,13 @@ impl Sweep {
             configs.push(config);
         }
         let out = absolute(out)?;
+        if out.to_str().is_none() {
+            bail!(
+                "the sweep directory {} is not UTF-8, which sweep.json cannot record: choose an \
+                 --out whose name is UTF-8",
+                crate::platform::shell::quote_os(out.as_os_str())
+            );
+        }
         let jobs = settings
             .iter()
             .enumerate()

@@ -1,8 +1,10 @@
-//! Paths as careless hands give them: spaces, quotes, `%` and newlines in a sweep directory
-//! and the Slurm script that names it. Each works, or is refused with a clear error before
-//! anything is written.
+//! Paths as careless hands give them: spaces, quotes, `%`, newlines and bytes that are not
+//! UTF-8, in a run directory, a sweep directory and the Slurm script that names it. Each works,
+//! or is refused with a clear error before anything is written.
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -87,4 +89,44 @@ fn a_sweep_directory_is_quoted_in_the_slurm_script_or_refused() {
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = fs::read_to_string(&logs[0]).expect("the task's log");
     assert!(log.contains("finished"), "{log}");
+}
+
+#[test]
+fn a_run_directory_that_is_not_utf8_trains_and_a_sweep_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join(OsStr::from_bytes(b"run-\xff"));
+    let output = run(&mut train_command(&out, TINY));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let command = summary(&out)["provenance"]["command"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("the command in summary.json");
+    assert!(command.contains(r"--out $'"), "{command}");
+    assert!(command.contains(r"/run-\xff' "), "{command}");
+    assert!(out.join("model.pt").is_file());
+
+    let output = run(qnet().arg("eval").arg("--checkpoint").arg(&out).args([
+        "--episodes",
+        "2",
+        "--device",
+        "cpu",
+    ]));
+    assert!(output.status.success(), "{:?}", text(&output));
+    let output = run(qnet()
+        .arg("report")
+        .arg(&out)
+        .args(["--reps", "100", "--out"])
+        .arg(dir.path()));
+    assert!(output.status.success(), "{:?}", text(&output));
+
+    let bad = dir.path().join(OsStr::from_bytes(b"sweep-\xfe"));
+    refused_before_writing(
+        &mut sweep(&bad, &[]),
+        &bad,
+        &[
+            r"sweep-\xfe' is not UTF-8",
+            "choose an --out whose name is UTF-8",
+        ],
+    );
 }

@@ -70,7 +70,8 @@ pub struct Group {
     pub env: EnvId,
     /// Its name: the settings that tell it from the other groups of its environment.
     pub name: String,
-    /// Its run directories.
+    /// Its run directories (in report.json as text, a name that is not UTF-8 lossily).
+    #[serde(serialize_with = "render::lossy_paths")]
     pub runs: Vec<PathBuf>,
     /// Runs finished.
     pub finished: usize,

@@ -3,7 +3,7 @@
 //! report.json (everything, scores included).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -196,6 +196,15 @@ fn csv(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `paths` as JSON strings, a byte that is not UTF-8 as U+FFFD: serde refuses such a path, and
+/// report.json names runs for people to read, not to open.
+pub(super) fn lossy_paths<S: serde::Serializer>(
+    paths: &[PathBuf],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(paths.iter().map(|path| path.to_string_lossy()))
 }
 
 /// Writes report.md, report.csv and report.json into `dir`.
