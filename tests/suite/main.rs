@@ -12,6 +12,7 @@ mod common;
 mod config;
 mod export;
 mod interop;
+mod limits;
 mod mountaincar_parity;
 mod paths;
 mod render;

@@ -153,7 +153,7 @@ impl Trainer<'_> {
             is_final: false,
             result: result.clone(),
             wall_seconds: seconds,
-        });
+        })?;
         if self.best.offer(
             result.mean,
             self.algorithm.state.env_steps,
@@ -230,7 +230,7 @@ impl Trainer<'_> {
             is_final: true,
             result: result.clone(),
             wall_seconds: self.book.train_seconds,
-        });
+        })?;
         self.records.sync()?;
         self.write_learning_curve()?;
         let summary = self.summary(RunStatus::Finished, Some(&result));
