@@ -1,7 +1,8 @@
-//! Limits a batch system sets on a process (`ulimit -v`): qnet refuses with an error that names
-//! the limit, never an abort.
+//! Limits a batch system sets on a process (`ulimit -v`, `ulimit -f`): qnet refuses or stops
+//! with an error that names the limit or the file, never an abort or a silent death by signal.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -102,4 +103,32 @@ fn an_address_space_limit_is_counted_before_allocating() {
         ],
     );
     assert!(!out.exists(), "{} was created", out.display());
+}
+
+#[test]
+fn a_file_size_limit_ends_in_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let mut args = vec![
+        "train",
+        "--quiet",
+        "--out",
+        out.to_str().expect("a UTF-8 temporary directory"),
+    ];
+    for set in SHORT {
+        args.extend(["--set", set]);
+    }
+    // 200 KiB: metrics.csv fits, the checkpoint (its replay buffer) does not.
+    let output = run(&mut qnet_under_ulimit("-f", 200, &args));
+    assert_clean_error(
+        &output,
+        &[
+            &format!(
+                "failed to write {}",
+                Path::new(&out).join("checkpoint.safetensors").display()
+            ),
+            "File too large",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
 }
