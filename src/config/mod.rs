@@ -23,7 +23,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-pub use clip::clip;
+pub use clip::{clip, clip_middle};
 pub use types::{
     Activation, DeviceSpec, EnvId, Implementation, Init, Loss, OptimizerKind, Procedure,
     ReplayDevice, Schedule, StepCounting,
@@ -320,8 +320,13 @@ impl Config {
             tree.apply_override(arg)?;
         }
         let config = read::config_from_tree(&tree)?;
-        validate::check(&config)
-            .map_err(|invalid| anyhow!("{}: {}", tree.origin_of(invalid.key), invalid.message))?;
+        validate::check(&config).map_err(|invalid| {
+            anyhow!(
+                "{}: {}",
+                tree.origin_of_rule(invalid.key, invalid.also),
+                invalid.message
+            )
+        })?;
         Ok(config)
     }
 

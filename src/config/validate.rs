@@ -9,7 +9,17 @@ use super::{Config, Procedure, Schedule};
 #[derive(Debug)]
 pub(super) struct Invalid {
     pub(super) key: &'static str,
+    /// The other keys the rule reads: where one of them came from a `--set`, that override
+    /// is what the message names.
+    pub(super) also: &'static [&'static str],
     pub(super) message: String,
+}
+
+impl Invalid {
+    /// The violation with the other keys its rule reads.
+    fn with(self, also: &'static [&'static str]) -> Self {
+        Self { also, ..self }
+    }
 }
 
 /// Upper bound of layer widths and of `env.n_envs`: far beyond useful, well below overflow.
@@ -131,13 +141,15 @@ fn check_optimizer(config: &Config) -> Result<(), Invalid> {
             "optimizer.lr_end",
             optimizer.lr_end,
             "> 0 (and finite) when optimizer.lr_schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["optimizer.lr_schedule"]))?;
         require(
             optimizer.lr_decay_steps >= 1,
             "optimizer.lr_decay_steps",
             optimizer.lr_decay_steps,
             ">= 1 when optimizer.lr_schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["optimizer.lr_schedule"]))?;
     }
     if let Some(norm) = optimizer.max_grad_norm {
         require(
@@ -170,7 +182,7 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             "replay.batch_size ({}) must not exceed replay.capacity ({})",
             replay.batch_size, replay.capacity
         );
-        return Err(invalid("replay.batch_size", message));
+        return Err(invalid("replay.batch_size", message).with(&["replay.capacity"]));
     }
 
     if replay.prioritized && config.train.procedure == Procedure::Tutorial {
@@ -179,7 +191,8 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             "replay.prioritized applies to train.procedure dqn; the tutorial procedure fits \
              its memory in order"
                 .to_owned(),
-        ));
+        )
+        .with(&["train.procedure"]));
     }
     if replay.prioritized {
         for (key, value) in [
@@ -187,20 +200,23 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             ("replay.beta_start", replay.beta_start),
             ("replay.beta_end", replay.beta_end),
         ] {
-            require((0.0..=1.0).contains(&value), key, value, "in [0, 1]")?;
+            require((0.0..=1.0).contains(&value), key, value, "in [0, 1]")
+                .map_err(|i| i.with(&["replay.prioritized"]))?;
         }
         require(
             replay.beta_steps >= 1,
             "replay.beta_steps",
             replay.beta_steps,
             ">= 1",
-        )?;
+        )
+        .map_err(|i| i.with(&["replay.prioritized"]))?;
         require(
             is_positive(replay.priority_eps),
             "replay.priority_eps",
             replay.priority_eps,
             "> 0 (and finite)",
-        )?;
+        )
+        .map_err(|i| i.with(&["replay.prioritized"]))?;
     }
     Ok(())
 }
@@ -227,7 +243,8 @@ fn check_exploration(config: &Config) -> Result<(), Invalid> {
             "exploration.decay_steps",
             steps,
             ">= 1 when exploration.schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["exploration.schedule"]))?;
     }
     Ok(())
 }
@@ -327,7 +344,11 @@ fn require(ok: bool, key: &'static str, value: impl Display, rule: &str) -> Resu
 }
 
 fn invalid(key: &'static str, message: String) -> Invalid {
-    Invalid { key, message }
+    Invalid {
+        key,
+        also: &[],
+        message,
+    }
 }
 
 #[cfg(test)]

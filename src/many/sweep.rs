@@ -137,8 +137,10 @@ fn name_piece(value: &str) -> String {
 }
 
 /// The directory name of the grid point `point`: its `key=value` pairs joined by `_`
-/// (`base` without a grid), with its index appended where `settings` already use the name.
+/// (`base` without a grid), with its index appended where `settings` already use the name or
+/// where it is cut to `MAX_SETTING_NAME` characters (a file name holds at most 255 bytes).
 fn setting_name(point: &[(String, String)], settings: &[Setting]) -> String {
+    const MAX_SETTING_NAME: usize = 200;
     let mut name = point
         .iter()
         .map(|(k, v)| format!("{k}={}", name_piece(v)))
@@ -147,7 +149,11 @@ fn setting_name(point: &[(String, String)], settings: &[Setting]) -> String {
     if name.is_empty() {
         name = "base".to_owned();
     }
-    if settings.iter().any(|s| s.name == name) {
+    let cut = name.char_indices().nth(MAX_SETTING_NAME).map(|(at, _)| at);
+    if let Some(at) = cut {
+        name.truncate(at);
+    }
+    if cut.is_some() || settings.iter().any(|s| s.name == name) {
         name = format!("{name}-{}", settings.len());
     }
     name

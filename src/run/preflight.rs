@@ -161,10 +161,26 @@ impl Estimate {
     }
 }
 
+/// `network.hidden = [...]` as the message names it: a long list by its first widths and
+/// its length.
+fn hidden_key(cfg: &Config) -> String {
+    const SHOWN_LAYERS: usize = 8;
+    let hidden = &cfg.network.hidden;
+    if hidden.len() <= SHOWN_LAYERS {
+        return format!("network.hidden = {hidden:?}");
+    }
+    let first: Vec<String> = hidden[..SHOWN_LAYERS].iter().map(i64::to_string).collect();
+    format!(
+        "network.hidden = [{}, ...] ({} layers)",
+        first.join(", "),
+        hidden.len()
+    )
+}
+
 /// The network's copies, the activations of an update and of evaluation, and the envs.
 fn network_parts(cfg: &Config, network: &NetworkSize) -> Vec<Part> {
     let eval_rows = cfg.eval.episodes.max(cfg.eval.final_episodes) as u64;
-    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    let hidden = hidden_key(cfg);
     vec![
         Part {
             keys: hidden.clone(),
@@ -208,7 +224,7 @@ fn replay_parts(
         Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(row_bytes),
         Procedure::Tutorial => 0,
     };
-    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    let hidden = hidden_key(cfg);
     let capacity = format!("replay.capacity = {}", cfg.replay.capacity);
     let mut parts = vec![
         Part {

@@ -13,6 +13,7 @@ mod config;
 mod export;
 mod interop;
 mod limits;
+mod messages;
 mod mountaincar_parity;
 mod paths;
 mod render;

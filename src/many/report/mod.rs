@@ -30,6 +30,8 @@ pub use plot::LEARNING_CURVES;
 
 /// Groups compared pairwise when no baseline is named.
 const MAX_PAIRWISE_GROUPS: usize = 4;
+/// Group names a message lists.
+const MAX_NAMES_LISTED: usize = 20;
 
 /// The scores of a group's finished runs, one per run, in run order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -223,10 +225,15 @@ impl Report {
         }
         let mut names: Vec<String> = Vec::new();
         for group in &self.groups {
-            let quoted = format!("{:?}", group.name);
+            let quoted = format!("{:?}", clip(&group.name));
             if !names.contains(&quoted) {
                 names.push(quoted);
             }
+        }
+        let more = names.len().saturating_sub(MAX_NAMES_LISTED);
+        names.truncate(MAX_NAMES_LISTED);
+        if more > 0 {
+            names.push(format!("and {more} more (report.md lists them all)"));
         }
         bail!(
             "--baseline {:?} names no group with finished runs; the groups are: {}",
