@@ -136,3 +136,18 @@ fn a_rule_over_two_keys_names_the_override_that_broke_it() {
         300,
     );
 }
+
+#[test]
+fn a_full_standard_output_is_named() {
+    let Ok(full) = fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full here");
+        return;
+    };
+    let output = run(qnet()
+        .args(["eval", "--episodes", "2", "--device", "cpu"])
+        .stdout(full));
+    assert_clean_error(
+        &output,
+        &["error: writing to standard output: No space left on device"],
+    );
+}
