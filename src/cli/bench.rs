@@ -11,6 +11,26 @@ use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::trainer::throughput::{self, Throughput};
 
+/// Longest `--seconds` of `qnet bench throughput`: each of its two phases runs that long.
+const MAX_PHASE_SECONDS: f64 = 3600.0;
+
+/// `--seconds` of `qnet bench throughput`: a number of seconds above 0 and at most an hour
+/// (NaN, infinity and 1e300 are refused: a phase of them never ends, or ends at once).
+pub(super) fn phase_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not a number of seconds", crate::config::clip(text)))?;
+    if seconds > 0.0 && seconds <= MAX_PHASE_SECONDS {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most {MAX_PHASE_SECONDS} (an hour), not {}",
+            crate::config::clip(text.trim())
+        ))
+    }
+}
+
 /// `qnet bench solve`: a sweep of one setting over seeds (on `--jobs` workers, one by
 /// default so that timings do not share cores), a row per seed, and the report's statistics.
 pub(super) fn solve(args: SolveArgs) -> Result<i32> {

@@ -311,8 +311,8 @@ struct SolveArgs {
 struct ThroughputArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Seconds to time each phase.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds to time each phase (more than 0, at most 3600).
+    #[arg(long, default_value_t = 3.0, value_parser = bench::phase_seconds)]
     seconds: f64,
 }
 

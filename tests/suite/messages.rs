@@ -151,3 +151,21 @@ fn a_full_standard_output_is_named() {
         &["error: writing to standard output: No space left on device"],
     );
 }
+
+#[test]
+fn bench_seconds_outside_an_hour_are_refused() {
+    for seconds in ["0", "NaN", "inf", "1e300", "3600.5", "soon"] {
+        let output = run(qnet().args(["bench", "throughput", "--seconds", seconds]));
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{seconds}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: invalid value '{seconds}' for '--seconds")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("must be more than 0 and at most 3600")
+                || stderr.contains("is not a number of seconds"),
+            "{stderr}"
+        );
+    }
+}
