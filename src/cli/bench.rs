@@ -98,22 +98,32 @@ fn print_statistics(result: &SolveResult) -> Result<()> {
         reached = times.reached,
     );
     if let Some(stats) = &result.stats {
+        let solving = match (
+            stats.success_rate,
+            stats.steps_to_solve_iqm,
+            stats.seconds_to_solve_iqm,
+        ) {
+            (Some(success), Some(steps), Some(seconds)) => format!(
+                "success {:.0}% [{:.0}, {:.0}]; IQM steps to solve {:.0} [{:.0}, {:.0}], \
+                 seconds {:.2} [{:.2}, {:.2}]",
+                100.0 * success.point,
+                100.0 * success.lo,
+                100.0 * success.hi,
+                steps.point,
+                steps.lo,
+                steps.hi,
+                seconds.point,
+                seconds.lo,
+                seconds.hi,
+            ),
+            _ => "solved not judged (a time limit shorter than the registered one)".to_owned(),
+        };
         say!(
-            "IQM final return {:.1} [{:.1}, {:.1}]; success {:.0}% [{:.0}, {:.0}]; IQM steps to \
-             solve {:.0} [{:.0}, {:.0}], seconds {:.2} [{:.2}, {:.2}] (95% bootstrap CIs; \
-             report.md in {})",
+            "IQM final return {:.1} [{:.1}, {:.1}]; {solving} (95% bootstrap CIs; report.md in \
+             {})",
             stats.final_iqm.point,
             stats.final_iqm.lo,
             stats.final_iqm.hi,
-            100.0 * stats.success_rate.point,
-            100.0 * stats.success_rate.lo,
-            100.0 * stats.success_rate.hi,
-            stats.steps_to_solve_iqm.point,
-            stats.steps_to_solve_iqm.lo,
-            stats.steps_to_solve_iqm.hi,
-            stats.seconds_to_solve_iqm.point,
-            stats.seconds_to_solve_iqm.lo,
-            stats.seconds_to_solve_iqm.hi,
             result.out.display()
         );
     }

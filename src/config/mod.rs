@@ -75,6 +75,21 @@ impl EnvConfig {
     pub fn time_limit(&self) -> u32 {
         self.max_episode_steps.unwrap_or(self.id.time_limit())
     }
+
+    /// Why "solved" (the environment's reward threshold) is not judged under this time limit,
+    /// or `None` where it is: it is judged only at a limit at least the registered one.
+    /// Acrobot-v1 and MountainCar-v0 reward -1 a step, so under a limit shorter than the
+    /// threshold's size every policy would reach it; Gymnasium's threshold assumes its limit.
+    pub fn solved_not_judged(&self) -> Option<String> {
+        let (limit, registered) = (self.time_limit(), self.id.time_limit());
+        (limit < registered).then(|| {
+            format!(
+                "env.max_episode_steps {limit} is shorter than {}'s registered time limit of \
+                 {registered}, under which its reward threshold is set",
+                self.id
+            )
+        })
+    }
 }
 
 /// The multilayer perceptron mapping an observation to one Q-value per action.

@@ -289,6 +289,14 @@ fn check_train(config: &Config) -> Result<(), Invalid> {
 /// Evaluations and checkpoints.
 fn check_eval(config: &Config) -> Result<(), Invalid> {
     let eval = &config.eval;
+    if let (true, Some(why)) = (eval.stop_when_solved, config.env.solved_not_judged()) {
+        let message = format!(
+            "eval.stop_when_solved needs a solved verdict, and {why}: set \
+             eval.stop_when_solved: false to train under this limit (evaluations are still \
+             recorded), or env.max_episode_steps: null for the registered limit"
+        );
+        return Err(invalid("eval.stop_when_solved", message).with(&["env.max_episode_steps"]));
+    }
     require(
         (1..=MAX_EVAL_EPISODES).contains(&eval.episodes),
         "eval.episodes",
@@ -362,6 +370,40 @@ mod tests {
         let err = check(&config).expect_err("the edit should be rejected");
         assert_eq!(err.key, key, "{}", err.message);
         err.message
+    }
+
+    #[test]
+    fn stopping_when_solved_needs_the_registered_time_limit() {
+        let acrobot = |limit: Option<u32>, stop: bool| {
+            let mut config = Config::default();
+            config.env.id = crate::config::EnvId::Acrobot;
+            config.env.max_episode_steps = limit;
+            config.eval.stop_when_solved = stop;
+            config
+        };
+        let err = check(&acrobot(Some(1), true)).expect_err("a limit of 1 judges nothing");
+        assert_eq!(
+            (err.key, err.also),
+            ("eval.stop_when_solved", &["env.max_episode_steps"][..])
+        );
+        assert!(
+            err.message.starts_with(
+                "eval.stop_when_solved needs a solved verdict, and env.max_episode_steps 1 is \
+                 shorter than Acrobot-v1's registered time limit of 500"
+            ),
+            "{}",
+            err.message
+        );
+        for (limit, stop) in [
+            (Some(1), false),
+            (Some(500), true),
+            (None, true),
+            (Some(900), true),
+        ] {
+            assert!(check(&acrobot(limit, stop)).is_ok(), "{limit:?} {stop}");
+        }
+        assert!(acrobot(Some(499), false).env.solved_not_judged().is_some());
+        assert!(acrobot(Some(500), false).env.solved_not_judged().is_none());
     }
 
     #[test]

@@ -250,7 +250,7 @@ pub struct Summary {
     pub final_eval_max: Option<f64>,
     /// Episodes it played.
     pub final_eval_episodes: Option<usize>,
-    /// Its mean reached the solved threshold.
+    /// Its mean reached the solved threshold (none when solved is not judged).
     pub final_eval_solved: Option<bool>,
     /// First env step at which a periodic evaluation reached the solved threshold.
     pub solved_at_step: Option<u64>,
@@ -263,6 +263,11 @@ pub struct Summary {
     /// Training seconds at that confirmation.
     #[serde(default)]
     pub confirmed_at_seconds: Option<f64>,
+    /// Why the solved fields are null in a finished run: its time limit is shorter than the
+    /// environment's registered one (see [`crate::config::EnvConfig::solved_not_judged`]).
+    /// Absent where solved is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solved_not_judged: Option<String>,
     /// Highest mean of a periodic evaluation (the one `model_best.*` holds).
     pub best_eval_mean: Option<f64>,
     /// Env step of that evaluation.

@@ -21,6 +21,7 @@ mod report;
 mod resume;
 mod safety;
 mod sizes;
+mod solved;
 mod sweep;
 mod tensorboard;
 mod train;

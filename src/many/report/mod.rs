@@ -55,14 +55,15 @@ pub struct GroupStats {
     pub final_median: Estimate,
     /// Mean of the final return.
     pub final_mean: Estimate,
-    /// Fraction of runs whose final return reaches the solved threshold.
-    pub success_rate: Estimate,
+    /// Fraction of runs whose final return reaches the solved threshold (none where solved is
+    /// not judged: a time limit shorter than the registered one).
+    pub success_rate: Option<Estimate>,
     /// The same for their best evaluation, when every run kept one.
     pub best_eval_success_rate: Option<Estimate>,
-    /// IQM of env steps to first solve.
-    pub steps_to_solve_iqm: Estimate,
-    /// IQM of seconds to first solve.
-    pub seconds_to_solve_iqm: Estimate,
+    /// IQM of env steps to first solve (none where solved is not judged).
+    pub steps_to_solve_iqm: Option<Estimate>,
+    /// IQM of seconds to first solve (none where solved is not judged).
+    pub seconds_to_solve_iqm: Option<Estimate>,
 }
 
 /// Runs of one setting.
@@ -85,6 +86,9 @@ pub struct Group {
     pub scores: Scores,
     /// Aggregates, when some run finished.
     pub stats: Option<GroupStats>,
+    /// Why its runs are left out of success rates and steps to solve: a time limit shorter
+    /// than the environment's registered one, under which solved is not judged.
+    pub solved_not_judged: Option<String>,
     /// Periodic evaluation returns per run, for the learning curves.
     #[serde(skip)]
     curves: Vec<Vec<(u64, f64)>>,
@@ -258,6 +262,10 @@ impl Group {
     /// The group of `setting`'s runs, its success rates counted against `threshold`.
     fn build(setting: Setting<'_>, threshold: f64, bootstrap: &Bootstrap) -> Result<Self> {
         let Setting { env, name, runs } = setting;
+        // A group's runs share their config but for the seed: one time limit.
+        let solved_not_judged = runs
+            .iter()
+            .find_map(|run| run.config.env.solved_not_judged());
         let mut group = Group {
             env,
             name,
@@ -267,6 +275,7 @@ impl Group {
             unfinished: 0,
             scores: Scores::default(),
             stats: None,
+            solved_not_judged,
             curves: Vec::new(),
         };
         let mut all_kept_best = true;
@@ -281,11 +290,12 @@ impl Group {
             }
         }
         if group.finished > 0 {
+            let judged = group.solved_not_judged.is_none().then_some(threshold);
             group.stats = Some(GroupStats::of(
                 &group.scores,
                 all_kept_best,
                 bootstrap,
-                threshold,
+                judged,
             )?);
         }
         Ok(group)
@@ -330,22 +340,33 @@ impl Group {
 
 impl GroupStats {
     /// The aggregates of a group's `scores`, with the success rate of their best evaluations
-    /// only when every run kept one (`all_kept_best`).
-    fn of(s: &Scores, all_kept_best: bool, bootstrap: &Bootstrap, threshold: f64) -> Result<Self> {
+    /// only when every run kept one (`all_kept_best`), and success rates and steps to solve
+    /// only where solved is judged (`threshold`, `None` where it is not).
+    fn of(
+        s: &Scores,
+        all_kept_best: bool,
+        bootstrap: &Bootstrap,
+        threshold: Option<f64>,
+    ) -> Result<Self> {
         let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
-        let success = Statistic::SuccessRate { threshold };
+        let judged = |scores: &[f64], statistic: &dyn Fn(f64) -> Statistic| {
+            threshold
+                .map(|threshold| ci(scores, statistic(threshold)))
+                .transpose()
+        };
+        let success = |threshold| Statistic::SuccessRate { threshold };
         Ok(GroupStats {
             final_iqm: ci(&s.final_return, Statistic::Iqm)?,
             final_median: ci(&s.final_return, Statistic::Median)?,
             final_mean: ci(&s.final_return, Statistic::Mean)?,
-            success_rate: ci(&s.final_return, success)?,
+            success_rate: judged(&s.final_return, &success)?,
             best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
-                Some(ci(&s.best_eval, success)?)
+                judged(&s.best_eval, &success)?
             } else {
                 None
             },
-            steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
-            seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
+            steps_to_solve_iqm: judged(&s.steps_to_solve, &|_| Statistic::Iqm)?,
+            seconds_to_solve_iqm: judged(&s.seconds_to_solve, &|_| Statistic::Iqm)?,
         })
     }
 }
