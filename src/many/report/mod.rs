@@ -12,6 +12,7 @@ mod find;
 mod names;
 mod plot;
 mod render;
+mod scores;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -19,52 +20,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::config::{clip, Config, EnvId, Procedure};
-use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
+use crate::config::{clip, EnvId};
+use crate::many::stats::{self, Bootstrap, Estimate};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
 use find::find_runs;
+use scores::step_budget;
 use settings::{settings, Run, Setting};
 
 pub use plot::LEARNING_CURVES;
+pub use scores::{GroupStats, Scores};
 
 /// Groups compared pairwise when no baseline is named.
 const MAX_PAIRWISE_GROUPS: usize = 4;
 /// Group names a message lists.
 const MAX_NAMES_LISTED: usize = 20;
-
-/// The scores of a group's finished runs, one per run, in run order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Scores {
-    /// Final greedy return.
-    pub final_return: Vec<f64>,
-    /// Best periodic evaluation (runs that kept one).
-    pub best_eval: Vec<f64>,
-    /// Env steps to the first solved evaluation, the budget when never solved.
-    pub steps_to_solve: Vec<f64>,
-    /// Training seconds to it, the whole training time when never solved.
-    pub seconds_to_solve: Vec<f64>,
-}
-
-/// A group's aggregates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupStats {
-    /// IQM of the final return.
-    pub final_iqm: Estimate,
-    /// Median of the final return.
-    pub final_median: Estimate,
-    /// Mean of the final return.
-    pub final_mean: Estimate,
-    /// Fraction of runs whose final return reaches the solved threshold (none where solved is
-    /// not judged: a time limit shorter than the registered one).
-    pub success_rate: Option<Estimate>,
-    /// The same for their best evaluation, when every run kept one.
-    pub best_eval_success_rate: Option<Estimate>,
-    /// IQM of env steps to first solve (none where solved is not judged).
-    pub steps_to_solve_iqm: Option<Estimate>,
-    /// IQM of seconds to first solve (none where solved is not judged).
-    pub seconds_to_solve_iqm: Option<Estimate>,
-}
 
 /// Runs of one setting.
 #[derive(Debug, Clone, Serialize)]
@@ -338,39 +308,6 @@ impl Group {
     }
 }
 
-impl GroupStats {
-    /// The aggregates of a group's `scores`, with the success rate of their best evaluations
-    /// only when every run kept one (`all_kept_best`), and success rates and steps to solve
-    /// only where solved is judged (`threshold`, `None` where it is not).
-    fn of(
-        s: &Scores,
-        all_kept_best: bool,
-        bootstrap: &Bootstrap,
-        threshold: Option<f64>,
-    ) -> Result<Self> {
-        let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
-        let judged = |scores: &[f64], statistic: &dyn Fn(f64) -> Statistic| {
-            threshold
-                .map(|threshold| ci(scores, statistic(threshold)))
-                .transpose()
-        };
-        let success = |threshold| Statistic::SuccessRate { threshold };
-        Ok(GroupStats {
-            final_iqm: ci(&s.final_return, Statistic::Iqm)?,
-            final_median: ci(&s.final_return, Statistic::Median)?,
-            final_mean: ci(&s.final_return, Statistic::Mean)?,
-            success_rate: judged(&s.final_return, &success)?,
-            best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
-                judged(&s.best_eval, &success)?
-            } else {
-                None
-            },
-            steps_to_solve_iqm: judged(&s.steps_to_solve, &|_| Statistic::Iqm)?,
-            seconds_to_solve_iqm: judged(&s.seconds_to_solve, &|_| Statistic::Iqm)?,
-        })
-    }
-}
-
 /// The pairs of `scored` groups (of one environment) to compare: each against the one named
 /// `baseline` (none when it has no such group), or every pair when there are few groups.
 fn pairs<'g>(scored: &[&'g Group], baseline: Option<&str>) -> Vec<(&'g Group, &'g Group)> {
@@ -392,20 +329,10 @@ fn pairs<'g>(scored: &[&'g Group], baseline: Option<&str>) -> Vec<(&'g Group, &'
     }
 }
 
-/// The env steps a run that never solved counts at: the budget its procedure trained to.
-/// `dqn` stops at `train.total_env_steps` (its last vector step may pass it); `tutorial`
-/// ignores that key and runs `train.tutorial.iterations`, so its budget is the steps it
-/// took.
-fn step_budget(config: &Config, summary: &Summary) -> u64 {
-    match config.train.procedure {
-        Procedure::Dqn => config.train.total_env_steps.max(summary.env_steps),
-        Procedure::Tutorial => summary.env_steps,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     /// An environment's plot range covers the longest time limit among its runs, and only its
     /// own runs count.
