@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Past a file-size limit (`ulimit -f`, which batch systems set) the kernel sends SIGXFSZ,
+    // whose default action kills the process without a word. Ignored, the write fails with
+    // EFBIG instead, and the error names the file.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread is started, runs
+    // no handler code and touches no memory of this program.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let cli = qnet::cli::Cli::parse();
     // A panic (libtorch reports some failures, such as an allocation it cannot make, as one
     // through tch) ends as one error line, like any other error: no backtrace.

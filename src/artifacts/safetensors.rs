@@ -197,12 +197,28 @@ fn parameters(spec: &NetworkSpec, file: &SafeTensors) -> Result<Tensor> {
                     view.dtype()
                 );
             }
+            let start = flat.len();
             flat.extend(
                 view.data()
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             );
+            check_finite(&name, &flat[start..])?;
         }
     }
     Tensor::f_from_slice(&flat).context("cannot hold the parameters")
+}
+
+/// Refuses a tensor `name` with a NaN or infinite value: qnet never saves such a model (a run
+/// that diverges keeps its last finite one), and played, it would act on garbage and report
+/// returns as if it were a policy.
+pub fn check_finite(name: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => bail!(
+            "its tensor {name} holds a non-finite value ({} at element {index}), so it is \
+             no trained network",
+            values[index]
+        ),
+    }
 }

@@ -11,6 +11,26 @@ use crate::run::metrics::Summary;
 use crate::run::preflight::Placement;
 use crate::run::trainer::throughput::{self, Throughput};
 
+/// Longest `--seconds` of `qnet bench throughput`: each of its two phases runs that long.
+const MAX_PHASE_SECONDS: f64 = 3600.0;
+
+/// `--seconds` of `qnet bench throughput`: a number of seconds above 0 and at most an hour
+/// (NaN, infinity and 1e300 are refused: a phase of them never ends, or ends at once).
+pub(super) fn phase_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not a number of seconds", crate::config::clip(text)))?;
+    if seconds > 0.0 && seconds <= MAX_PHASE_SECONDS {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "must be more than 0 and at most {MAX_PHASE_SECONDS} (an hour), not {}",
+            crate::config::clip(text.trim())
+        ))
+    }
+}
+
 /// `qnet bench solve`: a sweep of one setting over seeds (on `--jobs` workers, one by
 /// default so that timings do not share cores), a row per seed, and the report's statistics.
 pub(super) fn solve(args: SolveArgs) -> Result<i32> {
@@ -78,22 +98,32 @@ fn print_statistics(result: &SolveResult) -> Result<()> {
         reached = times.reached,
     );
     if let Some(stats) = &result.stats {
+        let solving = match (
+            stats.success_rate,
+            stats.steps_to_solve_iqm,
+            stats.seconds_to_solve_iqm,
+        ) {
+            (Some(success), Some(steps), Some(seconds)) => format!(
+                "success {:.0}% [{:.0}, {:.0}]; IQM steps to solve {:.0} [{:.0}, {:.0}], \
+                 seconds {:.2} [{:.2}, {:.2}]",
+                100.0 * success.point,
+                100.0 * success.lo,
+                100.0 * success.hi,
+                steps.point,
+                steps.lo,
+                steps.hi,
+                seconds.point,
+                seconds.lo,
+                seconds.hi,
+            ),
+            _ => "solved not judged (a time limit shorter than the registered one)".to_owned(),
+        };
         say!(
-            "IQM final return {:.1} [{:.1}, {:.1}]; success {:.0}% [{:.0}, {:.0}]; IQM steps to \
-             solve {:.0} [{:.0}, {:.0}], seconds {:.2} [{:.2}, {:.2}] (95% bootstrap CIs; \
-             report.md in {})",
+            "IQM final return {:.1} [{:.1}, {:.1}]; {solving} (95% bootstrap CIs; report.md in \
+             {})",
             stats.final_iqm.point,
             stats.final_iqm.lo,
             stats.final_iqm.hi,
-            100.0 * stats.success_rate.point,
-            100.0 * stats.success_rate.lo,
-            100.0 * stats.success_rate.hi,
-            stats.steps_to_solve_iqm.point,
-            stats.steps_to_solve_iqm.lo,
-            stats.steps_to_solve_iqm.hi,
-            stats.seconds_to_solve_iqm.point,
-            stats.seconds_to_solve_iqm.lo,
-            stats.seconds_to_solve_iqm.hi,
             result.out.display()
         );
     }

@@ -18,7 +18,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 /// Deep Q-Networks on CartPole-v1, in Rust on libtorch.
@@ -311,8 +311,8 @@ struct SolveArgs {
 struct ThroughputArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Seconds to time each phase.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds to time each phase (more than 0, at most 3600).
+    #[arg(long, default_value_t = 3.0, value_parser = bench::phase_seconds)]
     seconds: f64,
 }
 
@@ -336,11 +336,13 @@ impl Cli {
     }
 }
 
-/// Writes one line to stdout.
-fn print_line(args: fmt::Arguments<'_>) -> io::Result<()> {
+/// Writes one line to stdout; an error says it was standard output that failed (a full disk
+/// behind `> file`), beside the error of the files qnet names itself.
+fn print_line(args: fmt::Arguments<'_>) -> Result<()> {
     let mut out = io::stdout().lock();
-    out.write_fmt(args)?;
-    out.write_all(b"\n")
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .context("writing to standard output")
 }
 
 /// True when `err` comes from writing to a pipe whose reader has gone (`qnet ... | head`).

@@ -40,12 +40,15 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         max_runs: args.seeds.max_runs,
     };
     let (sweep, configs) = Sweep::expand(&spec, &args.out)?;
+    // The job script is made before anything is written, so that a directory it cannot
+    // name is refused with nothing left behind.
     let array = if args.slurm.slurm || args.slurm.submit {
-        Some(array_options(
-            &args.slurm,
-            args.retry_failed,
-            sweep.jobs.len(),
-        )?)
+        let options = array_options(&args.slurm, args.retry_failed, sweep.jobs.len())?;
+        let qnet = std::env::current_exe()
+            .and_then(fs::canonicalize)
+            .context("finding the qnet executable")?;
+        let script = options.script(&sweep, &qnet)?;
+        Some((options, script))
     } else {
         None
     };
@@ -67,8 +70,8 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
         crate::run::preflight::human(bytes),
         sweep.out.join(crate::many::sweep::JOBS_TXT).display()
     );
-    if let Some(options) = array {
-        return on_slurm(&sweep, &options, &args.slurm);
+    if let Some((options, script)) = array {
+        return on_slurm(&sweep, &options, &script, &args.slurm);
     }
     let workers = match args.jobs {
         Some(jobs) => jobs as usize,
@@ -197,11 +200,8 @@ fn array_options(args: &SlurmArgs, retry_failed: bool, jobs: usize) -> Result<Ar
 }
 
 /// `--slurm`: writes the job script; `--submit` submits it, `--wait` waits for it.
-fn on_slurm(sweep: &Sweep, options: &ArrayOptions, args: &SlurmArgs) -> Result<i32> {
-    let qnet = std::env::current_exe()
-        .and_then(fs::canonicalize)
-        .context("finding the qnet executable")?;
-    let script = options.write(sweep, &qnet)?;
+fn on_slurm(sweep: &Sweep, options: &ArrayOptions, script: &str, args: &SlurmArgs) -> Result<i32> {
+    let script = slurm::write_script(sweep, script)?;
     say!(
         "wrote {}: {} array task{} of up to {} runs each",
         script.display(),

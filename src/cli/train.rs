@@ -81,15 +81,20 @@ pub(super) fn summary_line(s: &Summary) -> String {
     if let (Some(step), Some(seconds)) = (s.confirmed_at_step, s.confirmed_at_seconds) {
         solved.push_str(&format!(", confirmed at step {step} ({seconds:.2} s)"));
     }
+    // Under a time limit shorter than the registered one, the verdict's place says why
+    // there is none.
+    let verdict = match (&s.solved_not_judged, s.final_eval_solved) {
+        (Some(why), _) => {
+            solved = format!("solved not judged: {why}");
+            "no verdict"
+        }
+        (None, Some(true)) => "solved",
+        (None, _) => "not solved",
+    };
     let final_eval = match (s.final_eval_mean, s.final_eval_std, s.final_eval_episodes) {
-        (Some(mean), Some(std), Some(episodes)) => format!(
-            "final eval {mean:.1} ± {std:.1} over {episodes} episodes ({})",
-            if s.final_eval_solved == Some(true) {
-                "solved"
-            } else {
-                "not solved"
-            }
-        ),
+        (Some(mean), Some(std), Some(episodes)) => {
+            format!("final eval {mean:.1} ± {std:.1} over {episodes} episodes ({verdict})")
+        }
         _ => "no final eval".to_owned(),
     };
     let best = match (s.best_eval_mean, s.best_eval_step) {

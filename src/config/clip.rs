@@ -19,9 +19,38 @@ pub fn clip(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// A message that quotes a value in its middle and says what is wrong at its end (serde's
+/// "unknown variant `...`, expected ..."), cut in the middle when long: its first 200
+/// characters and its last 100 stay.
+pub fn clip_middle(text: &str) -> Cow<'_, str> {
+    let chars = text.chars().count();
+    let tail = SHOWN_CHARS / 2;
+    if chars <= SHOWN_CHARS + tail {
+        return Cow::Borrowed(text);
+    }
+    let head: String = text.chars().take(SHOWN_CHARS).collect();
+    let end: String = text.chars().skip(chars - tail).collect();
+    let cut = chars - SHOWN_CHARS - tail;
+    Cow::Owned(format!("{head}... ({cut} characters cut) ...{end}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_its_end() {
+        assert_eq!(clip_middle("unknown variant `x`"), "unknown variant `x`");
+        let long = format!(
+            "unknown variant `{}`, expected `a` or `b`",
+            "y".repeat(100_000)
+        );
+        let shown = clip_middle(&long);
+        assert!(shown.len() < 400, "{shown}");
+        assert!(shown.starts_with("unknown variant `yyy"), "{shown}");
+        assert!(shown.contains("... (99739 characters cut) ..."), "{shown}");
+        assert!(shown.ends_with("yyy`, expected `a` or `b`"), "{shown}");
+    }
 
     #[test]
     fn short_values_are_whole_and_long_ones_cut_on_a_character() {

@@ -20,7 +20,7 @@ mod validate;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
-pub use clip::clip;
+pub use clip::{clip, clip_middle};
 pub use types::{
     Activation, DeviceSpec, EnvId, Implementation, Init, Loss, OptimizerKind, Procedure,
     ReplayDevice, Schedule, StepCounting,
@@ -71,6 +71,21 @@ impl EnvConfig {
     /// The time limit in force: `max_episode_steps`, or the environment's registered one.
     pub fn time_limit(&self) -> u32 {
         self.max_episode_steps.unwrap_or(self.id.time_limit())
+    }
+
+    /// Why "solved" (the environment's reward threshold) is not judged under this time limit,
+    /// or `None` where it is: it is judged only at a limit at least the registered one.
+    /// Acrobot-v1 and MountainCar-v0 reward -1 a step, so under a limit shorter than the
+    /// threshold's size every policy would reach it; Gymnasium's threshold assumes its limit.
+    pub fn solved_not_judged(&self) -> Option<String> {
+        let (limit, registered) = (self.time_limit(), self.id.time_limit());
+        (limit < registered).then(|| {
+            format!(
+                "env.max_episode_steps {limit} is shorter than {}'s registered time limit of \
+                 {registered}, under which its reward threshold is set",
+                self.id
+            )
+        })
     }
 }
 
@@ -311,8 +326,13 @@ impl Config {
             tree.apply_override(arg)?;
         }
         let config = read::config_from_tree(&tree)?;
-        validate::check(&config)
-            .map_err(|invalid| anyhow!("{}: {}", tree.origin_of(invalid.key), invalid.message))?;
+        validate::check(&config).map_err(|invalid| {
+            anyhow!(
+                "{}: {}",
+                tree.origin_of_rule(invalid.key, invalid.also),
+                invalid.message
+            )
+        })?;
         Ok(config)
     }
 

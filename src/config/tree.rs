@@ -11,8 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
-use super::clip;
 use super::locate::line_of_key;
+use super::{clip, clip_middle};
 
 /// Where a leaf's current value came from.
 #[derive(Debug, Clone)]
@@ -110,8 +110,33 @@ impl<'a> RawTree<'a> {
             .try_fold(&self.merged, |node, segment| node.get(segment))
             // The reader and the defaults disagree on a key name: a bug, not user input.
             .ok_or_else(|| anyhow!("internal error: config key '{key}' has no default"))?;
-        serde_yaml::from_value(value.clone())
-            .map_err(|err| anyhow!("{}: {key}: {err}", self.origin_of(key)))
+        serde_yaml::from_value(value.clone()).map_err(|err| {
+            anyhow!(
+                "{}: {key}: {}",
+                self.origin_of(key),
+                type_error::<T>(&err, value)
+            )
+        })
+    }
+
+    /// Where the values a rule over `key` (and the keys `also` involved) came from: the
+    /// `--set` arguments among them when there are any, since an override is what changed,
+    /// else where `key`'s value came from.
+    pub(super) fn origin_of_rule(&self, key: &str, also: &[&str]) -> String {
+        let mut sets: Vec<String> = Vec::new();
+        for involved in std::iter::once(key).chain(also.iter().copied()) {
+            if let Some(Origin::Set(arg)) = self.origins.get(involved) {
+                let named = format!("--set {arg}");
+                if !sets.contains(&named) {
+                    sets.push(named);
+                }
+            }
+        }
+        if sets.is_empty() {
+            self.origin_of(key)
+        } else {
+            sets.join(", ")
+        }
     }
 
     /// Where the value of dotted `key` came from: `file:line`, `--set ...`, or the file name.
@@ -208,6 +233,38 @@ pub(super) fn differing_leaves(
         }
         (a, b) if a != b => out.push(path.join(".")),
         _ => {}
+    }
+}
+
+/// serde's message for a value `T` cannot take, in the config's words: a key that takes one of
+/// several names lists them (where serde says "expected a Value::Tagged enum"), null is called
+/// null, and a long value is cut.
+fn type_error<T: DeserializeOwned>(err: &serde_yaml::Error, value: &Value) -> String {
+    let text = err.to_string();
+    if text.contains("Value::Tagged enum") {
+        // No name is empty, so serde's answer to "" lists the names there are.
+        let names = serde_yaml::from_value::<T>(Value::String(String::new()))
+            .err()
+            .and_then(|e| {
+                let text = e.to_string();
+                text.split_once("expected ")
+                    .map(|(_, names)| names.to_owned())
+            });
+        if let Some(names) = names {
+            return format!("must be {names}, not {}", shown(value));
+        }
+    }
+    clip_middle(&text.replace("unit value", "null")).into_owned()
+}
+
+/// A value as a message names it: a scalar as written (cut when long), else its kind.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => format!("{:?}", clip(text)),
+        other => kind(other).to_owned(),
     }
 }
 

@@ -9,7 +9,17 @@ use super::{Config, Procedure, Schedule};
 #[derive(Debug)]
 pub(super) struct Invalid {
     pub(super) key: &'static str,
+    /// The other keys the rule reads: where one of them came from a `--set`, that override
+    /// is what the message names.
+    pub(super) also: &'static [&'static str],
     pub(super) message: String,
+}
+
+impl Invalid {
+    /// The violation with the other keys its rule reads.
+    fn with(self, also: &'static [&'static str]) -> Self {
+        Self { also, ..self }
+    }
 }
 
 /// Upper bound of layer widths and of `env.n_envs`: far beyond useful, well below overflow.
@@ -131,13 +141,15 @@ fn check_optimizer(config: &Config) -> Result<(), Invalid> {
             "optimizer.lr_end",
             optimizer.lr_end,
             "> 0 (and finite) when optimizer.lr_schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["optimizer.lr_schedule"]))?;
         require(
             optimizer.lr_decay_steps >= 1,
             "optimizer.lr_decay_steps",
             optimizer.lr_decay_steps,
             ">= 1 when optimizer.lr_schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["optimizer.lr_schedule"]))?;
     }
     if let Some(norm) = optimizer.max_grad_norm {
         require(
@@ -170,7 +182,7 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             "replay.batch_size ({}) must not exceed replay.capacity ({})",
             replay.batch_size, replay.capacity
         );
-        return Err(invalid("replay.batch_size", message));
+        return Err(invalid("replay.batch_size", message).with(&["replay.capacity"]));
     }
 
     if replay.prioritized && config.train.procedure == Procedure::Tutorial {
@@ -179,7 +191,8 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             "replay.prioritized applies to train.procedure dqn; the tutorial procedure fits \
              its memory in order"
                 .to_owned(),
-        ));
+        )
+        .with(&["train.procedure"]));
     }
     if replay.prioritized {
         for (key, value) in [
@@ -187,20 +200,23 @@ fn check_replay(config: &Config) -> Result<(), Invalid> {
             ("replay.beta_start", replay.beta_start),
             ("replay.beta_end", replay.beta_end),
         ] {
-            require((0.0..=1.0).contains(&value), key, value, "in [0, 1]")?;
+            require((0.0..=1.0).contains(&value), key, value, "in [0, 1]")
+                .map_err(|i| i.with(&["replay.prioritized"]))?;
         }
         require(
             replay.beta_steps >= 1,
             "replay.beta_steps",
             replay.beta_steps,
             ">= 1",
-        )?;
+        )
+        .map_err(|i| i.with(&["replay.prioritized"]))?;
         require(
             is_positive(replay.priority_eps),
             "replay.priority_eps",
             replay.priority_eps,
             "> 0 (and finite)",
-        )?;
+        )
+        .map_err(|i| i.with(&["replay.prioritized"]))?;
     }
     Ok(())
 }
@@ -227,7 +243,8 @@ fn check_exploration(config: &Config) -> Result<(), Invalid> {
             "exploration.decay_steps",
             steps,
             ">= 1 when exploration.schedule is linear",
-        )?;
+        )
+        .map_err(|i| i.with(&["exploration.schedule"]))?;
     }
     Ok(())
 }
@@ -272,6 +289,14 @@ fn check_train(config: &Config) -> Result<(), Invalid> {
 /// Evaluations and checkpoints.
 fn check_eval(config: &Config) -> Result<(), Invalid> {
     let eval = &config.eval;
+    if let (true, Some(why)) = (eval.stop_when_solved, config.env.solved_not_judged()) {
+        let message = format!(
+            "eval.stop_when_solved needs a solved verdict, and {why}: set \
+             eval.stop_when_solved: false to train under this limit (evaluations are still \
+             recorded), or env.max_episode_steps: null for the registered limit"
+        );
+        return Err(invalid("eval.stop_when_solved", message).with(&["env.max_episode_steps"]));
+    }
     require(
         (1..=MAX_EVAL_EPISODES).contains(&eval.episodes),
         "eval.episodes",
@@ -327,7 +352,11 @@ fn require(ok: bool, key: &'static str, value: impl Display, rule: &str) -> Resu
 }
 
 fn invalid(key: &'static str, message: String) -> Invalid {
-    Invalid { key, message }
+    Invalid {
+        key,
+        also: &[],
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +370,40 @@ mod tests {
         let err = check(&config).expect_err("the edit should be rejected");
         assert_eq!(err.key, key, "{}", err.message);
         err.message
+    }
+
+    #[test]
+    fn stopping_when_solved_needs_the_registered_time_limit() {
+        let acrobot = |limit: Option<u32>, stop: bool| {
+            let mut config = Config::default();
+            config.env.id = crate::config::EnvId::Acrobot;
+            config.env.max_episode_steps = limit;
+            config.eval.stop_when_solved = stop;
+            config
+        };
+        let err = check(&acrobot(Some(1), true)).expect_err("a limit of 1 judges nothing");
+        assert_eq!(
+            (err.key, err.also),
+            ("eval.stop_when_solved", &["env.max_episode_steps"][..])
+        );
+        assert!(
+            err.message.starts_with(
+                "eval.stop_when_solved needs a solved verdict, and env.max_episode_steps 1 is \
+                 shorter than Acrobot-v1's registered time limit of 500"
+            ),
+            "{}",
+            err.message
+        );
+        for (limit, stop) in [
+            (Some(1), false),
+            (Some(500), true),
+            (None, true),
+            (Some(900), true),
+        ] {
+            assert!(check(&acrobot(limit, stop)).is_ok(), "{limit:?} {stop}");
+        }
+        assert!(acrobot(Some(499), false).env.solved_not_judged().is_some());
+        assert!(acrobot(Some(500), false).env.solved_not_judged().is_none());
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! out of memory) fails only the run it held; a new worker takes the next one.
 
 use std::collections::VecDeque;
-use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -24,6 +23,7 @@ use super::sweep::{Job, RunState, Sweep};
 use super::tally::Tally;
 use super::worker::{fail, JobOutcome, Report, Request, PARENT_PID_ENV};
 use crate::platform::files::{child_dir, open_for_append};
+use crate::platform::read::read_text;
 use crate::platform::signals::StopFlag;
 use crate::run::progress::SweepProgress;
 
@@ -83,25 +83,32 @@ impl Worker {
         }
     }
 
-    /// Waits for a dead worker; its exit status and the last line of its log, in words.
+    /// Waits for a dead worker: its exit status (as failure.json records it) and how it
+    /// died, in words, with the last line of its log.
     fn post_mortem(mut self) -> (String, String) {
-        let status = self.child.wait().map_or_else(|e| e.to_string(), describe);
-        let last = fs::read_to_string(&self.log)
-            .ok()
-            .and_then(|text| text.lines().last().map(str::to_owned))
-            .unwrap_or_default();
-        (status, last)
+        let last = read_text(&self.log).ok().and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        });
+        match self.child.wait() {
+            Ok(status) => (describe(status), death(status, &self.log, last.as_deref())),
+            Err(err) => (
+                "unknown".to_owned(),
+                format!("the sweep worker running it could not be waited for: {err}"),
+            ),
+        }
     }
 
     /// The report on the job a worker died running: interrupted when the sweep is
     /// stopping, failed with the worker's exit status and last log line otherwise.
     fn died_running(self, job: &Job, stopping: &AtomicBool) -> Report {
-        let (status, last) = self.post_mortem();
+        let (status, error) = self.post_mortem();
         // Stopping, a worker may die of the SIGINT before its handler is in place.
         let outcome = if stopping.load(Ordering::Relaxed) {
             JobOutcome::Interrupted
         } else {
-            let error = format!("the sweep worker running it died: {last}");
             fail(job, &status, &error)
         };
         Report {
@@ -125,6 +132,39 @@ fn describe(status: ExitStatus) -> String {
         (None, Some(9)) => "signal 9 (SIGKILL: killed, often for running out of memory)".into(),
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => "unknown".into(),
+    }
+}
+
+/// How a worker died, in one line: its exit status or the signal that killed it (by name),
+/// and the last line of its log `log`, or that the log holds none.
+fn death(status: ExitStatus, log: &Path, last: Option<&str>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                libc::SIGKILL => " (SIGKILL: killed, often for running out of memory)",
+                libc::SIGSEGV => " (SIGSEGV: a crash)",
+                libc::SIGABRT => " (SIGABRT: aborted)",
+                libc::SIGBUS => " (SIGBUS)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGINT => " (SIGINT)",
+                _ => "",
+            };
+            format!("was killed by signal {signal}{name}")
+        }
+        (None, None) => "ended in an unknown way".to_owned(),
+    };
+    match last {
+        Some(line) => format!(
+            "the sweep worker running it {how}; the last line of its log {}: {}",
+            log.display(),
+            crate::config::clip(line.trim())
+        ),
+        None => format!(
+            "the sweep worker running it {how}; its log {} holds nothing",
+            log.display()
+        ),
     }
 }
 
@@ -275,4 +315,27 @@ pub fn run_here(sweep: &Sweep, workers: usize, retry_failed: bool, quiet: bool) 
     }
     progress.finish();
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_dead_worker_is_described_by_its_status_and_its_log() {
+        let log = Path::new("/s/logs/worker-0.log");
+        assert_eq!(
+            death(ExitStatus::from_raw(9), log, None),
+            "the sweep worker running it was killed by signal 9 (SIGKILL: killed, often for \
+             running out of memory); its log /s/logs/worker-0.log holds nothing"
+        );
+        assert_eq!(
+            death(ExitStatus::from_raw(3 << 8), log, Some("error: no room  ")),
+            "the sweep worker running it exited with status 3; the last line of its log \
+             /s/logs/worker-0.log: error: no room"
+        );
+        assert!(death(ExitStatus::from_raw(11), log, None).contains("signal 11 (SIGSEGV"));
+        assert_eq!(describe(ExitStatus::from_raw(3 << 8)), "3");
+    }
 }

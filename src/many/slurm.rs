@@ -97,14 +97,17 @@ impl ArrayOptions {
         Ok(())
     }
 
-    /// The job script for `sweep`, with `qnet` the executable the tasks run.
+    /// The job script for `sweep`, with `qnet` the executable the tasks run. Every piece of
+    /// it that comes from a path is quoted ([`shell`]); a sweep directory that a `#SBATCH`
+    /// line cannot name is refused, with what to choose instead.
     pub fn script(&self, sweep: &Sweep, qnet: &Path) -> Result<String> {
         self.check()?;
         let tasks = self.tasks(sweep.jobs.len());
         if tasks == 0 {
             bail!("the sweep has no runs");
         }
-        let out = sweep.out.display().to_string();
+        let output = log_pattern(&sweep.out)?;
+        let out = shell::quote_os(sweep.out.as_os_str());
         let name: String = sweep
             .out
             .file_name()
@@ -125,10 +128,9 @@ impl ArrayOptions {
         let mut lines = vec![
             "#!/bin/bash".to_owned(),
             format!(
-                "# Written by qnet sweep --slurm: {} runs of {} as {tasks} array tasks of up to {} \
-                 runs each.",
+                "# Written by qnet sweep --slurm: {} runs of {out} as {tasks} array tasks of up \
+                 to {} runs each.",
                 sweep.jobs.len(),
-                out,
                 self.runs_per_task
             ),
             "# Submit it again to finish what is left: finished runs are skipped, interrupted \
@@ -138,7 +140,7 @@ impl ArrayOptions {
             format!("#SBATCH --array=0-{}{concurrency}", tasks - 1),
             format!("#SBATCH --cpus-per-task={}", self.cpus_per_task),
             format!("#SBATCH --time={}", self.time),
-            format!("#SBATCH --output={out}/logs/slurm-%A_%a.out"),
+            format!("#SBATCH --output={output}"),
             // A minute before the time limit: the run in progress checkpoints and stops.
             "#SBATCH --signal=B:TERM@60".to_owned(),
         ];
@@ -146,9 +148,8 @@ impl ArrayOptions {
             lines.push(format!("#SBATCH --partition={partition}"));
         }
         lines.push(format!(
-            "exec {} sweep-task --out {} --task \"$SLURM_ARRAY_TASK_ID\" --runs-per-task {}{}",
-            shell::quote(&qnet.display().to_string()),
-            shell::quote(&out),
+            "exec {} sweep-task --out {out} --task \"$SLURM_ARRAY_TASK_ID\" --runs-per-task {}{}",
+            shell::quote_os(qnet.as_os_str()),
             self.runs_per_task,
             if self.retry_failed {
                 " --retry-failed"
@@ -158,16 +159,44 @@ impl ArrayOptions {
         ));
         Ok(lines.join("\n") + "\n")
     }
+}
 
-    /// Writes the job script into the sweep directory (and the log directory it names).
-    pub fn write(&self, sweep: &Sweep, qnet: &Path) -> Result<PathBuf> {
-        let script = self.script(sweep, qnet)?;
-        let logs = sweep.out.join("logs");
-        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-        let path = sweep.out.join(SCRIPT);
-        write_bytes_atomic(&path, script.as_bytes())?;
-        Ok(path)
+/// Writes `script` (from [`ArrayOptions::script`]) into the sweep directory, and the log
+/// directory it names.
+pub fn write_script(sweep: &Sweep, script: &str) -> Result<PathBuf> {
+    let logs = sweep.out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let path = sweep.out.join(SCRIPT);
+    write_bytes_atomic(&path, script.as_bytes())?;
+    Ok(path)
+}
+
+/// The `--output` argument of the job script: the array tasks' logs in `out/logs/`, as one
+/// quoted `#SBATCH` word. In a Slurm file name `%%` is a literal `%`, and a backslash turns
+/// off every `%` pattern (and is dropped), so one in the path cannot be written.
+fn log_pattern(out: &Path) -> Result<String> {
+    let shown = shell::quote_os(out.as_os_str());
+    let shown = clip(&shown);
+    let Some(text) = out.to_str() else {
+        bail!(
+            "the sweep directory {shown} is not UTF-8, which a Slurm job script cannot name: \
+             choose an --out whose name is UTF-8"
+        );
+    };
+    if text.contains('\\') {
+        bail!(
+            "the sweep directory {shown} holds a backslash, which makes Slurm take a log file \
+             name literally (without %A_%a) and drop the backslash: choose an --out without a \
+             backslash"
+        );
     }
+    let pattern = format!("{}/logs/slurm-%A_%a.out", text.replace('%', "%%"));
+    shell::sbatch_word(&pattern).map_err(|err| {
+        anyhow::anyhow!(
+            "the sweep directory {shown} cannot be named on the job script's #SBATCH --output \
+             line: {err}; choose an --out without control characters (newlines, tabs)"
+        )
+    })
 }
 
 /// `MaxArraySize` in the text of `scontrol show config` (a line `MaxArraySize = 1001`).
@@ -250,6 +279,7 @@ pub fn wait(id: &str, poll: &mut dyn FnMut() -> Result<()>) -> Result<()> {
 mod tests {
     use super::*;
     use crate::many::sweep::SweepSpec;
+    use std::os::unix::ffi::OsStrExt;
 
     fn options() -> ArrayOptions {
         ArrayOptions {
@@ -287,13 +317,81 @@ mod tests {
         assert!(script.contains("#SBATCH --cpus-per-task=1\n"), "{script}");
         assert!(script.contains("#SBATCH --time=00:30:00\n"), "{script}");
         assert!(script.contains("#SBATCH --partition=debug\n"), "{script}");
-        assert!(script.contains("/logs/slurm-%A_%a.out\n"), "{script}");
+        assert!(script.contains("/logs/slurm-%A_%a.out\"\n"), "{script}");
         assert!(
             script.contains("exec /opt/qnet/bin/qnet sweep-task --out '"),
             "{script}"
         );
         assert!(script.contains(r"it'\''s a sweep' --task"), "{script}");
         assert!(script.contains("--runs-per-task 3\n"), "{script}");
+        Ok(())
+    }
+
+    /// A sweep of one run in `out`.
+    fn sweep_in(out: &Path) -> Sweep {
+        Sweep {
+            out: out.to_path_buf(),
+            settings: Vec::new(),
+            jobs: vec![crate::many::sweep::Job {
+                dir: out.join("base/seed0"),
+                config: out.join("base/config.yaml"),
+                seed: 0,
+                setting: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn paths_are_quoted_on_every_line_or_refused() -> Result<()> {
+        let qnet = Path::new("/opt/q net/qnet");
+        let out = Path::new("/tmp/100% \"sure\" it's #1");
+        let script = options().script(&sweep_in(out), qnet)?;
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(
+            lines[7],
+            r#"#SBATCH --output="/tmp/100%% \"sure\" it's #1/logs/slurm-%A_%a.out""#
+        );
+        assert!(
+            lines[1].contains(r#"runs of '/tmp/100% "sure" it'\''s #1' as"#),
+            "{script}"
+        );
+        assert!(
+            lines[10].starts_with(
+                r#"exec '/opt/q net/qnet' sweep-task --out '/tmp/100% "sure" it'\''s #1' --task"#
+            ),
+            "{script}"
+        );
+        for (path, says) in [
+            (
+                "/tmp/a\ntouch /tmp/pwned\n#",
+                "U+000A; choose an --out without control",
+            ),
+            (
+                "/tmp/a\tb",
+                "U+0009; choose an --out without control characters",
+            ),
+            (r"/tmp/a\b", "holds a backslash"),
+        ] {
+            let err = options()
+                .script(&sweep_in(Path::new(path)), qnet)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let stray = std::ffi::OsStr::from_bytes(b"/tmp/\xff");
+        let err = options()
+            .script(&sweep_in(Path::new(stray)), qnet)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r"directory $'/tmp/\xff' is not UTF-8"),
+            "{err}"
+        );
+        // The executable's path may hold anything: bash reads it back from $'...'.
+        let script = options().script(&sweep_in(Path::new("/tmp/s")), Path::new("/q\nx"))?;
+        assert!(script.contains(r"exec $'/q\nx' sweep-task"), "{script}");
+        assert_eq!(script.lines().count(), 11);
         Ok(())
     }
 

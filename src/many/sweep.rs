@@ -141,8 +141,10 @@ fn name_piece(value: &str) -> String {
 }
 
 /// The directory name of the grid point `point`: its `key=value` pairs joined by `_`
-/// (`base` without a grid), with its index appended where `settings` already use the name.
+/// (`base` without a grid), with its index appended where `settings` already use the name or
+/// where it is cut to `MAX_SETTING_NAME` characters (a file name holds at most 255 bytes).
 fn setting_name(point: &[(String, String)], settings: &[Setting]) -> String {
+    const MAX_SETTING_NAME: usize = 200;
     let mut name = point
         .iter()
         .map(|(k, v)| format!("{k}={}", name_piece(v)))
@@ -151,7 +153,11 @@ fn setting_name(point: &[(String, String)], settings: &[Setting]) -> String {
     if name.is_empty() {
         name = "base".to_owned();
     }
-    if settings.iter().any(|s| s.name == name) {
+    let cut = name.char_indices().nth(MAX_SETTING_NAME).map(|(at, _)| at);
+    if let Some(at) = cut {
+        name.truncate(at);
+    }
+    if cut.is_some() || settings.iter().any(|s| s.name == name) {
         name = format!("{name}-{}", settings.len());
     }
     name
@@ -179,6 +185,13 @@ impl Sweep {
             configs.push(config);
         }
         let out = absolute(out)?;
+        if out.to_str().is_none() {
+            bail!(
+                "the sweep directory {} is not UTF-8, which sweep.json cannot record: choose an \
+                 --out whose name is UTF-8",
+                crate::platform::shell::quote_os(out.as_os_str())
+            );
+        }
         let jobs = settings
             .iter()
             .enumerate()

@@ -6,6 +6,7 @@ pub mod device;
 pub mod files;
 pub mod host;
 pub mod lock;
+pub mod memory;
 pub mod parent;
 pub mod read;
 pub mod rng;

@@ -2,7 +2,6 @@
 //! reports), the TensorBoard scalars of each row, and summary.json.
 
 use std::fmt::Write as _;
-use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::learn::eval::EvalResult;
 use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::read::{read_bytes, read_text_if_exists};
 use crate::run::provenance::Provenance;
 
 /// File name of the per-row records inside a run directory.
@@ -179,8 +179,11 @@ impl Curves {
     /// short (a run killed mid-write) is ignored; any other malformed line is an error.
     pub fn read(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(METRICS_CSV);
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        // As long as it is: a long run's records can be hundreds of megabytes.
+        let bytes =
+            read_bytes(&path, u64::MAX).with_context(|| format!("reading {}", path.display()))?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
         Self::parse(&text).with_context(|| format!("reading {}", path.display()))
     }
 
@@ -250,7 +253,7 @@ pub struct Summary {
     pub final_eval_max: Option<f64>,
     /// Episodes it played.
     pub final_eval_episodes: Option<usize>,
-    /// Its mean reached the solved threshold.
+    /// Its mean reached the solved threshold (none when solved is not judged).
     pub final_eval_solved: Option<bool>,
     /// First env step at which a periodic evaluation reached the solved threshold.
     pub solved_at_step: Option<u64>,
@@ -263,6 +266,11 @@ pub struct Summary {
     /// Training seconds at that confirmation.
     #[serde(default)]
     pub confirmed_at_seconds: Option<f64>,
+    /// Why the solved fields are null in a finished run: its time limit is shorter than the
+    /// environment's registered one (see [`crate::config::EnvConfig::solved_not_judged`]).
+    /// Absent where solved is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solved_not_judged: Option<String>,
     /// Highest mean of a periodic evaluation (the one `model_best.*` holds).
     pub best_eval_mean: Option<f64>,
     /// Env step of that evaluation.
@@ -294,10 +302,8 @@ impl Summary {
     /// Reads `run_dir`'s summary.json; `None` when there is none.
     pub fn read(run_dir: &Path) -> Result<Option<Self>> {
         let path = run_dir.join(SUMMARY_JSON);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        let Some(text) = read_text_if_exists(&path)? else {
+            return Ok(None);
         };
         serde_json::from_str(&text)
             .map(Some)

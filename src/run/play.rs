@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use tch::Device;
 
 use crate::artifacts::export::read_torchscript_metadata;
-use crate::artifacts::safetensors::load_safetensors;
+use crate::artifacts::safetensors::{check_finite, load_safetensors};
 use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
 use crate::config::EnvId;
@@ -132,6 +132,7 @@ fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> 
         let sizes = crate::env::spec(env);
         let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
         let model = load_torchscript(&path, device, obs_dim, n_actions)?;
+        refuse_non_finite(&model)?;
         (env, Greedy::Code(model))
     } else {
         let model = load_safetensors(&path)?;
@@ -144,6 +145,28 @@ fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> 
         )
     };
     Ok((path, env, policy))
+}
+
+/// Refuses a TorchScript model with a NaN or infinite parameter, as a model.safetensors is
+/// refused. A module whose parameters cannot be listed (TorchScript made elsewhere may keep its
+/// numbers as constants) is played as it is.
+fn refuse_non_finite(model: &QModel) -> Result<()> {
+    let Ok(parameters) = model.module().named_parameters() else {
+        return Ok(());
+    };
+    for (name, tensor) in parameters {
+        let values = tensor
+            .f_detach()
+            .and_then(|t| t.f_to_device(Device::Cpu))
+            .and_then(|t| t.f_to_kind(tch::Kind::Float))
+            .and_then(|t| t.f_reshape([-1]))
+            .and_then(|t| Vec::<f32>::try_from(&t))
+            .with_context(|| format!("cannot read {} of {}", name, model.path().display()))?;
+        check_finite(&name, &values).map_err(|e| {
+            anyhow::anyhow!("cannot use {} as a Q-network: {e}", model.path().display())
+        })?;
+    }
+    Ok(())
 }
 
 /// The environment a TorchScript model was trained on, from the metadata qnet writes into it

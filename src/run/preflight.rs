@@ -13,6 +13,7 @@ use crate::config::{Config, Procedure};
 use crate::env::EnvSpec;
 use crate::learn::replay::RowLayout;
 use crate::platform::device::{configure_cpu_threads, resolve, resolve_replay};
+use crate::platform::memory::{self, Room};
 
 const F32: u64 = 4;
 /// Bytes a batched env holds per env (state, RNG, observations and flags).
@@ -41,17 +42,7 @@ pub struct Estimate {
     parts: Vec<Part>,
 }
 
-/// `bytes` in human units (KiB, MiB, ...).
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use crate::platform::memory::human;
 
 /// The sizes of the Q-network that memory grows with.
 struct NetworkSize {
@@ -131,18 +122,25 @@ impl Estimate {
     /// Refuses the config when it cannot fit in what `offer` says is available.
     pub fn check(&self, device: Device, offer: &Offer) -> Result<()> {
         let host = self.host_bytes(device);
-        if let Some(available) = offer.host_bytes {
-            if host > available {
+        if let Some(room) = offer.host {
+            if host > room.bytes {
                 bail!(
                     "not enough memory: this config needs about {} of host memory and {} is \
-                     available. Largest parts: {}. Lower those settings",
+                     available ({}). Largest parts: {}. Lower those settings{}",
                     human(host),
-                    human(available),
+                    human(room.bytes),
+                    room.bound,
                     self.blame(if device == Device::Cpu {
                         None
                     } else {
                         Some(false)
                     }),
+                    match room.bound {
+                        memory::Bound::AddressSpace { .. } | memory::Bound::Data { .. } => {
+                            ", or raise that limit"
+                        }
+                        memory::Bound::Available | memory::Bound::Cgroup => "",
+                    }
                 );
             }
         }
@@ -163,10 +161,26 @@ impl Estimate {
     }
 }
 
+/// `network.hidden = [...]` as the message names it: a long list by its first widths and
+/// its length.
+fn hidden_key(cfg: &Config) -> String {
+    const SHOWN_LAYERS: usize = 8;
+    let hidden = &cfg.network.hidden;
+    if hidden.len() <= SHOWN_LAYERS {
+        return format!("network.hidden = {hidden:?}");
+    }
+    let first: Vec<String> = hidden[..SHOWN_LAYERS].iter().map(i64::to_string).collect();
+    format!(
+        "network.hidden = [{}, ...] ({} layers)",
+        first.join(", "),
+        hidden.len()
+    )
+}
+
 /// The network's copies, the activations of an update and of evaluation, and the envs.
 fn network_parts(cfg: &Config, network: &NetworkSize) -> Vec<Part> {
     let eval_rows = cfg.eval.episodes.max(cfg.eval.final_episodes) as u64;
-    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    let hidden = hidden_key(cfg);
     vec![
         Part {
             keys: hidden.clone(),
@@ -210,7 +224,7 @@ fn replay_parts(
         Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(row_bytes),
         Procedure::Tutorial => 0,
     };
-    let hidden = format!("network.hidden = {:?}", cfg.network.hidden);
+    let hidden = hidden_key(cfg);
     let capacity = format!("replay.capacity = {}", cfg.replay.capacity);
     let mut parts = vec![
         Part {
@@ -255,8 +269,8 @@ fn replay_parts(
 /// What the machine offers; `None` where it cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
-    /// Host memory available to this process.
-    pub host_bytes: Option<u64>,
+    /// Host memory this process may still use, and what bounds it.
+    pub host: Option<Room>,
     /// Free memory on the training device (CUDA only).
     pub device_bytes: Option<u64>,
 }
@@ -265,7 +279,7 @@ impl Offer {
     /// Reads what this machine offers for training on `device`.
     pub fn probe(device: Device) -> Self {
         Self {
-            host_bytes: host_available(),
+            host: memory::room(),
             device_bytes: match device {
                 Device::Cuda(index) => crate::platform::cuda_runtime::free_memory(index),
                 _ => None,
@@ -301,35 +315,6 @@ pub fn check(cfg: &Config, device: Device, replay_device: Device) -> Result<()> 
         .check(device, &Offer::probe(device))
 }
 
-/// The kernel's estimate of memory available without swapping, capped by this process's
-/// cgroup limit (a container or a Slurm job's allocation).
-fn host_available() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let available = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })?
-        .saturating_mul(1024);
-    let read =
-        |path: &str| -> Option<u64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
-    let cgroup = [
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ]
-    .iter()
-    .find_map(|(limit, usage)| Some(read(limit)?.saturating_sub(read(usage)?)));
-    Some(cgroup.map_or(available, |room| room.min(available)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +325,14 @@ mod tests {
         assert_eq!(human(u64::MAX), "16.0 EiB");
     }
 
+    /// Host memory that the RAM available bounds.
+    const fn ram(bytes: u64) -> Option<Room> {
+        Some(Room {
+            bytes,
+            bound: memory::Bound::Available,
+        })
+    }
+
     fn config(edit: impl FnOnce(&mut Config)) -> Config {
         let mut cfg = Config::default();
         edit(&mut cfg);
@@ -347,7 +340,7 @@ mod tests {
     }
 
     const PLENTY: Offer = Offer {
-        host_bytes: Some(16 << 30),
+        host: ram(16 << 30),
         device_bytes: Some(8 << 30),
     };
 
@@ -389,7 +382,7 @@ mod tests {
         let cfg = config(|c| c.network.hidden = vec![65_536, 65_536]);
         let estimate = Estimate::of(&cfg, true);
         let big_host = Offer {
-            host_bytes: Some(1 << 40),
+            host: ram(1 << 40),
             ..PLENTY
         };
         let err = estimate
@@ -417,7 +410,7 @@ mod tests {
             c.network.hidden = vec![65_536; 64];
         });
         let unknown = Offer {
-            host_bytes: None,
+            host: None,
             device_bytes: None,
         };
         let estimate = Estimate::of(&cfg, false);
@@ -427,12 +420,36 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_reports_its_host_memory() {
-        let available = host_available();
+    fn an_address_space_limit_is_named_with_its_sizes() {
+        let cfg = config(|c| c.replay.capacity = 10_000_000);
+        let limited = Offer {
+            host: Some(Room {
+                bytes: 300 << 20,
+                bound: memory::Bound::AddressSpace {
+                    limit: 3 << 30,
+                    mapped: (3 << 30) - (300 << 20),
+                },
+            }),
+            device_bytes: None,
+        };
+        let err = Estimate::of(&cfg, false)
+            .check(Device::Cpu, &limited)
+            .unwrap_err()
+            .to_string();
         assert!(
-            available.is_some_and(|bytes| bytes > 1 << 20),
-            "{available:?}"
+            err.contains(
+                "and 300.0 MiB is available (what the address-space limit (ulimit -v) of 3.0 \
+                 GiB leaves beyond the 2.7 GiB this process has mapped already)"
+            ),
+            "{err}"
         );
-        assert_eq!(human(3 << 30), "3.0 GiB");
+        assert!(
+            err.contains("replay.capacity = 10000000: 457.8 MiB"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("Lower those settings, or raise that limit"),
+            "{err}"
+        );
     }
 }

@@ -60,9 +60,10 @@ impl Provenance {
     }
 }
 
-/// This process's command line, each argument shell-quoted where it needs it.
+/// This process's command line, each argument shell-quoted where it needs it (an argument
+/// that is not UTF-8, such as a path, byte for byte in `$'...'`).
 pub fn this_command() -> String {
-    shell::words(std::env::args())
+    shell::words_os(std::env::args_os())
 }
 
 /// The directory of the libtorch_cpu library mapped into this process (`maps` is

@@ -23,6 +23,9 @@ use crate::run::metrics::{Row, CSV_HEADER, METRICS_CSV};
 
 /// Longest time a produced row waits in memory before it reaches the disk.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Bytes reserved, fallibly, in each buffer before a row is queued: more than a row's CSV line
+/// or TensorBoard events take.
+const ROW_BYTES: usize = 1024;
 
 /// Where the record files stood when a checkpoint was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,14 +112,20 @@ impl Records {
         })
     }
 
-    /// Queues a row for both files.
-    pub fn push(&mut self, row: &Row) {
+    /// Queues a row for both files. Where the memory for it cannot be had (an address-space
+    /// limit reached), an error instead of the abort a growing buffer would end in.
+    pub fn push(&mut self, row: &Row) -> Result<()> {
+        self.csv_pending
+            .try_reserve(ROW_BYTES)
+            .and_then(|()| self.events_pending.try_reserve(ROW_BYTES))
+            .context("no memory left to queue a row of the records")?;
         row.write_csv(&mut self.csv_pending);
         let now = wall_time();
         let step = i64::try_from(row.env_step()).unwrap_or(i64::MAX);
         for (tag, value) in row.scalars() {
             tensorboard::push_scalar(&mut self.events_pending, now, step, tag, value as f32);
         }
+        Ok(())
     }
 
     /// Writes the queued rows if the oldest may have waited a second.
@@ -255,7 +264,7 @@ mod tests {
     fn rows_reach_the_disk_on_flush_and_reopen_cuts_back() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut records = Records::create(dir.path())?;
-        records.push(&episode(10));
+        records.push(&episode(10))?;
         let csv = dir.path().join(METRICS_CSV);
         assert_eq!(fs::read_to_string(&csv)?, format!("{CSV_HEADER}\n"));
         records.flush()?;
@@ -263,7 +272,7 @@ mod tests {
         let seen: RecordPositions = part.state()?;
         let after_first = fs::read_to_string(&csv)?;
         assert_eq!(after_first.lines().count(), 2);
-        records.push(&episode(20));
+        records.push(&episode(20))?;
         records.push(&Row::Eval {
             env_step: 20,
             episode: 2,
@@ -276,7 +285,7 @@ mod tests {
                 max: 9.0,
             },
             wall_seconds: 1.0,
-        });
+        })?;
         records.flush()?;
         assert_eq!(fs::read_to_string(&csv)?.lines().count(), 4);
         let events = dir.path().join(&seen.events_file);
@@ -286,7 +295,7 @@ mod tests {
         let mut records = Records::reopen(dir.path(), &part)?;
         assert_eq!(fs::read_to_string(&csv)?, after_first);
         assert_eq!(fs::metadata(&events)?.len(), seen.events_bytes);
-        records.push(&episode(30));
+        records.push(&episode(30))?;
         records.flush()?;
         let text = fs::read_to_string(&csv)?;
         assert_eq!(text.lines().count(), 3);
@@ -298,7 +307,7 @@ mod tests {
     fn a_file_shorter_than_the_checkpoint_saw_is_an_error() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut records = Records::create(dir.path())?;
-        records.push(&episode(10));
+        records.push(&episode(10))?;
         let mut seen: RecordPositions = records.save_part()?.state()?;
         seen.csv_bytes += 100;
         let err = format!(

@@ -163,6 +163,60 @@ fn broken_checkpoints_are_named() {
     );
 }
 
+/// A model whose parameters are not all finite is refused by name, not played: the shipped
+/// model with `+inf` in `2.weight` (safetensors) and NaN in it (TorchScript, by PyTorch).
+#[test]
+fn models_with_non_finite_parameters_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cartpole-dqn");
+    let mut bytes = fs::read(shipped.join("model.safetensors")).expect("the shipped model");
+    let header: serde_json::Value = {
+        let len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        serde_json::from_slice(&bytes[8..8 + len]).expect("a JSON header")
+    };
+    let data = 8 + u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let start = header["2.weight"]["data_offsets"][0]
+        .as_u64()
+        .expect("2.weight's offset") as usize;
+    let at = data + start + 4 * 5;
+    bytes[at..at + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let model = dir.path().join("model.safetensors");
+    fs::write(&model, &bytes).expect("write");
+    let refused = format!(
+        "cannot use {} as a Q-network: its tensor 2.weight holds a non-finite value (inf at \
+         element 5)",
+        model.display()
+    );
+    assert_clean_error(&eval_checkpoint(&model, &[]), &[&refused]);
+    let output = run(qnet()
+        .arg("render")
+        .arg("--checkpoint")
+        .arg(&model)
+        .arg("--out")
+        .arg(dir.path().join("x.gif")));
+    assert_clean_error(&output, &[&refused]);
+
+    let script = "import sys, torch\n\
+                  m = torch.jit.load(sys.argv[1])\n\
+                  with torch.no_grad():\n    \
+                  dict(m.named_parameters())['2.weight'].view(-1)[7] = float('nan')\n\
+                  torch.jit.save(m, sys.argv[2])\n";
+    let pt = dir.path().join("model.pt");
+    let made = run(std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(shipped.join("model.pt"))
+        .arg(&pt));
+    assert!(made.status.success(), "{:?}", text(&made));
+    assert_clean_error(
+        &eval_checkpoint(&pt, &["--torchscript", "--env", "CartPole-v1"]),
+        &[&format!(
+            "cannot use {} as a Q-network: its tensor 2.weight holds a non-finite value (NaN \
+             at element 7)",
+            pt.display()
+        )],
+    );
+}
+
 #[test]
 fn resume_needs_a_run_directory() {
     let dir = tempfile::tempdir().expect("tempdir");

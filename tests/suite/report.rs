@@ -43,6 +43,7 @@ fn fake_run(dir: &Path, lr: f64, seed: u64, final_return: f64) {
         solved_at_seconds: solved.map(|s| s as f64 / 8000.0),
         confirmed_at_step: None,
         confirmed_at_seconds: None,
+        solved_not_judged: None,
         best_eval_mean: Some(final_return.max(480.0)),
         best_eval_step: Some(20_000),
         diverged_at_step: None,

@@ -239,6 +239,11 @@ fn killed_workers_and_interrupted_sweeps() {
     );
     let failure = fs::read_to_string(first.join("failure.json")).expect("failure.json");
     assert!(failure.contains("signal 9"), "{failure}");
+    assert!(
+        failure.contains("the sweep worker running it was killed by signal 9 (SIGKILL")
+            && failure.contains("worker-0.log"),
+        "{failure}"
+    );
     assert!(!second.join("summary.json").exists());
 
     // Again, retrying the killed run: every run finishes, the interrupted one resumed.

@@ -12,6 +12,7 @@ mod find;
 mod names;
 mod plot;
 mod render;
+mod scores;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -19,49 +20,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::config::{clip, Config, EnvId, Procedure};
-use crate::many::stats::{self, Bootstrap, Estimate, Statistic};
+use crate::config::{clip, EnvId};
+use crate::many::stats::{self, Bootstrap, Estimate};
 use crate::many::sweep::RunState;
 use crate::run::metrics::{Curves, Summary};
 use find::find_runs;
+use scores::step_budget;
 use settings::{settings, Run, Setting};
 
 pub use plot::LEARNING_CURVES;
+pub use scores::{GroupStats, Scores};
 
 /// Groups compared pairwise when no baseline is named.
 const MAX_PAIRWISE_GROUPS: usize = 4;
-
-/// The scores of a group's finished runs, one per run, in run order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Scores {
-    /// Final greedy return.
-    pub final_return: Vec<f64>,
-    /// Best periodic evaluation (runs that kept one).
-    pub best_eval: Vec<f64>,
-    /// Env steps to the first solved evaluation, the budget when never solved.
-    pub steps_to_solve: Vec<f64>,
-    /// Training seconds to it, the whole training time when never solved.
-    pub seconds_to_solve: Vec<f64>,
-}
-
-/// A group's aggregates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupStats {
-    /// IQM of the final return.
-    pub final_iqm: Estimate,
-    /// Median of the final return.
-    pub final_median: Estimate,
-    /// Mean of the final return.
-    pub final_mean: Estimate,
-    /// Fraction of runs whose final return reaches the solved threshold.
-    pub success_rate: Estimate,
-    /// The same for their best evaluation, when every run kept one.
-    pub best_eval_success_rate: Option<Estimate>,
-    /// IQM of env steps to first solve.
-    pub steps_to_solve_iqm: Estimate,
-    /// IQM of seconds to first solve.
-    pub seconds_to_solve_iqm: Estimate,
-}
+/// Group names a message lists.
+const MAX_NAMES_LISTED: usize = 20;
 
 /// Runs of one setting.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +43,8 @@ pub struct Group {
     pub env: EnvId,
     /// Its name: the settings that tell it from the other groups of its environment.
     pub name: String,
-    /// Its run directories.
+    /// Its run directories (in report.json as text, a name that is not UTF-8 lossily).
+    #[serde(serialize_with = "render::lossy_paths")]
     pub runs: Vec<PathBuf>,
     /// Runs finished.
     pub finished: usize,
@@ -82,6 +56,9 @@ pub struct Group {
     pub scores: Scores,
     /// Aggregates, when some run finished.
     pub stats: Option<GroupStats>,
+    /// Why its runs are left out of success rates and steps to solve: a time limit shorter
+    /// than the environment's registered one, under which solved is not judged.
+    pub solved_not_judged: Option<String>,
     /// Periodic evaluation returns per run, for the learning curves.
     #[serde(skip)]
     curves: Vec<Vec<(u64, f64)>>,
@@ -222,10 +199,15 @@ impl Report {
         }
         let mut names: Vec<String> = Vec::new();
         for group in &self.groups {
-            let quoted = format!("{:?}", group.name);
+            let quoted = format!("{:?}", clip(&group.name));
             if !names.contains(&quoted) {
                 names.push(quoted);
             }
+        }
+        let more = names.len().saturating_sub(MAX_NAMES_LISTED);
+        names.truncate(MAX_NAMES_LISTED);
+        if more > 0 {
+            names.push(format!("and {more} more (report.md lists them all)"));
         }
         bail!(
             "--baseline {:?} names no group with finished runs; the groups are: {}",
@@ -250,6 +232,10 @@ impl Group {
     /// The group of `setting`'s runs, its success rates counted against `threshold`.
     fn build(setting: Setting<'_>, threshold: f64, bootstrap: &Bootstrap) -> Result<Self> {
         let Setting { env, name, runs } = setting;
+        // A group's runs share their config but for the seed: one time limit.
+        let solved_not_judged = runs
+            .iter()
+            .find_map(|run| run.config.env.solved_not_judged());
         let mut group = Group {
             env,
             name,
@@ -259,6 +245,7 @@ impl Group {
             unfinished: 0,
             scores: Scores::default(),
             stats: None,
+            solved_not_judged,
             curves: Vec::new(),
         };
         let mut all_kept_best = true;
@@ -273,11 +260,12 @@ impl Group {
             }
         }
         if group.finished > 0 {
+            let judged = group.solved_not_judged.is_none().then_some(threshold);
             group.stats = Some(GroupStats::of(
                 &group.scores,
                 all_kept_best,
                 bootstrap,
-                threshold,
+                judged,
             )?);
         }
         Ok(group)
@@ -320,28 +308,6 @@ impl Group {
     }
 }
 
-impl GroupStats {
-    /// The aggregates of a group's `scores`, with the success rate of their best evaluations
-    /// only when every run kept one (`all_kept_best`).
-    fn of(s: &Scores, all_kept_best: bool, bootstrap: &Bootstrap, threshold: f64) -> Result<Self> {
-        let ci = |scores: &[f64], statistic| stats::bootstrap_ci(scores, statistic, bootstrap);
-        let success = Statistic::SuccessRate { threshold };
-        Ok(GroupStats {
-            final_iqm: ci(&s.final_return, Statistic::Iqm)?,
-            final_median: ci(&s.final_return, Statistic::Median)?,
-            final_mean: ci(&s.final_return, Statistic::Mean)?,
-            success_rate: ci(&s.final_return, success)?,
-            best_eval_success_rate: if all_kept_best && !s.best_eval.is_empty() {
-                Some(ci(&s.best_eval, success)?)
-            } else {
-                None
-            },
-            steps_to_solve_iqm: ci(&s.steps_to_solve, Statistic::Iqm)?,
-            seconds_to_solve_iqm: ci(&s.seconds_to_solve, Statistic::Iqm)?,
-        })
-    }
-}
-
 /// The pairs of `scored` groups (of one environment) to compare: each against the one named
 /// `baseline` (none when it has no such group), or every pair when there are few groups.
 fn pairs<'g>(scored: &[&'g Group], baseline: Option<&str>) -> Vec<(&'g Group, &'g Group)> {
@@ -363,20 +329,10 @@ fn pairs<'g>(scored: &[&'g Group], baseline: Option<&str>) -> Vec<(&'g Group, &'
     }
 }
 
-/// The env steps a run that never solved counts at: the budget its procedure trained to.
-/// `dqn` stops at `train.total_env_steps` (its last vector step may pass it); `tutorial`
-/// ignores that key and runs `train.tutorial.iterations`, so its budget is the steps it
-/// took.
-fn step_budget(config: &Config, summary: &Summary) -> u64 {
-    match config.train.procedure {
-        Procedure::Dqn => config.train.total_env_steps.max(summary.env_steps),
-        Procedure::Tutorial => summary.env_steps,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     /// An environment's plot range covers the longest time limit among its runs, and only its
     /// own runs count.

@@ -34,22 +34,8 @@ const PALETTE: [RGBColor; 8] = [
 /// The IQM across a group's runs of its evaluation return at each env step any run
 /// evaluated at; a run that stopped early (solved) counts with its last evaluation.
 fn iqm_curve(group: &Group, bootstrap: &Bootstrap) -> Result<Vec<(f64, Estimate)>> {
-    let mut steps: Vec<u64> = group
-        .curves()
-        .iter()
-        .flat_map(|c| c.iter().map(|&(s, _)| s))
-        .collect();
-    steps.sort_unstable();
-    steps.dedup();
-    let mut points = Vec::with_capacity(steps.len());
-    for step in steps {
-        let values: Vec<f64> = group
-            .curves()
-            .iter()
-            .filter_map(|curve| curve.iter().take_while(|&&(s, _)| s <= step).last())
-            .map(|&(_, value)| value)
-            .filter(|v| v.is_finite())
-            .collect();
+    let mut points = Vec::new();
+    for (step, values) in values_at_steps(group.curves()) {
         if !values.is_empty() {
             points.push((
                 step as f64,
@@ -58,6 +44,38 @@ fn iqm_curve(group: &Group, bootstrap: &Bootstrap) -> Result<Vec<(f64, Estimate)
         }
     }
     Ok(points)
+}
+
+/// Each env step any of `curves` has a point at, in order, with the finite value each curve
+/// holds there: that of its last point up to the step, taking its points in file order up to
+/// the first one past the step. One cursor per curve only moves forward, since the points
+/// taken grow with the step: linear in the points, where a scan from the start for every
+/// step made a report of long runs quadratic.
+fn values_at_steps(curves: &[Vec<(u64, f64)>]) -> Vec<(u64, Vec<f64>)> {
+    let mut steps: Vec<u64> = curves
+        .iter()
+        .flat_map(|c| c.iter().map(|&(s, _)| s))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let mut taken = vec![0; curves.len()];
+    steps
+        .into_iter()
+        .map(|step| {
+            let values = curves
+                .iter()
+                .zip(&mut taken)
+                .filter_map(|(curve, taken)| {
+                    while curve.get(*taken).is_some_and(|&(s, _)| s <= step) {
+                        *taken += 1;
+                    }
+                    taken.checked_sub(1).map(|last| curve[last].1)
+                })
+                .filter(|v| v.is_finite())
+                .collect();
+            (step, values)
+        })
+        .collect()
 }
 
 /// The returns the performance profile spans: those of the runs, with a margin, so that the
@@ -301,6 +319,64 @@ fn draw_profiles(area: &DrawingArea<SVGBackend<'_>, Shift>, row: &Row<'_>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The values at each step as the curves define them, scanning each curve from its start.
+    fn values_at_steps_by_scanning(curves: &[Vec<(u64, f64)>]) -> Vec<(u64, Vec<f64>)> {
+        let mut steps: Vec<u64> = curves.iter().flatten().map(|&(s, _)| s).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+            .into_iter()
+            .map(|step| {
+                let values = curves
+                    .iter()
+                    .filter_map(|curve| curve.iter().take_while(|&&(s, _)| s <= step).last())
+                    .map(|&(_, value)| value)
+                    .filter(|v| v.is_finite())
+                    .collect();
+                (step, values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_step_takes_each_curves_last_value_up_to_it() {
+        let curves = vec![
+            vec![(10, 1.0), (20, 2.0), (30, f64::NAN), (40, 4.0)],
+            // Stopped early (solved): its last value holds on.
+            vec![(20, 5.0)],
+            // A step repeated, and one out of order (a file appended to by hand).
+            vec![(5, 7.0), (20, 8.0), (20, 9.0), (15, 6.0), (50, 10.0)],
+            Vec::new(),
+        ];
+        let expected: Vec<(u64, Vec<f64>)> = vec![
+            (5, vec![7.0]),
+            (10, vec![1.0, 7.0]),
+            (15, vec![1.0, 7.0]),
+            (20, vec![2.0, 5.0, 6.0]),
+            (30, vec![5.0, 6.0]),
+            (40, vec![4.0, 5.0, 6.0]),
+            (50, vec![4.0, 5.0, 10.0]),
+        ];
+        assert_eq!(values_at_steps(&curves), expected);
+        assert_eq!(values_at_steps_by_scanning(&curves), expected);
+    }
+
+    #[test]
+    fn long_curves_give_what_a_scan_from_the_start_gives() {
+        // Interleaved steps, gaps and repeats over several runs of different lengths.
+        let curves: Vec<Vec<(u64, f64)>> = (1..=4u64)
+            .map(|run| {
+                (0..500u64)
+                    .map(|i| (i * run * 7 % 1000 + i, (i * 31 % 97) as f64 - run as f64))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            values_at_steps(&curves),
+            values_at_steps_by_scanning(&curves)
+        );
+    }
 
     #[test]
     fn the_profile_spans_the_runs_returns() {

@@ -3,7 +3,7 @@
 //! report.json (everything, scores included).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -99,6 +99,7 @@ fn settings_table<'g>(md: &mut String, groups: impl Iterator<Item = &'g Group>) 
         "| setting | runs | IQM | median | mean | success | best-eval success | steps to solve (IQM) | seconds to solve (IQM) |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let mut not_judged = Vec::new();
     for group in groups {
         let cells = match &group.stats {
             Some(s) => format!(
@@ -106,16 +107,33 @@ fn settings_table<'g>(md: &mut String, groups: impl Iterator<Item = &'g Group>) 
                 ci(&s.final_iqm, 1),
                 ci(&s.final_median, 1),
                 ci(&s.final_mean, 1),
-                percent(&s.success_rate),
+                s.success_rate.as_ref().map_or("-".to_owned(), percent),
                 s.best_eval_success_rate
                     .as_ref()
                     .map_or("-".to_owned(), percent),
-                ci(&s.steps_to_solve_iqm, 0),
-                ci(&s.seconds_to_solve_iqm, 2)
+                s.steps_to_solve_iqm
+                    .as_ref()
+                    .map_or("-".to_owned(), |e| ci(e, 0)),
+                s.seconds_to_solve_iqm
+                    .as_ref()
+                    .map_or("-".to_owned(), |e| ci(e, 2))
             ),
             None => "- | - | - | - | - | - | -".to_owned(),
         };
         let _ = writeln!(md, "| `{}` | {} | {cells} |", group.name, runs_cell(group));
+        if let Some(why) = &group.solved_not_judged {
+            not_judged.push(format!("`{}`: {why}", group.name));
+        }
+    }
+    if !not_judged.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nLeft out of success rates and steps to solve, as solved is not judged under a \
+             time limit shorter than the environment's registered one:\n"
+        );
+        for line in not_judged {
+            let _ = writeln!(md, "- {line}");
+        }
     }
 }
 
@@ -178,10 +196,10 @@ fn csv(report: &Report) -> String {
                 Some(s.final_iqm),
                 Some(s.final_median),
                 Some(s.final_mean),
-                Some(s.success_rate),
+                s.success_rate,
                 s.best_eval_success_rate,
-                Some(s.steps_to_solve_iqm),
-                Some(s.seconds_to_solve_iqm),
+                s.steps_to_solve_iqm,
+                s.seconds_to_solve_iqm,
             ],
             None => vec![None; metrics.len()],
         };
@@ -196,6 +214,15 @@ fn csv(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `paths` as JSON strings, a byte that is not UTF-8 as U+FFFD: serde refuses such a path, and
+/// report.json names runs for people to read, not to open.
+pub(super) fn lossy_paths<S: serde::Serializer>(
+    paths: &[PathBuf],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(paths.iter().map(|path| path.to_string_lossy()))
 }
 
 /// Writes report.md, report.csv and report.json into `dir`.

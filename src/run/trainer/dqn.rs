@@ -14,7 +14,7 @@ impl Trainer<'_> {
                 return Ok(Stop::Interrupted);
             }
             let ended = self.algorithm.step()?;
-            self.record_episodes(&ended);
+            self.record_episodes(&ended)?;
             if let Some(stop) = self.after_step()? {
                 return Ok(stop);
             }

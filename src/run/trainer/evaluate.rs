@@ -123,9 +123,19 @@ impl Trainer<'_> {
         }
     }
 
-    /// The run's environment's reward threshold.
-    pub(super) fn threshold(&self) -> f64 {
-        crate::env::spec(self.cfg.env.id).reward_threshold
+    /// The run's environment's reward threshold, where solved is judged: not under a time
+    /// limit shorter than the registered one (`EnvConfig::solved_not_judged`).
+    fn judged_threshold(&self) -> Option<f64> {
+        match self.cfg.env.solved_not_judged() {
+            None => Some(crate::env::spec(self.cfg.env.id).reward_threshold),
+            Some(_) => None,
+        }
+    }
+
+    /// `result` reaches the reward threshold, where solved is judged.
+    fn judged_solved(&self, result: &EvalResult) -> Option<bool> {
+        self.judged_threshold()
+            .map(|threshold| result.solved(threshold))
     }
 
     /// A periodic evaluation is due (and the schedule moves on to the next one).
@@ -143,7 +153,8 @@ impl Trainer<'_> {
             self.eval_envs(eval::periodic_eval_seed(self.cfg.seed)),
         )?;
         let seconds = self.seconds();
-        if result.solved(self.threshold()) && self.book.solved_at_step.is_none() {
+        let solved = self.judged_solved(&result) == Some(true);
+        if solved && self.book.solved_at_step.is_none() {
             self.book.solved_at_step = Some(self.env_steps());
             self.book.solved_at_seconds = Some(seconds);
         }
@@ -153,7 +164,7 @@ impl Trainer<'_> {
             is_final: false,
             result: result.clone(),
             wall_seconds: seconds,
-        });
+        })?;
         if self.best.offer(
             result.mean,
             self.algorithm.state.env_steps,
@@ -162,7 +173,6 @@ impl Trainer<'_> {
             self.write_best_model()?;
         }
         self.records.flush()?;
-        let solved = result.solved(self.threshold());
         self.book.last_eval = Some(result);
         Ok(solved)
     }
@@ -181,7 +191,7 @@ impl Trainer<'_> {
             &mut |_| {},
         )?;
         self.book.confirm_next_env = first.saturating_add(n);
-        let confirmed = result.solved(self.threshold());
+        let confirmed = self.judged_solved(&result) == Some(true);
         self.progress.line(&format!(
             "step {}: solved; confirmation over {} fresh episodes: mean {:.1} ({})",
             self.env_steps(),
@@ -230,7 +240,7 @@ impl Trainer<'_> {
             is_final: true,
             result: result.clone(),
             wall_seconds: self.book.train_seconds,
-        });
+        })?;
         self.records.sync()?;
         self.write_learning_curve()?;
         let summary = self.summary(RunStatus::Finished, Some(&result));
@@ -255,11 +265,12 @@ impl Trainer<'_> {
             final_eval_min: result.map(|r| r.min),
             final_eval_max: result.map(|r| r.max),
             final_eval_episodes: result.map(|r| r.episodes),
-            final_eval_solved: result.map(|r| r.solved(self.threshold())),
+            final_eval_solved: result.and_then(|r| self.judged_solved(r)),
             solved_at_step: self.book.solved_at_step,
             solved_at_seconds: self.book.solved_at_seconds,
             confirmed_at_step: self.book.confirmed_at_step,
             confirmed_at_seconds: self.book.confirmed_at_seconds,
+            solved_not_judged: result.and(self.cfg.env.solved_not_judged()),
             best_eval_mean: self.best.best.as_ref().map(|best| best.mean),
             best_eval_step: self.best.best.as_ref().map(|best| best.step),
             diverged_at_step: divergence.map(|d| d.env_step),

@@ -214,7 +214,7 @@ impl<'a> Trainer<'a> {
 
     /// Records the training episodes a step ended, and notices a non-finite loss or Q-value
     /// in their update statistics.
-    fn record_episodes(&mut self, ended: &[EpisodeEnd]) {
+    fn record_episodes(&mut self, ended: &[EpisodeEnd]) -> Result<()> {
         for end in ended {
             if let Some(stats) = end.stats {
                 self.book.last_loss = Some(stats.loss);
@@ -233,8 +233,9 @@ impl<'a> Trainer<'a> {
                 loss_and_q: end.stats.map(|s| (s.loss, s.mean_q)),
                 wall_seconds: self.seconds(),
             };
-            self.records.push(&row);
+            self.records.push(&row)?;
         }
+        Ok(())
     }
 
     /// What follows every loop step: the divergence check, a due evaluation and checkpoint,

@@ -31,7 +31,10 @@ impl Trainer<'_> {
             while counter <= tutorial.min_memory {
                 let epsilon = self.algorithm.epsilon();
                 let ended = self.algorithm.collect(epsilon, &mut memory)?;
-                self.record_episodes(&ended);
+                self.record_episodes(&ended)?;
+                // A memory of millions of transitions takes as many episodes to collect:
+                // their rows go to disk as they come, not all at the end of the iteration.
+                self.records.flush_if_due()?;
                 let held = memory.len() / floats;
                 for _ in 0..ended.len() {
                     counter = match tutorial.step_counting {
