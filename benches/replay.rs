@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use qnet::env::{CartPole, Dynamics};
+use qnet::env::{CartPole, Dynamics, EnvSpec};
 use qnet::learn::replay::{Prioritization, ReplayBuffer, Transition};
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
@@ -12,7 +12,8 @@ use tch::Device;
 
 const BATCH: usize = 128;
 /// CartPole-sized rows.
-const OBS_DIM: usize = CartPole::SPEC.obs_dim;
+const CARTPOLE: &EnvSpec = &CartPole::SPEC;
+const OBS_DIM: usize = CARTPOLE.obs_dim;
 
 fn full_buffer(capacity: usize, prioritized: bool) -> ReplayBuffer {
     let prioritization = prioritized.then_some(Prioritization {

@@ -44,7 +44,7 @@ if [[ ! -f $stamp ]] || ! cmp -s scripts/requirements.txt "$stamp"; then
     echo "setup: creating $venv"
     "$python" -m venv "$venv" || die "could not create a venv with $python (Debian/Ubuntu: apt-get install python3-venv)"
   fi
-  echo "setup: installing torch==2.13.0 (libtorch for tch), numpy, safetensors, tensorboard and rliable into $venv (about 5.3 GB, once)"
+  echo "setup: installing torch==2.13.0 (libtorch for tch), numpy, safetensors, tensorboard, rliable, and Gymnasium with its Box2D and MinAtar environments into $venv (about 5.4 GB, once)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt \
     || die "pip install -r scripts/requirements.txt failed (see above)"
   cp scripts/requirements.txt "$stamp"

@@ -9,22 +9,35 @@ use crate::env::EnvSpec;
 /// File name of the learning curve inside a run directory.
 pub const LEARNING_CURVE: &str = "learning_curve.svg";
 
-/// The y axis of returns: the env's range of episode returns within the run's time limit,
-/// topped by 4% of it so that the best return stays visible, and its solved threshold.
+/// The y axis of returns: the env's range of episode returns within the run's time limit
+/// (where it is known; else the range of the returns plotted and the threshold), topped by 4%
+/// of it so that the best return stays visible, and its solved threshold, where it is judged.
 #[derive(Debug, Clone, Copy)]
 struct ReturnAxis {
     low: f64,
     high: f64,
-    threshold: f64,
+    threshold: Option<f64>,
 }
 
 impl ReturnAxis {
-    fn of(env: &EnvSpec, max_episode_steps: u32) -> Self {
-        let (low, best) = env.returns_within(max_episode_steps);
+    fn of(env: &EnvSpec, max_episode_steps: u32, seen: impl Iterator<Item = f64>) -> Self {
+        let threshold = env.threshold_at(max_episode_steps);
+        let (low, best) = env.returns_within(max_episode_steps).unwrap_or_else(|| {
+            let (low, high) = seen
+                .chain(threshold)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                });
+            match (low.is_finite(), high > low) {
+                (true, true) => (low, high),
+                (true, false) => (low - 1.0, low + 1.0),
+                _ => (0.0, 1.0),
+            }
+        });
         Self {
             low,
             high: best + 0.04 * (best - low),
-            threshold: env.reward_threshold,
+            threshold,
         }
     }
 }
@@ -49,7 +62,6 @@ pub fn learning_curve_svg(
     env: &EnvSpec,
     max_episode_steps: u32,
 ) -> anyhow::Result<String> {
-    let returns = ReturnAxis::of(env, max_episode_steps);
     let train: Vec<(f64, f64)> = train
         .iter()
         .map(|&(step, ret)| (step as f64, ret))
@@ -67,6 +79,11 @@ pub fn learning_curve_svg(
         .fold(0.0, f64::max);
     // An empty or very short run still gets an axis with distinct tick labels.
     let x_max = last_step.max(MIN_X_RANGE);
+    let seen = train
+        .iter()
+        .map(|p| p.1)
+        .chain(eval.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
+    let returns = ReturnAxis::of(env, max_episode_steps, seen);
 
     let mut svg = String::new();
     {
@@ -75,7 +92,9 @@ pub fn learning_curve_svg(
         let mut chart = return_axes(&root, title, x_max, &returns)?;
         draw_training(&mut chart, &train)?;
         draw_evaluation(&mut chart, &eval, &returns)?;
-        draw_solved_threshold(&mut chart, x_max, returns.threshold)?;
+        if let Some(threshold) = returns.threshold {
+            draw_solved_threshold(&mut chart, x_max, threshold)?;
+        }
         draw_legend(&mut chart)?;
         root.present().context("finishing the SVG")?;
     }
@@ -306,7 +325,8 @@ mod tests {
 
     #[test]
     fn the_return_axis_spans_the_runs_time_limit() -> anyhow::Result<()> {
-        let mountain_car = crate::env::spec(crate::config::EnvId::MountainCar);
+        use crate::env::Dynamics;
+        let mountain_car = crate::env::MountainCar::SPEC;
         let eval = [(1000, -1000.0, 0.0), (2000, -1000.0, 0.0)];
         let registered = learning_curve_svg(&[], &eval, "200 steps", &mountain_car, 200)?;
         let longer = learning_curve_svg(&[], &eval, "1000 steps", &mountain_car, 1000)?;

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{Config, EnvId};
+use crate::config::{Config, EnvConfig};
 use crate::learn::qfunction::NetworkSpec;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::read::read_bytes;
@@ -108,16 +108,17 @@ pub struct SafetensorsModel {
     pub spec: NetworkSpec,
     /// Its parameters in [`NetworkSpec::layers`] order, float32 on the CPU.
     pub flat: Tensor,
-    /// The environment it was trained on (the metadata's config's `env.id`).
-    pub env: EnvId,
 }
 
-/// Reads the network in the safetensors file `path` (written by [`save_safetensors`]) and
-/// checks that it maps the observations of the environment it was trained on to that
-/// environment's actions. Every problem (a file that is missing, too large, not safetensors,
-/// without qnet's metadata, or whose tensors do not match the network it describes) is an
-/// error naming the file.
-pub fn load_safetensors(path: &Path) -> Result<SafetensorsModel> {
+/// Reads the network in the safetensors file `path` (written by [`save_safetensors`]);
+/// `fits` checks the network its metadata describes against the environment it names before
+/// the tensors are read (that it maps that environment's observations to its actions). Every
+/// problem (a file that is missing, too large, not safetensors, without qnet's metadata, or
+/// whose tensors do not match the network it describes) is an error naming the file.
+pub fn load_safetensors(
+    path: &Path,
+    fits: impl FnOnce(&EnvConfig, &NetworkSpec) -> Result<()>,
+) -> Result<SafetensorsModel> {
     let bytes = read_bytes(path, MAX_MODEL_BYTES)?;
     let problem = |what: String| {
         anyhow::anyhow!(
@@ -135,23 +136,13 @@ pub fn load_safetensors(path: &Path) -> Result<SafetensorsModel> {
         .as_ref()
         .ok_or_else(|| problem("it has no metadata".to_owned()))?;
     let (spec, env) = spec_of(metadata).map_err(|e| problem(format!("{e:#}")))?;
-    let sizes = crate::env::spec(env);
-    let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
-    if (spec.obs_dim, spec.n_actions) != (obs_dim, n_actions) {
-        bail!(
-            "{} does not fit {env}: it maps {} observation values to {} Q-values; expected \
-             {obs_dim} and {n_actions}",
-            path.display(),
-            spec.obs_dim,
-            spec.n_actions
-        );
-    }
+    fits(&env, &spec)?;
     let flat = parameters(&spec, &file).map_err(|e| problem(format!("{e:#}")))?;
-    Ok(SafetensorsModel { spec, flat, env })
+    Ok(SafetensorsModel { spec, flat })
 }
 
 /// The network the metadata describes: the run's validated config, and the sizes.
-fn spec_of(metadata: &HashMap<String, String>) -> Result<(NetworkSpec, EnvId)> {
+fn spec_of(metadata: &HashMap<String, String>) -> Result<(NetworkSpec, EnvConfig)> {
     let get = |key: &str| {
         metadata
             .get(key)
@@ -166,7 +157,7 @@ fn spec_of(metadata: &HashMap<String, String>) -> Result<(NetworkSpec, EnvId)> {
     };
     let cfg = Config::from_yaml_str(get("config")?, "its metadata's config", &[])?;
     let spec = NetworkSpec::new(&cfg.network, size("obs_dim")?, size("n_actions")?)?;
-    Ok((spec, cfg.env.id))
+    Ok((spec, cfg.env))
 }
 
 /// The file's tensors, checked name by name against `spec`, as one flat float32 tensor.

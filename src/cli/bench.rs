@@ -154,12 +154,13 @@ fn row(s: &Summary) -> String {
 /// the training loop's own code.
 pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     let cfg = load_config(&args.config.path()?, &args.config.overrides())?;
-    let placement = Placement::of(&cfg)?;
+    let env = crate::env::resolve(&cfg.env)?;
+    let placement = Placement::of(&cfg, &env)?;
     let Throughput {
         env_steps_per_second: env_rate,
         updates_per_second: update_rate,
         kernel,
-    } = throughput::measure(&cfg, placement, args.seconds)?;
+    } = throughput::measure(&cfg, &env, placement, args.seconds)?;
     let (device, replay_device) = (placement.train, placement.replay);
     let n = cfg.env.n_envs;
     say!(
@@ -176,6 +177,28 @@ pub(super) fn throughput(args: ThroughputArgs) -> Result<()> {
     say!(
         "gradient updates/s: {update_rate:.0} ({:.1} us/update); env steps/s (acting): {env_rate:.0}",
         1e6 / update_rate
+    );
+    Ok(())
+}
+
+/// `qnet bench env`: env steps per second of a config's environment alone.
+pub(super) fn env(args: ThroughputArgs) -> Result<()> {
+    let cfg = load_config(&args.config.path()?, &args.config.overrides())?;
+    let env = crate::env::resolve(&cfg.env)?;
+    let rate = throughput::env_steps_per_second(&env, cfg.env.n_envs, args.seconds)?;
+    say!(
+        "{}: {} envs{}: {rate:.0} env steps/s",
+        env.spec().id,
+        cfg.env.n_envs,
+        if env.is_gym() {
+            format!(
+                " in {} worker process{}",
+                cfg.env.processes,
+                if cfg.env.processes == 1 { "" } else { "es" }
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -14,9 +14,12 @@ mod report;
 mod sweep;
 mod train;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -24,7 +27,7 @@ use clap::{Args, Parser, Subcommand};
 /// Deep Q-Networks on CartPole-v1, in Rust on libtorch.
 #[derive(Debug, Parser)]
 #[command(name = "qnet", version, about, propagate_version = true)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -291,6 +294,9 @@ enum BenchCommand {
     Solve(SolveArgs),
     /// Gradient updates per second and env steps per second of a config on a device.
     Throughput(ThroughputArgs),
+    /// Env steps per second of a config's environment alone (`env.n_envs` envs, stepped as
+    /// training steps them), with a fixed pattern of actions.
+    Env(ThroughputArgs),
 }
 
 #[derive(Debug, Args)]
@@ -318,7 +324,7 @@ struct ThroughputArgs {
 
 impl Cli {
     /// Runs the command; the exit code to use on success (non-zero after an interrupt).
-    pub fn run(self) -> Result<i32> {
+    fn run(self) -> Result<i32> {
         match self.command {
             Command::Train(args) => train::train(args),
             Command::Eval(args) => play::eval(args).map(|()| 0),
@@ -327,6 +333,7 @@ impl Cli {
             Command::Report(args) => report::report(args).map(|()| 0),
             Command::Bench(BenchCommand::Solve(args)) => bench::solve(args),
             Command::Bench(BenchCommand::Throughput(args)) => bench::throughput(args).map(|()| 0),
+            Command::Bench(BenchCommand::Env(args)) => bench::env(args).map(|()| 0),
             Command::SweepWorker => {
                 crate::many::worker::serve(io::stdin().lock(), io::stdout().lock())?;
                 Ok(0)
@@ -334,6 +341,52 @@ impl Cli {
             Command::SweepTask(args) => sweep::task(args),
         }
     }
+}
+
+/// qnet's command line, as the `qnet` binary runs it: parses the process's arguments, runs
+/// the command, and turns any error into one message and an exit code. A program that uses
+/// qnet as a library calls it after registering environments of its own
+/// ([`crate::env::register`]), and is then a `qnet` that knows them.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with `args` (the program's name first) in place of the process's arguments.
+pub fn main_from(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    // Past a file-size limit (`ulimit -f`, which batch systems set) the kernel sends SIGXFSZ,
+    // whose default action kills the process without a word. Ignored, the write fails with
+    // EFBIG instead, and the error names the file.
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no handler code and touches no
+    // memory of this program.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Usage, --help and --version, as clap prints them.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    // A panic (libtorch reports some failures, such as an allocation it cannot make, as one
+    // through tch) ends as one error line, like any other error: no backtrace.
+    panic::set_hook(Box::new(|_| {}));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| cli.run()));
+    let message = match outcome {
+        Ok(Ok(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        // Output piped into `head` and the like: stop quietly, as ripgrep does.
+        Ok(Err(err)) if is_broken_pipe(&err) => return ExitCode::SUCCESS,
+        Ok(Err(err)) => format!("{err:#}"),
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            format!("qnet failed unexpectedly (inside libtorch or qnet): {text}")
+        }
+    };
+    let _ = writeln!(io::stderr(), "error: {message}");
+    ExitCode::FAILURE
 }
 
 /// Writes one line to stdout; an error says it was standard output that failed (a full disk
@@ -346,7 +399,7 @@ fn print_line(args: fmt::Arguments<'_>) -> Result<()> {
 }
 
 /// True when `err` comes from writing to a pipe whose reader has gone (`qnet ... | head`).
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<io::Error>()

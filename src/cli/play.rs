@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::{EvalArgs, ModelArgs, RenderArgs};
-use crate::config::{DeviceSpec, EnvId};
+use crate::config::DeviceSpec;
 use crate::learn::eval::MAX_EPISODES;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::device;
@@ -40,10 +40,12 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
         result.episodes,
         args.seed,
         device::name(device),
-        if result.solved(played.threshold) {
-            format!("solved (mean >= {})", played.threshold)
-        } else {
-            format!("not solved (mean < {})", played.threshold)
+        match played.threshold {
+            Some(threshold) if result.solved(threshold) => {
+                format!("solved (mean >= {threshold})")
+            }
+            Some(threshold) => format!("not solved (mean < {threshold})"),
+            None => "no reward threshold to judge it by".to_owned(),
         }
     );
     Ok(())
@@ -51,7 +53,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
 
 pub(super) fn render(args: RenderArgs) -> Result<()> {
     let rendered = play::render(&choice(args.model), args.seed, args.max_steps)?;
-    let out = args.out.unwrap_or_else(|| default_gif(rendered.env));
+    let out = args.out.unwrap_or_else(|| default_gif(&rendered.env));
     if out == Path::new("-") {
         std::io::stdout()
             .lock()
@@ -73,9 +75,22 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
 }
 
 /// The GIF `qnet render` writes without `--out`: the environment's name without its version,
-/// in lower case (`cartpole.gif` for CartPole-v1).
-fn default_gif(env: EnvId) -> PathBuf {
-    let name = env.as_str().split('-').next().unwrap_or_default();
+/// module or namespace, in lower case (`cartpole.gif` for CartPole-v1, `breakout.gif` for
+/// gym:minatar.gym:MinAtar/Breakout-v1), letters and digits only.
+fn default_gif(env: &str) -> PathBuf {
+    let name = env.rsplit([':', '/']).next().unwrap_or_default();
+    let name: String = name
+        .split("-v")
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let name = if name.is_empty() {
+        "episode".to_owned()
+    } else {
+        name
+    };
     PathBuf::from(format!("{}.gif", name.to_lowercase()))
 }
 
@@ -85,11 +100,15 @@ mod tests {
 
     #[test]
     fn the_default_gif_is_named_after_the_environment() {
-        assert_eq!(default_gif(EnvId::CartPole), Path::new("cartpole.gif"));
-        assert_eq!(default_gif(EnvId::Acrobot), Path::new("acrobot.gif"));
-        assert_eq!(
-            default_gif(EnvId::MountainCar),
-            Path::new("mountaincar.gif")
-        );
+        for (id, gif) in [
+            ("CartPole-v1", "cartpole.gif"),
+            ("Acrobot-v1", "acrobot.gif"),
+            ("MountainCar-v0", "mountaincar.gif"),
+            ("gym:LunarLander-v3", "lunarlander.gif"),
+            ("gym:minatar.gym:MinAtar/Breakout-v1", "breakout.gif"),
+            ("gym:../..", "episode.gif"),
+        ] {
+            assert_eq!(default_gif(id), Path::new(gif), "{id}");
+        }
     }
 }

@@ -54,10 +54,11 @@ pub(super) fn sweep(args: SweepArgs) -> Result<i32> {
     };
     let _lock = sweep.lock(&provenance::this_command())?;
     sweep.write(&configs)?;
-    let bytes = configs
-        .iter()
-        .map(|config| disk::run_bytes(config).saturating_mul(args.seeds.seeds))
-        .fold(0, u64::saturating_add);
+    let mut bytes = 0u64;
+    for config in &configs {
+        let per_run = disk::run_bytes(config, &crate::env::resolve(&config.env)?);
+        bytes = bytes.saturating_add(per_run.saturating_mul(args.seeds.seeds));
+    }
     say!(
         "sweep: {} setting{} x {} seed{} = {} runs in {}, about {} on disk by an estimate \
          (their commands: {})",

@@ -38,12 +38,13 @@ pub(super) fn train(args: TrainArgs) -> Result<i32> {
         overrides.push(format!("seed={seed}"));
     }
     let cfg = load_config(&args.config.path()?, &overrides)?;
-    let placement = Placement::of(&cfg)?;
+    let env = crate::env::resolve(&cfg.env)?;
+    let placement = Placement::of(&cfg, &env)?;
     let dir = run_dir::create(args.out.as_deref(), &cfg.experiment, cfg.seed)?;
     let run = LockedRun::lock(&dir, &command)?;
     say!("run directory: {}", dir.display());
     report(
-        start_run(cfg, placement, &run, args.quiet, &stop, command)?,
+        start_run(cfg, env, placement, &run, args.quiet, &stop, command)?,
         &dir,
     )
 }

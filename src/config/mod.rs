@@ -17,13 +17,15 @@ mod tree;
 mod types;
 mod validate;
 
+use std::collections::BTreeMap;
+
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 
 pub use clip::{clip, clip_middle};
 pub use types::{
     Activation, DeviceSpec, EnvId, Implementation, Init, Loss, OptimizerKind, Procedure,
-    ReplayDevice, Schedule, StepCounting,
+    ReplayDevice, Schedule, StepCounting, Wrapper,
 };
 
 /// A complete, validated experiment configuration.
@@ -58,35 +60,23 @@ pub struct Config {
 /// The environment and how many copies step together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnvConfig {
-    /// The environment, by Gymnasium id.
+    /// The environment: one of qnet's by Gymnasium id, or `gym:ID` for any Gymnasium one.
     pub id: EnvId,
     /// Time limit: episodes are truncated (not terminated) after this many steps; 1..=100000,
-    /// or `None` for the environment's registered limit ([`EnvId::time_limit`]).
+    /// or `None` for the environment's registered limit.
     pub max_episode_steps: Option<u32>,
     /// Environments stepped as one batch; 1..=65536.
     pub n_envs: usize,
-}
-
-impl EnvConfig {
-    /// The time limit in force: `max_episode_steps`, or the environment's registered one.
-    pub fn time_limit(&self) -> u32 {
-        self.max_episode_steps.unwrap_or(self.id.time_limit())
-    }
-
-    /// Why "solved" (the environment's reward threshold) is not judged under this time limit,
-    /// or `None` where it is: it is judged only at a limit at least the registered one.
-    /// Acrobot-v1 and MountainCar-v0 reward -1 a step, so under a limit shorter than the
-    /// threshold's size every policy would reach it; Gymnasium's threshold assumes its limit.
-    pub fn solved_not_judged(&self) -> Option<String> {
-        let (limit, registered) = (self.time_limit(), self.id.time_limit());
-        (limit < registered).then(|| {
-            format!(
-                "env.max_episode_steps {limit} is shorter than {}'s registered time limit of \
-                 {registered}, under which its reward threshold is set",
-                self.id
-            )
-        })
-    }
+    /// Keyword arguments of `gymnasium.make` (a `gym:` environment only).
+    pub kwargs: BTreeMap<String, serde_json::Value>,
+    /// Gymnasium wrappers around each env, innermost first (a `gym:` environment only).
+    pub wrappers: Vec<Wrapper>,
+    /// Worker processes the envs of a `gym:` environment are split over, stepping in
+    /// parallel; 1..=n_envs.
+    pub processes: usize,
+    /// Seconds any one request to a `gym:` environment's worker may take before it is taken
+    /// to hang and stopped; in (0, 86400].
+    pub timeout_seconds: f64,
 }
 
 /// The multilayer perceptron mapping an observation to one Q-value per action.
@@ -242,9 +232,13 @@ impl Default for Config {
             seed: 0,
             device: DeviceSpec::Auto,
             env: EnvConfig {
-                id: EnvId::CartPole,
+                id: EnvId::default(),
                 max_episode_steps: None,
                 n_envs: 1,
+                kwargs: BTreeMap::new(),
+                wrappers: Vec::new(),
+                processes: 1,
+                timeout_seconds: 60.0,
             },
             network: NetworkConfig {
                 hidden: vec![64, 64],

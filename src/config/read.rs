@@ -21,6 +21,10 @@ pub(super) fn config_from_tree(tree: &RawTree) -> Result<Config> {
             id: tree.get("env.id")?,
             max_episode_steps: tree.get("env.max_episode_steps")?,
             n_envs: tree.get("env.n_envs")?,
+            kwargs: tree.get("env.kwargs")?,
+            wrappers: tree.get("env.wrappers")?,
+            processes: tree.get("env.processes")?,
+            timeout_seconds: tree.get("env.timeout_seconds")?,
         },
         network: NetworkConfig {
             hidden: tree.get("network.hidden")?,

@@ -160,6 +160,10 @@ impl<'a> RawTree<'a> {
     }
 }
 
+/// Mappings whose keys are the user's, not the schema's (keyword arguments of a Gymnasium
+/// environment): a file or `--set` adds keys to them or replaces them.
+const FREE_FORM: &[&str] = &["env.kwargs"];
+
 /// Merges `incoming` over `target`, where `target`'s mappings are the schema.
 fn merge(
     target: &mut Value,
@@ -168,6 +172,9 @@ fn merge(
     origin: &Origin,
     origins: &mut HashMap<String, Origin>,
 ) -> Result<(), Problem> {
+    if FREE_FORM.contains(&path.join(".").as_str()) {
+        return merge_free_form(target, incoming, path, origin, origins);
+    }
     let Value::Mapping(known) = target else {
         if incoming.is_mapping() {
             return Err(problem(
@@ -212,8 +219,41 @@ fn merge(
     Ok(())
 }
 
+/// Merges `incoming`, which must be a mapping (or null, which empties it), into the free-form
+/// mapping `target` key by key; the whole mapping is one value, whose origin is the last that
+/// changed it.
+fn merge_free_form(
+    target: &mut Value,
+    incoming: Value,
+    path: &[String],
+    origin: &Origin,
+    origins: &mut HashMap<String, Origin>,
+) -> Result<(), Problem> {
+    let entries = match incoming {
+        Value::Null => Mapping::new(),
+        Value::Mapping(entries) => entries,
+        other => {
+            return Err(problem(
+                path,
+                format!(
+                    "'{}' must be a mapping of names to values, found {}",
+                    path.join("."),
+                    kind(&other)
+                ),
+            ))
+        }
+    };
+    match target {
+        Value::Mapping(existing) if !entries.is_empty() => existing.extend(entries),
+        _ => *target = Value::Mapping(entries),
+    }
+    origins.insert(path.join("."), origin.clone());
+    Ok(())
+}
+
 /// Appends to `out` the dotted paths of the leaves at which `a` and `b` differ; both trees
-/// have the same shape (they come from the same struct).
+/// have the same shape (they come from the same struct), but for the free-form mappings,
+/// which are compared whole.
 pub(super) fn differing_leaves(
     a: &Value,
     b: &Value,
@@ -221,6 +261,10 @@ pub(super) fn differing_leaves(
     out: &mut Vec<String>,
 ) {
     match (a, b) {
+        (a, b) if FREE_FORM.contains(&path.join(".").as_str()) && a != b => {
+            out.push(path.join("."));
+        }
+        _ if FREE_FORM.contains(&path.join(".").as_str()) => {}
         (Value::Mapping(a), Value::Mapping(b)) => {
             for (key, value) in a {
                 path.push(key_text(key));

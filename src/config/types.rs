@@ -150,54 +150,154 @@ pub enum Init {
     GlorotUniform,
 }
 
-/// The environment to train on, by its Gymnasium id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum EnvId {
-    /// `CartPole-v1`.
-    #[serde(rename = "CartPole-v1")]
-    CartPole,
-    /// `Acrobot-v1`.
-    #[serde(rename = "Acrobot-v1")]
-    Acrobot,
-    /// `MountainCar-v0`.
-    #[serde(rename = "MountainCar-v0")]
-    MountainCar,
+/// The environment to train on: one of qnet's own by its Gymnasium id (`CartPole-v1`), or any
+/// Gymnasium environment through the bridge as `gym:ID` (`gym:LunarLander-v3`,
+/// `gym:minatar.gym:MinAtar/Breakout-v1`). Which ids exist is the environment registry's to
+/// say (`crate::env::registry`); here an id is only checked to be one word.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct EnvId(String);
+
+impl<'de> Deserialize<'de> for EnvId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = EnvId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "an environment id: one of qnet's (CartPole-v1, Acrobot-v1, \
+                     MountainCar-v0) or gym:ID for any Gymnasium environment",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<EnvId, E> {
+                id.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(Id)
+    }
 }
 
+/// Most characters of an `env.id`.
+const MAX_ENV_ID_CHARS: usize = 500;
+
 impl EnvId {
-    /// The time limit Gymnasium registers (`max_episode_steps`).
-    pub fn time_limit(self) -> u32 {
-        match self {
-            EnvId::CartPole | EnvId::Acrobot => 500,
-            EnvId::MountainCar => 200,
-        }
+    /// What a Gymnasium environment's id starts with.
+    pub const GYM_PREFIX: &'static str = "gym:";
+
+    /// The id as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
-    /// The Gymnasium id.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnvId::CartPole => "CartPole-v1",
-            EnvId::Acrobot => "Acrobot-v1",
-            EnvId::MountainCar => "MountainCar-v0",
-        }
+    /// The id Gymnasium is given (what follows `gym:`), for an environment of the bridge.
+    pub fn gym_id(&self) -> Option<&str> {
+        self.0.strip_prefix(Self::GYM_PREFIX)
+    }
+}
+
+impl Default for EnvId {
+    /// CartPole-v1.
+    fn default() -> Self {
+        Self("CartPole-v1".to_owned())
     }
 }
 
 impl std::str::FromStr for EnvId {
     type Err = String;
 
-    /// The environment of Gymnasium id `id`.
+    /// An id of one word: not empty, no spaces or control characters, at most 500
+    /// characters, and something after `gym:`.
     fn from_str(id: &str) -> Result<Self, String> {
-        [EnvId::CartPole, EnvId::Acrobot, EnvId::MountainCar]
-            .into_iter()
-            .find(|env| env.as_str() == id)
-            .ok_or_else(|| format!("{:?} is not an environment qnet has", super::clip(id)))
+        let why = if id.is_empty() {
+            Some("it is empty")
+        } else if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("it holds spaces or control characters")
+        } else if id.chars().count() > MAX_ENV_ID_CHARS {
+            Some("it is longer than 500 characters")
+        } else if id == Self::GYM_PREFIX {
+            Some("gym: names no environment")
+        } else {
+            None
+        };
+        match why {
+            None => Ok(Self(id.to_owned())),
+            Some(why) => Err(format!(
+                "{:?} is not an environment id ({why}): write one of qnet's (CartPole-v1, \
+                 Acrobot-v1, MountainCar-v0) or gym:ID for any Gymnasium environment",
+                super::clip(id)
+            )),
+        }
+    }
+}
+
+impl From<EnvId> for String {
+    fn from(id: EnvId) -> Self {
+        id.0
     }
 }
 
 impl std::fmt::Display for EnvId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.0)
+    }
+}
+
+/// A Gymnasium wrapper around a bridged environment: a `gymnasium.Wrapper` class by its
+/// dotted path, with its keyword arguments. Written as rl-baselines3-zoo writes its
+/// `env_wrapper` entries: `- gymnasium.wrappers.TimeAwareObservation` or
+/// `- gymnasium.wrappers.FrameStackObservation: {stack_size: 4}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wrapper {
+    /// `module.Class`.
+    pub class: String,
+    /// Keyword arguments, as JSON values.
+    pub kwargs: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+impl Serialize for Wrapper {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(&self.class, &self.kwargs)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Wrapper {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bare(String),
+            WithArguments(
+                std::collections::BTreeMap<
+                    String,
+                    Option<std::collections::BTreeMap<String, serde_json::Value>>,
+                >,
+            ),
+        }
+        match Written::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "a wrapper is written `module.Class` or `module.Class: {argument: value}`",
+            )
+        })? {
+            Written::Bare(class) => Ok(Self {
+                class,
+                kwargs: Default::default(),
+            }),
+            Written::WithArguments(map) if map.len() == 1 => {
+                let (class, kwargs) = map.into_iter().next().unwrap_or_default();
+                Ok(Self {
+                    class,
+                    kwargs: kwargs.unwrap_or_default(),
+                })
+            }
+            Written::WithArguments(_) => Err(serde::de::Error::custom(
+                "a wrapper is one `module.Class: {argument: value}` entry of the list",
+            )),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Display;
 
-use super::{Config, Procedure, Schedule};
+use super::{clip, Config, Procedure, Schedule};
 
 /// A violated rule: the key it is reported against, and the message.
 #[derive(Debug)]
@@ -28,6 +28,8 @@ const MAX_WIDTH: usize = 65_536;
 const MAX_EPISODE_STEPS: u32 = 100_000;
 /// Upper bound of `agent.n_step`: longer windows only delay learning.
 const MAX_N_STEP: usize = 100;
+/// Upper bound of `env.timeout_seconds`: a day.
+const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
 /// Upper bound of a training run's evaluations, which it repeats: far beyond what a mean needs.
 const MAX_EVAL_EPISODES: usize = 100_000;
 
@@ -61,6 +63,55 @@ fn check_env(config: &Config) -> Result<(), Invalid> {
         env.n_envs,
         &format!("in [1, {MAX_WIDTH}]"),
     )?;
+    require(
+        (1..=env.n_envs).contains(&env.processes),
+        "env.processes",
+        env.processes,
+        &format!("in [1, env.n_envs = {}]", env.n_envs),
+    )?;
+    require(
+        env.timeout_seconds > 0.0 && env.timeout_seconds <= MAX_TIMEOUT_SECONDS,
+        "env.timeout_seconds",
+        env.timeout_seconds,
+        &format!("in (0, {MAX_TIMEOUT_SECONDS}]"),
+    )?;
+    if env.id.gym_id().is_none() {
+        // What only the Gymnasium bridge takes.
+        for (key, set) in [
+            ("env.kwargs", !env.kwargs.is_empty()),
+            ("env.wrappers", !env.wrappers.is_empty()),
+            ("env.processes", env.processes != 1),
+        ] {
+            if set {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{key} applies to a Gymnasium environment (env.id: gym:ID), and {} is \
+                         one of qnet's own: remove {key}, or train gym:{} through the bridge",
+                        env.id, env.id
+                    ),
+                ));
+            }
+        }
+    }
+    for wrapper in &env.wrappers {
+        let dotted = wrapper.class.split('.').count() >= 2
+            && wrapper.class.split('.').all(|part| {
+                let mut chars = part.chars();
+                chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_alphanumeric() || c == '_')
+            });
+        if !dotted {
+            return Err(invalid(
+                "env.wrappers",
+                format!(
+                    "env.wrappers: {:?} is not a class's dotted path such as \
+                     gymnasium.wrappers.FrameStackObservation",
+                    clip(&wrapper.class)
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -289,14 +340,6 @@ fn check_train(config: &Config) -> Result<(), Invalid> {
 /// Evaluations and checkpoints.
 fn check_eval(config: &Config) -> Result<(), Invalid> {
     let eval = &config.eval;
-    if let (true, Some(why)) = (eval.stop_when_solved, config.env.solved_not_judged()) {
-        let message = format!(
-            "eval.stop_when_solved needs a solved verdict, and {why}: set \
-             eval.stop_when_solved: false to train under this limit (evaluations are still \
-             recorded), or env.max_episode_steps: null for the registered limit"
-        );
-        return Err(invalid("eval.stop_when_solved", message).with(&["env.max_episode_steps"]));
-    }
     require(
         (1..=MAX_EVAL_EPISODES).contains(&eval.episodes),
         "eval.episodes",
@@ -370,40 +413,6 @@ mod tests {
         let err = check(&config).expect_err("the edit should be rejected");
         assert_eq!(err.key, key, "{}", err.message);
         err.message
-    }
-
-    #[test]
-    fn stopping_when_solved_needs_the_registered_time_limit() {
-        let acrobot = |limit: Option<u32>, stop: bool| {
-            let mut config = Config::default();
-            config.env.id = crate::config::EnvId::Acrobot;
-            config.env.max_episode_steps = limit;
-            config.eval.stop_when_solved = stop;
-            config
-        };
-        let err = check(&acrobot(Some(1), true)).expect_err("a limit of 1 judges nothing");
-        assert_eq!(
-            (err.key, err.also),
-            ("eval.stop_when_solved", &["env.max_episode_steps"][..])
-        );
-        assert!(
-            err.message.starts_with(
-                "eval.stop_when_solved needs a solved verdict, and env.max_episode_steps 1 is \
-                 shorter than Acrobot-v1's registered time limit of 500"
-            ),
-            "{}",
-            err.message
-        );
-        for (limit, stop) in [
-            (Some(1), false),
-            (Some(500), true),
-            (None, true),
-            (Some(900), true),
-        ] {
-            assert!(check(&acrobot(limit, stop)).is_ok(), "{limit:?} {stop}");
-        }
-        assert!(acrobot(Some(499), false).env.solved_not_judged().is_some());
-        assert!(acrobot(Some(500), false).env.solved_not_judged().is_none());
     }
 
     #[test]

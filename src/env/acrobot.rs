@@ -7,6 +7,8 @@
 //! right, no fused multiply-add), and squares of numpy scalars go through libm's `pow` as
 //! numpy's `x**2` does, which differs from `x * x` in the last bit for some `x`.
 
+use std::borrow::Cow;
+
 use std::f64::consts::PI;
 
 use rand::RngExt;
@@ -122,12 +124,12 @@ fn bound(x: f64, limit: f64) -> f64 {
 
 impl Dynamics for Acrobot {
     const SPEC: EnvSpec = EnvSpec {
-        id: "Acrobot-v1",
+        id: Cow::Borrowed("Acrobot-v1"),
         obs_dim: 6,
         n_actions: 3,
         max_episode_steps: 500,
-        reward_threshold: -100.0,
-        returns: (-500.0, 0.0),
+        reward_threshold: Some(-100.0),
+        returns: Some((-500.0, 0.0)),
     };
 
     /// `[theta1, theta2, dtheta1, dtheta2]` (rad, rad, rad/s, rad/s); `theta2` is relative

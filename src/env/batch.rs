@@ -336,7 +336,7 @@ mod tests {
             assert_eq!(
                 batch.step(&actions),
                 Err(EnvError::ActionOutOfRange {
-                    env: D::SPEC.id,
+                    env: D::SPEC.id.to_string(),
                     action,
                     n_actions: D::SPEC.n_actions
                 })

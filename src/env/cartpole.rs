@@ -5,6 +5,8 @@
 //! Euler update, in the same operation order, as Gymnasium; observations are the state rounded
 //! to `f32`, as Gymnasium's `np.array(self.state, dtype=np.float32)`.
 
+use std::borrow::Cow;
+
 use rand::RngExt;
 
 use super::dynamics::{Dynamics, EnvRng, EnvSpec};
@@ -75,12 +77,12 @@ pub struct CartPole;
 
 impl Dynamics for CartPole {
     const SPEC: EnvSpec = EnvSpec {
-        id: "CartPole-v1",
+        id: Cow::Borrowed("CartPole-v1"),
         obs_dim: 4,
         n_actions: 2,
         max_episode_steps: 500,
-        reward_threshold: 475.0,
-        returns: (0.0, 500.0),
+        reward_threshold: Some(475.0),
+        returns: Some((0.0, 500.0)),
     };
 
     /// `[x, x_dot, theta, theta_dot]` (m, m/s, rad, rad/s).

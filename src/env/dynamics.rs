@@ -3,11 +3,12 @@
 //! draws its resets from ([`EnvRng`], seeded in a batch by [`env_seed`]). The batched and
 //! single envs, the learner, export and reports read everything else from these.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 
 use rand_pcg::Pcg64Mcg;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::rng::{splitmix64, GOLDEN_GAMMA};
 
@@ -24,30 +25,60 @@ pub fn env_seed(seed: u64, index: usize) -> u64 {
     splitmix64(seed.wrapping_add((index as u64).wrapping_mul(GOLDEN_GAMMA)))
 }
 
-/// An environment's sizes and limits, as Gymnasium registers it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// An environment's sizes and limits, as Gymnasium registers it: a constant of each of qnet's
+/// own environments ([`Dynamics::SPEC`]), reported by the worker for a Gymnasium one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvSpec {
-    /// Gymnasium's id, e.g. `CartPole-v1`.
-    pub id: &'static str,
+    /// The id `env.id` names it by, e.g. `CartPole-v1` or `gym:LunarLander-v3`.
+    pub id: Cow<'static, str>,
     /// Floats per observation.
     pub obs_dim: usize,
     /// Discrete actions `0..n_actions`.
     pub n_actions: usize,
     /// The registered time limit (`max_episode_steps`).
     pub max_episode_steps: u32,
-    /// The registered `reward_threshold`: a mean return at or above it is solved.
-    pub reward_threshold: f64,
-    /// The least and the most an episode can return within the registered time limit.
-    pub returns: (f64, f64),
+    /// The registered `reward_threshold`, if any: a mean return at or above it is solved.
+    pub reward_threshold: Option<f64>,
+    /// The least and the most an episode can return within the registered time limit, where
+    /// they are known.
+    pub returns: Option<(f64, f64)>,
 }
 
 impl EnvSpec {
     /// The least and the most an episode can return within a time limit of
     /// `max_episode_steps` (plots' range): [`EnvSpec::returns`] scaled to that limit, since
-    /// each environment's reward is bounded by the same constant at every step.
-    pub fn returns_within(&self, max_episode_steps: u32) -> (f64, f64) {
+    /// each of qnet's environments bounds its reward by the same constant at every step.
+    pub fn returns_within(&self, max_episode_steps: u32) -> Option<(f64, f64)> {
         let scale = f64::from(max_episode_steps) / f64::from(self.max_episode_steps);
-        (self.returns.0 * scale, self.returns.1 * scale)
+        self.returns.map(|(low, high)| (low * scale, high * scale))
+    }
+
+    /// Why "solved" (the reward threshold) is not judged under a time limit of `limit`, or
+    /// `None` where it is: only at a limit at least the registered one, for which Gymnasium
+    /// sets the threshold (Acrobot-v1 and MountainCar-v0 reward -1 a step, so under a limit
+    /// shorter than the threshold's size every policy would reach it), and only where the
+    /// environment registers a threshold.
+    pub fn solved_not_judged(&self, limit: u32) -> Option<String> {
+        let registered = self.max_episode_steps;
+        if self.reward_threshold.is_none() {
+            Some(format!("{} registers no reward threshold", self.id))
+        } else if limit < registered {
+            Some(format!(
+                "env.max_episode_steps {limit} is shorter than {}'s registered time limit of \
+                 {registered}, under which its reward threshold is set",
+                self.id
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The reward threshold, where it is judged under a time limit of `limit`.
+    pub fn threshold_at(&self, limit: u32) -> Option<f64> {
+        self.solved_not_judged(limit)
+            .is_none()
+            .then_some(self.reward_threshold)
+            .flatten()
     }
 }
 

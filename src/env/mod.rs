@@ -1,9 +1,11 @@
-//! The environments, each step-for-step identical to Gymnasium 1.x: CartPole-v1
+//! The environments: qnet's own, each step-for-step identical to Gymnasium 1.x (CartPole-v1
 //! ([`CartPole`](crate::env::CartPole)), Acrobot-v1 ([`Acrobot`](crate::env::Acrobot)) and
 //! MountainCar-v0 ([`MountainCar`](crate::env::MountainCar)), each a
 //! [`Dynamics`](crate::env::Dynamics), stepped as one env ([`Single`](crate::env::Single)) or N
-//! with auto-reset ([`Batch`](crate::env::Batch)); [`Envs`](crate::env::Envs) is a batch of
-//! whichever environment `env.id` names.
+//! with auto-reset ([`Batch`](crate::env::Batch))), any a program using qnet adds the same way
+//! ([`register`](crate::env::registry::register)), and any Gymnasium environment through the bridge ([`gym`](crate::env::gym)).
+//! [`resolve`](crate::env::registry::resolve) finds the one `env.id` names; [`Envs`](crate::env::Envs) is a batch of
+//! it.
 
 pub mod acrobot;
 pub mod batch;
@@ -11,13 +13,14 @@ pub mod cartpole;
 mod cartpole_arrays;
 pub mod dynamics;
 pub mod envs;
+pub mod gym;
 pub mod mountain_car;
+pub mod registry;
 pub mod render;
 pub mod single;
+pub mod vec_env;
 
 use std::fmt;
-
-use crate::config::EnvId;
 
 pub use acrobot::Acrobot;
 pub use batch::Batch;
@@ -25,24 +28,17 @@ pub use cartpole::CartPole;
 pub use dynamics::{env_seed, Dynamics, EnvRng, EnvSpec};
 pub use envs::Envs;
 pub use mountain_car::MountainCar;
+pub use registry::{register, resolve, Registration, Resolved};
 pub use single::{Outcome, Single};
-
-/// The sizes and limits of the environment `id`.
-pub fn spec(id: EnvId) -> EnvSpec {
-    match id {
-        EnvId::CartPole => CartPole::SPEC,
-        EnvId::Acrobot => Acrobot::SPEC,
-        EnvId::MountainCar => MountainCar::SPEC,
-    }
-}
+pub use vec_env::VecEnv;
 
 /// Misuse of an environment by its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvError {
     /// An action outside `0..n_actions` of the named environment.
     ActionOutOfRange {
-        /// Gymnasium's id of the environment.
-        env: &'static str,
+        /// The id of the environment.
+        env: String,
         /// The action given.
         action: i64,
         /// Number of actions the environment has.

@@ -5,6 +5,8 @@
 //! from the action and the slope, clipped; position from the new velocity, clipped; the
 //! velocity zeroed against the left wall. Observations are the state rounded to `f32`.
 
+use std::borrow::Cow;
+
 use rand::RngExt;
 
 use super::dynamics::{Dynamics, EnvRng, EnvSpec};
@@ -34,12 +36,12 @@ pub struct MountainCar;
 
 impl Dynamics for MountainCar {
     const SPEC: EnvSpec = EnvSpec {
-        id: "MountainCar-v0",
+        id: Cow::Borrowed("MountainCar-v0"),
         obs_dim: 2,
         n_actions: 3,
         max_episode_steps: 200,
-        reward_threshold: -110.0,
-        returns: (-200.0, 0.0),
+        reward_threshold: Some(-110.0),
+        returns: Some((-200.0, 0.0)),
     };
 
     /// `[position, velocity]`.

@@ -23,7 +23,7 @@ pub(crate) fn checked_action<D: Dynamics>(action: i64) -> Result<usize, EnvError
     match usize::try_from(action) {
         Ok(index) if index < D::SPEC.n_actions => Ok(index),
         _ => Err(EnvError::ActionOutOfRange {
-            env: D::SPEC.id,
+            env: D::SPEC.id.to_string(),
             action,
             n_actions: D::SPEC.n_actions,
         }),
@@ -140,7 +140,7 @@ mod tests {
             assert_eq!(
                 env.step(action),
                 Err(EnvError::ActionOutOfRange {
-                    env: D::SPEC.id,
+                    env: D::SPEC.id.to_string(),
                     action,
                     n_actions: D::SPEC.n_actions
                 })

@@ -4,8 +4,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::config::EnvId;
-use crate::env::Envs;
+use crate::env::{Envs, Resolved};
 use crate::platform::rng::{stream_seed, Stream};
 
 /// Anything that maps observations to greedy actions.
@@ -93,21 +92,19 @@ pub const EPISODES_PER_BATCH: usize = 10_000;
 /// Most episodes one evaluation plays (their returns are kept: 8 bytes each).
 pub const MAX_EPISODES: usize = 10_000_000;
 
-/// The envs an evaluation plays: the environment, the seed env `i`'s seed derives from, and
-/// the time limit.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The envs an evaluation plays: the environment (under its time limit in force) and the seed
+/// env `i`'s seed derives from.
+#[derive(Debug, Clone)]
 pub struct EvalEnvs {
     /// The environment.
-    pub id: EnvId,
+    pub env: Resolved,
     /// Env `i` is seeded with [`crate::env::env_seed`]`(seed, i)`.
     pub seed: u64,
-    /// Episodes are truncated after this many steps.
-    pub max_episode_steps: u32,
 }
 
 /// Plays `episodes` greedy episodes on `envs` and scores the first episode of each; see
 /// [`evaluate_in_batches`].
-pub fn evaluate(policy: &dyn Policy, episodes: usize, envs: EvalEnvs) -> Result<EvalResult> {
+pub fn evaluate(policy: &dyn Policy, episodes: usize, envs: &EvalEnvs) -> Result<EvalResult> {
     evaluate_in_batches(policy, 0..episodes, envs, &mut |_| {})
 }
 
@@ -117,7 +114,7 @@ pub fn evaluate(policy: &dyn Policy, episodes: usize, envs: EvalEnvs) -> Result<
 pub fn evaluate_in_batches(
     policy: &dyn Policy,
     which: std::ops::Range<usize>,
-    envs: EvalEnvs,
+    envs: &EvalEnvs,
     done: &mut dyn FnMut(usize),
 ) -> Result<EvalResult> {
     let episodes = which.len();
@@ -128,7 +125,7 @@ pub fn evaluate_in_batches(
     let mut start = which.start;
     while start < which.end {
         let end = which.end.min(start + EPISODES_PER_BATCH);
-        let batch = Envs::of_envs(envs.id, start..end, envs.seed, envs.max_episode_steps);
+        let batch = envs.env.batch(start..end, envs.seed)?;
         returns.extend(play_batch(policy, batch)?);
         done(returns.len());
         start = end;
@@ -142,7 +139,7 @@ pub fn evaluate_in_batches(
 fn play_batch(policy: &dyn Policy, mut envs: Envs) -> Result<Vec<f64>> {
     let episodes = envs.len();
     let d = envs.spec().obs_dim;
-    envs.reset_all();
+    envs.reset_all()?;
     let mut returns = vec![0.0f64; episodes];
     // The envs still in their first episode, and their observations and actions.
     let mut running: Vec<usize> = (0..episodes).collect();
@@ -170,17 +167,19 @@ fn play_batch(policy: &dyn Policy, mut envs: Envs) -> Result<Vec<f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{Batch, CartPole, Dynamics};
+    use crate::env::{Batch, CartPole, Dynamics, EnvSpec};
 
     /// Floats per CartPole observation.
-    const OBS_DIM: usize = CartPole::SPEC.obs_dim;
+    const CARTPOLE: &EnvSpec = &CartPole::SPEC;
+    const OBS_DIM: usize = CARTPOLE.obs_dim;
 
     /// CartPole envs seeded from `seed`, truncated after `max_episode_steps`.
     fn cartpoles(seed: u64, max_episode_steps: u32) -> EvalEnvs {
+        let mut env = crate::config::Config::default().env;
+        env.max_episode_steps = Some(max_episode_steps);
         EvalEnvs {
-            id: EnvId::CartPole,
+            env: crate::env::resolve(&env).expect("CartPole-v1"),
             seed,
-            max_episode_steps,
         }
     }
 
@@ -208,10 +207,10 @@ mod tests {
 
     #[test]
     fn a_balancing_controller_is_solved_and_pushing_left_is_not() -> Result<()> {
-        let good = evaluate(&Lean, 20, cartpoles(1, 500))?;
+        let good = evaluate(&Lean, 20, &cartpoles(1, 500))?;
         assert_eq!(good.episodes, 20);
         assert!(good.solved(475.0), "{good:?}");
-        let bad = evaluate(&Left, 20, cartpoles(1, 500))?;
+        let bad = evaluate(&Left, 20, &cartpoles(1, 500))?;
         assert!(
             !bad.solved(475.0) && bad.max < 100.0 && bad.min >= 1.0,
             "{bad:?}"
@@ -224,20 +223,20 @@ mod tests {
     fn batches_score_the_same_episodes_as_one_batch_would() -> Result<()> {
         let episodes = EPISODES_PER_BATCH + 3;
         let mut seen = Vec::new();
-        let batched = evaluate_in_batches(&Left, 0..episodes, cartpoles(7, 500), &mut |done| {
+        let batched = evaluate_in_batches(&Left, 0..episodes, &cartpoles(7, 500), &mut |done| {
             seen.push(done)
         })?;
         assert_eq!(seen, [EPISODES_PER_BATCH, episodes]);
-        let whole = play_batch(&Left, Envs::new(EnvId::CartPole, episodes, 7, 500))?;
+        let whole = play_batch(&Left, cartpoles(7, 500).env.batch(0..episodes, 7)?)?;
         assert_eq!(batched, EvalResult::from_returns(&whole));
-        let err = evaluate(&Left, MAX_EPISODES + 1, cartpoles(7, 500)).expect_err("too many");
+        let err = evaluate(&Left, MAX_EPISODES + 1, &cartpoles(7, 500)).expect_err("too many");
         assert!(err.to_string().contains("more than"), "{err}");
         Ok(())
     }
 
     #[test]
     fn the_time_limit_caps_returns() -> Result<()> {
-        let capped = evaluate(&Lean, 5, cartpoles(2, 50))?;
+        let capped = evaluate(&Lean, 5, &cartpoles(2, 50))?;
         assert_eq!((capped.min, capped.max, capped.std), (50.0, 50.0, 0.0));
         Ok(())
     }
@@ -260,7 +259,7 @@ mod tests {
     fn the_batch_shrinks_as_episodes_end_and_scores_what_the_whole_batch_scores() -> Result<()> {
         let (episodes, seed) = (30, 5);
         let policy = Wobbly(Default::default());
-        let result = evaluate(&policy, episodes, cartpoles(seed, 500))?;
+        let result = evaluate(&policy, episodes, &cartpoles(seed, 500))?;
         // The same episodes played with the whole batch at every step.
         let mut envs = Batch::<CartPole>::new(episodes, seed, 500);
         envs.reset_all();

@@ -137,10 +137,11 @@ impl NStepWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{CartPole, Dynamics};
+    use crate::env::{CartPole, Dynamics, EnvSpec};
 
     /// CartPole-sized observations.
-    const OBS_DIM: usize = CartPole::SPEC.obs_dim;
+    const CARTPOLE: &EnvSpec = &CartPole::SPEC;
+    const OBS_DIM: usize = CARTPOLE.obs_dim;
 
     /// (obs[0], reward, terminated, discount) of each transition emitted.
     type Emitted = Vec<(f32, f32, bool, f32)>;

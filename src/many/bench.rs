@@ -86,6 +86,13 @@ impl SolveBench {
     /// not finished yet, and gathers the results.
     pub fn run(&self, note: &mut dyn FnMut(&str) -> Result<()>) -> Result<SolveResult> {
         let base = load_config(&self.config, &self.overrides)?;
+        let env = crate::env::resolve(&base.env)?;
+        let Some(threshold) = env.threshold() else {
+            bail!(
+                "bench solve times runs to \"solved\", which is not judged here: {}",
+                env.solved_not_judged().unwrap_or_default()
+            );
+        };
         let Some(end) = self.first_seed.checked_add(self.seeds) else {
             bail!(
                 "--first-seed {} plus --seeds {} overflows a u64 seed",
@@ -115,11 +122,7 @@ impl SolveBench {
             sweep.out.display()
         ))?;
         let tally = run_here(&sweep, self.workers, false, true)?;
-        gather(
-            &sweep,
-            tally,
-            crate::env::spec(base.env.id).reward_threshold,
-        )
+        gather(&sweep, tally, threshold)
     }
 }
 

@@ -9,6 +9,7 @@
 //! writes. It is an estimate, not a promise.
 
 use crate::config::{Config, Procedure};
+use crate::env::Resolved;
 use crate::learn::replay::RowLayout;
 
 const F32: u64 = 4;
@@ -25,9 +26,9 @@ const MODEL_COPIES: u64 = 4;
 /// summary.json, the plot, config.yaml.
 const FIXED_BYTES: u64 = 48 * 1024;
 
-/// Bytes the run of `cfg` will leave on disk, estimated from its keys.
-pub fn run_bytes(cfg: &Config) -> u64 {
-    let env = crate::env::spec(cfg.env.id);
+/// Bytes the run of `cfg` on `resolved` will leave on disk, estimated from its keys.
+pub fn run_bytes(cfg: &Config, resolved: &Resolved) -> u64 {
+    let env = resolved.spec();
     let mut widths = vec![env.obs_dim as u64];
     widths.extend(cfg.network.hidden.iter().map(|&w| w.max(0) as u64));
     widths.push(env.n_actions as u64);
@@ -41,7 +42,7 @@ pub fn run_bytes(cfg: &Config) -> u64 {
             (steps, steps.min(cfg.replay.capacity as u64))
         }
         Procedure::Tutorial => {
-            let episode = cfg.env.n_envs as u64 * u64::from(cfg.env.time_limit());
+            let episode = cfg.env.n_envs as u64 * u64::from(resolved.time_limit());
             let per_iteration = (cfg.train.tutorial.min_memory as u64).saturating_add(episode);
             (
                 cfg.train.tutorial.iterations.saturating_mul(per_iteration),
@@ -74,28 +75,32 @@ pub fn run_bytes(cfg: &Config) -> u64 {
 mod tests {
     use super::*;
 
+    fn cartpole() -> Resolved {
+        crate::env::resolve(&Config::default().env).expect("CartPole-v1")
+    }
+
     #[test]
     fn the_estimate_follows_the_keys_that_size_a_run() {
         let base = Config::default();
         // Measured: a default run (50,000 steps, 64x64) leaves about 2.5 MB.
-        let bytes = run_bytes(&base);
+        let bytes = run_bytes(&base, &cartpole());
         assert!((2_500_000..4_000_000).contains(&bytes), "{bytes}");
         let mut bigger = base.clone();
         bigger.replay.capacity *= 2;
         bigger.train.total_env_steps *= 2;
         let replay = base.train.total_env_steps * RowLayout::new(4).floats() as u64 * F32;
         assert!(
-            run_bytes(&bigger) >= bytes + replay,
+            run_bytes(&bigger, &cartpole()) >= bytes + replay,
             "{}",
-            run_bytes(&bigger)
+            run_bytes(&bigger, &cartpole())
         );
         let mut tutorial = base.clone();
         tutorial.train.procedure = Procedure::Tutorial;
         tutorial.train.tutorial.iterations = 1;
         assert!(
-            run_bytes(&tutorial) < bytes / 10,
+            run_bytes(&tutorial, &cartpole()) < bytes / 10,
             "{}",
-            run_bytes(&tutorial)
+            run_bytes(&tutorial, &cartpole())
         );
     }
 }

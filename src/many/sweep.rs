@@ -181,6 +181,9 @@ impl Sweep {
             overrides.extend(grid.iter().cloned());
             let config = load_config(&spec.config, &overrides)
                 .with_context(|| format!("sweep setting {}", clip(&name)))?;
+            // The environment too is checked before anything runs.
+            crate::env::resolve(&config.env)
+                .with_context(|| format!("sweep setting {}", clip(&name)))?;
             settings.push(Setting { name, grid });
             configs.push(config);
         }
@@ -330,7 +333,8 @@ fn check_size(spec: &SweepSpec) -> Result<()> {
             .filter_map(|(key, values)| Some(format!("{key}={}", values.first()?))),
     );
     let config = load_config(&spec.config, &first).context("the sweep's first setting")?;
-    let per_run = disk::run_bytes(&config);
+    let env = crate::env::resolve(&config.env).context("the sweep's first setting")?;
+    let per_run = disk::run_bytes(&config, &env);
     bail!(
         "the sweep has {runs} runs ({settings} setting{} x {seeds} seed{}), more than \
          --max-runs {}; they would write about {} (an estimate from the first setting: {} \

@@ -117,9 +117,10 @@ fn attempt(
         RunState::New | RunState::Failed(_) if !job.dir.join("config.yaml").exists() => {
             Failure::clear(&job.dir)?;
             let cfg = job.load_config()?;
-            let placement = Placement::of(&cfg)?;
+            let env = crate::env::resolve(&cfg.env)?;
+            let placement = Placement::of(&cfg, &env)?;
             (
-                start_run(cfg, placement, run, true, stop, job.command())?,
+                start_run(cfg, env, placement, run, true, stop, job.command())?,
                 true,
             )
         }

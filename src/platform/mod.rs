@@ -11,6 +11,7 @@ pub mod parent;
 pub mod read;
 pub mod rng;
 pub mod shell;
+pub mod shm;
 pub mod signals;
 pub(crate) mod simd;
 pub mod symbols;

@@ -267,8 +267,8 @@ pub struct Summary {
     #[serde(default)]
     pub confirmed_at_seconds: Option<f64>,
     /// Why the solved fields are null in a finished run: its time limit is shorter than the
-    /// environment's registered one (see [`crate::config::EnvConfig::solved_not_judged`]).
-    /// Absent where solved is judged.
+    /// environment's registered one, or the environment registers no threshold (see
+    /// [`crate::env::EnvSpec::solved_not_judged`]). Absent where solved is judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solved_not_judged: Option<String>,
     /// Highest mean of a periodic evaluation (the one `model_best.*` holds).
@@ -285,6 +285,10 @@ pub struct Summary {
     pub device: String,
     /// qnet's version.
     pub qnet_version: String,
+    /// The environment's sizes, registered time limit and threshold, as the run found them
+    /// (what `qnet report` reads for a Gymnasium environment, which it does not start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<crate::env::EnvSpec>,
     /// The build, libtorch, machine, command and start time of the session that wrote this
     /// (absent from summaries of older qnet versions).
     #[serde(default)]

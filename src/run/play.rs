@@ -11,9 +11,8 @@ use crate::artifacts::export::read_torchscript_metadata;
 use crate::artifacts::safetensors::{check_finite, load_safetensors};
 use crate::artifacts::torchscript::{load_torchscript, QModel};
 use crate::artifacts::video::GifWriter;
-use crate::config::EnvId;
-use crate::env::env_seed;
-use crate::env::render::drawn_env;
+use crate::config::{Config, EnvConfig, EnvId};
+use crate::env::{env_seed, Resolved};
 use crate::learn::eval::{
     evaluate_in_batches, final_eval_seed, greedy_through_tensors, EvalEnvs, EvalResult, Policy,
 };
@@ -124,26 +123,42 @@ impl Policy for Greedy {
     }
 }
 
-/// The model `args` choose, on `device`, and its path.
-fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, EnvId, Greedy)> {
+/// The model `args` choose, on `device`, its path, and the environment it plays (under its
+/// registered time limit), resolved.
+fn load(args: &ModelChoice, device: Device) -> Result<(PathBuf, Resolved, Greedy)> {
     let path = model_path(args)?;
-    let (env, policy) = if args.torchscript {
-        let env = played_env(&path, torchscript_env(&path)?, args.env)?;
-        let sizes = crate::env::spec(env);
+    if args.torchscript {
+        let env = played_env(&path, torchscript_env(&path)?, args.env.as_ref())?;
+        let sizes = env.spec();
         let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
         let model = load_torchscript(&path, device, obs_dim, n_actions)?;
         refuse_non_finite(&model)?;
-        (env, Greedy::Code(model))
-    } else {
-        let model = load_safetensors(&path)?;
-        let flat = model.flat.f_to_device(device).with_context(|| {
-            format!("cannot move {} to {}", path.display(), device::name(device))
-        })?;
-        (
-            played_env(&path, Some(model.env), args.env)?,
-            Greedy::Data(qfunction::with_parameters(model.spec, flat)?),
-        )
-    };
+        return Ok((path, env, Greedy::Code(model)));
+    }
+    let mut played = None;
+    let model = load_safetensors(&path, |named, network| {
+        let env = played_env(&path, Some(named.clone()), args.env.as_ref())?;
+        let sizes = env.spec();
+        let (obs_dim, n_actions) = (sizes.obs_dim as i64, sizes.n_actions as i64);
+        if (network.obs_dim, network.n_actions) != (obs_dim, n_actions) {
+            bail!(
+                "{} does not fit {}: it maps {} observation values to {} Q-values; expected \
+                 {obs_dim} and {n_actions}",
+                path.display(),
+                sizes.id,
+                network.obs_dim,
+                network.n_actions
+            );
+        }
+        played = Some(env);
+        Ok(())
+    })?;
+    let env = played.context("the model's environment")?;
+    let flat = model
+        .flat
+        .f_to_device(device)
+        .with_context(|| format!("cannot move {} to {}", path.display(), device::name(device)))?;
+    let policy = Greedy::Data(qfunction::with_parameters(model.spec, flat)?);
     Ok((path, env, policy))
 }
 
@@ -171,33 +186,41 @@ fn refuse_non_finite(model: &QModel) -> Result<()> {
 
 /// The environment a TorchScript model was trained on, from the metadata qnet writes into it
 /// (none for TorchScript made elsewhere).
-fn torchscript_env(path: &Path) -> Result<Option<EnvId>> {
+fn torchscript_env(path: &Path) -> Result<Option<EnvConfig>> {
     let Some(metadata) = read_torchscript_metadata(path)? else {
         return Ok(None);
     };
-    let id = metadata
-        .get("env_id")
-        .with_context(|| format!("{}'s qnet metadata names no env_id", path.display()))?;
-    id.parse()
-        .map(Some)
-        .map_err(|e: String| anyhow::anyhow!("{}: env_id {e}", path.display()))
+    let config = metadata
+        .get("config")
+        .with_context(|| format!("{}'s qnet metadata holds no config", path.display()))?;
+    let cfg = Config::from_yaml_str(config, &format!("{}'s metadata", path.display()), &[])?;
+    Ok(Some(cfg.env))
 }
 
-/// The environment to play the model at `path` on: the one its file names, or `--env` when it
-/// names none; the two must agree when both are given.
-fn played_env(path: &Path, named: Option<EnvId>, asked: Option<EnvId>) -> Result<EnvId> {
-    match (named, asked) {
-        (Some(named), Some(asked)) if named != asked => bail!(
-            "{} was trained on {named}, not on {asked} (--env)",
-            path.display()
+/// The environment to play the model at `path` on, under its registered time limit: the one
+/// its file names, or `--env` when it names none; the two must agree when both are given.
+fn played_env(path: &Path, named: Option<EnvConfig>, asked: Option<&EnvId>) -> Result<Resolved> {
+    let mut env = match (named, asked) {
+        (Some(named), Some(asked)) if named.id != *asked => bail!(
+            "{} was trained on {}, not on {asked} (--env)",
+            path.display(),
+            named.id
         ),
-        (Some(env), _) | (None, Some(env)) => Ok(env),
+        (Some(env), _) => env,
+        (None, Some(id)) => EnvConfig {
+            id: id.clone(),
+            ..Config::default().env
+        },
         (None, None) => bail!(
             "{} does not name the environment it plays (no qnet metadata): pass --env with \
-             CartPole-v1, Acrobot-v1 or MountainCar-v0",
-            path.display()
+             its id ({}, or gym:ID for a Gymnasium environment)",
+            path.display(),
+            crate::env::registry::ids().join(", ")
         ),
-    }
+    };
+    // Played as Gymnasium registers it: under its registered time limit.
+    env.max_episode_steps = None;
+    crate::env::resolve(&env)
 }
 
 /// A greedy evaluation of a saved model.
@@ -207,8 +230,8 @@ pub struct Evaluated {
     pub model: PathBuf,
     /// Its returns.
     pub result: EvalResult,
-    /// The environment's reward threshold.
-    pub threshold: f64,
+    /// The environment's reward threshold, if it registers one.
+    pub threshold: Option<f64>,
 }
 
 /// Plays `episodes` greedy episodes of the chosen model on `device`, on the envs a run of
@@ -222,19 +245,19 @@ pub fn evaluate(
     device::configure_cpu_threads(&[]);
     let (model, env, policy) = load(choice, device)?;
     let mut progress = EvalProgress::choose(episodes);
+    let threshold = env.threshold();
     let envs = EvalEnvs {
-        id: env,
+        env,
         seed: final_eval_seed(seed),
-        max_episode_steps: crate::env::spec(env).max_episode_steps,
     };
-    let result = evaluate_in_batches(&policy, 0..episodes, envs, &mut |done| {
+    let result = evaluate_in_batches(&policy, 0..episodes, &envs, &mut |done| {
         progress.update(done)
     })?;
     progress.finish();
     Ok(Evaluated {
         model,
         result,
-        threshold: crate::env::spec(env).reward_threshold,
+        threshold,
     })
 }
 
@@ -243,8 +266,8 @@ pub fn evaluate(
 pub struct Rendered {
     /// The model file played.
     pub model: PathBuf,
-    /// The environment it played.
-    pub env: EnvId,
+    /// The id of the environment it played.
+    pub env: String,
     /// The episode as a GIF, a frame per state (the initial one included).
     pub gif: Vec<u8>,
     /// The GIF's frames per second: the environment's Gymnasium render rate.
@@ -260,13 +283,14 @@ pub struct Rendered {
 /// the environment's registered time limit, as `qnet eval` plays it), and draws
 /// each state as Gymnasium renders that environment.
 pub fn render(choice: &ModelChoice, seed: u64, max_steps: Option<u32>) -> Result<Rendered> {
-    let (model, env_id, policy) = load(choice, Device::Cpu)?;
-    let max_steps = max_steps.unwrap_or(crate::env::spec(env_id).max_episode_steps);
-    let mut env = drawn_env(env_id, env_seed(final_eval_seed(seed), 0), max_steps);
-    env.reset();
+    let (model, resolved, policy) = load(choice, Device::Cpu)?;
+    let env_id = resolved.spec().id.to_string();
+    let max_steps = max_steps.unwrap_or(resolved.time_limit());
+    let mut env = resolved.drawn(env_seed(final_eval_seed(seed), 0), max_steps)?;
+    env.reset()?;
     let fps = env.fps();
     let mut episode_return = 0.0;
-    let mut gif = GifWriter::start(Vec::new(), &env.frame(episode_return), fps)?;
+    let mut gif = GifWriter::start(Vec::new(), &env.frame(episode_return)?, fps)?;
     let mut steps = 0;
     loop {
         let mut action = [0i64];
@@ -276,7 +300,7 @@ pub fn render(choice: &ModelChoice, seed: u64, max_steps: Option<u32>) -> Result
             .with_context(|| format!("{} chose an action {env_id} refuses", model.display()))?;
         steps += 1;
         episode_return += f64::from(outcome.reward);
-        gif.push(&env.frame(episode_return))?;
+        gif.push(&env.frame(episode_return)?)?;
         if outcome.terminated || outcome.truncated {
             break;
         }

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 use crate::config::{Config, Procedure};
-use crate::env::EnvSpec;
+use crate::env::{EnvSpec, Resolved};
 use crate::learn::replay::RowLayout;
 use crate::platform::device::{configure_cpu_threads, resolve, resolve_replay};
 use crate::platform::memory::{self, Room};
@@ -75,12 +75,12 @@ impl NetworkSize {
 }
 
 impl Estimate {
-    /// The estimate for `cfg` with the replay buffer on the training device or not.
-    pub fn of(cfg: &Config, replay_on_device: bool) -> Self {
-        let env = crate::env::spec(cfg.env.id);
-        let network = NetworkSize::of(&env, &cfg.network.hidden);
+    /// The estimate for `cfg` training `env`, with the replay buffer on the training device
+    /// or not.
+    pub fn of(cfg: &Config, env: &Resolved, replay_on_device: bool) -> Self {
+        let network = NetworkSize::of(env.spec(), &cfg.network.hidden);
         let mut parts = network_parts(cfg, &network);
-        parts.extend(replay_parts(cfg, &env, &network, replay_on_device));
+        parts.extend(replay_parts(cfg, env, &network, replay_on_device));
         Self { parts }
     }
     /// Bytes in host memory when training on `device`.
@@ -215,11 +215,11 @@ fn network_parts(cfg: &Config, network: &NetworkSize) -> Vec<Part> {
 /// the checkpoint's copies of it.
 fn replay_parts(
     cfg: &Config,
-    env: &EnvSpec,
+    env: &Resolved,
     network: &NetworkSize,
     replay_on_device: bool,
 ) -> Vec<Part> {
-    let row_bytes = RowLayout::new(env.obs_dim).floats() as u64 * F32;
+    let row_bytes = RowLayout::new(env.spec().obs_dim).floats() as u64 * F32;
     let replay_bytes = match cfg.train.procedure {
         Procedure::Dqn => (cfg.replay.capacity as u64).saturating_mul(row_bytes),
         Procedure::Tutorial => 0,
@@ -251,9 +251,8 @@ fn replay_parts(
         });
     }
     if cfg.train.procedure == Procedure::Tutorial {
-        let rows = (cfg.train.tutorial.min_memory as u64).saturating_add(
-            (cfg.env.n_envs as u64).saturating_mul(u64::from(cfg.env.time_limit())),
-        );
+        let rows = (cfg.train.tutorial.min_memory as u64)
+            .saturating_add((cfg.env.n_envs as u64).saturating_mul(u64::from(env.time_limit())));
         parts.push(Part {
             keys: format!(
                 "train.tutorial.min_memory = {}",
@@ -299,19 +298,39 @@ pub struct Placement {
 
 impl Placement {
     /// Resolves `cfg`'s devices, sets libtorch's CPU threads for its network (see
-    /// [`configure_cpu_threads`]) and checks that its buffers fit in memory.
-    pub fn of(cfg: &Config) -> Result<Self> {
+    /// [`configure_cpu_threads`]) and checks that its buffers fit in memory and that its
+    /// evaluations can say what it asks them to, for training `env`.
+    pub fn of(cfg: &Config, env: &Resolved) -> Result<Self> {
+        check_solved_verdict(cfg, env)?;
         configure_cpu_threads(&cfg.network.hidden);
         let train = resolve(cfg.device, "device")?;
         let replay = resolve_replay(cfg.replay.device, train)?;
-        crate::run::preflight::check(cfg, train, replay)?;
+        check(cfg, env, train, replay)?;
         Ok(Self { train, replay })
     }
 }
 
-/// Checks `cfg` against this machine before anything is allocated.
-pub fn check(cfg: &Config, device: Device, replay_device: Device) -> Result<()> {
-    Estimate::of(cfg, replay_device == device && device != Device::Cpu)
+/// Refuses `eval.stop_when_solved` where "solved" is not judged: under a time limit shorter
+/// than the registered one, or for an environment that registers no threshold.
+fn check_solved_verdict(cfg: &Config, env: &Resolved) -> Result<()> {
+    if let (true, Some(why)) = (cfg.eval.stop_when_solved, env.solved_not_judged()) {
+        bail!(
+            "eval.stop_when_solved needs a solved verdict, and {why}: set \
+             eval.stop_when_solved: false to train without one (evaluations are still \
+             recorded){}",
+            if env.spec().reward_threshold.is_some() {
+                ", or env.max_episode_steps: null for the registered limit"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Checks `cfg` training `env` against this machine before anything is allocated.
+fn check(cfg: &Config, env: &Resolved, device: Device, replay_device: Device) -> Result<()> {
+    Estimate::of(cfg, env, replay_device == device && device != Device::Cpu)
         .check(device, &Offer::probe(device))
 }
 
@@ -333,6 +352,11 @@ mod tests {
         })
     }
 
+    /// The default config's environment.
+    fn cartpole() -> Resolved {
+        crate::env::resolve(&Config::default().env).expect("CartPole-v1")
+    }
+
     fn config(edit: impl FnOnce(&mut Config)) -> Config {
         let mut cfg = Config::default();
         edit(&mut cfg);
@@ -347,10 +371,10 @@ mod tests {
     #[test]
     fn the_default_fits_and_the_replay_buffer_is_counted_where_it_lives() -> Result<()> {
         let cfg = Config::default();
-        Estimate::of(&cfg, false).check(Device::Cpu, &PLENTY)?;
+        Estimate::of(&cfg, &cartpole(), false).check(Device::Cpu, &PLENTY)?;
         let cuda = Device::Cuda(0);
-        let host_side = Estimate::of(&cfg, false);
-        let device_side = Estimate::of(&cfg, true);
+        let host_side = Estimate::of(&cfg, &cartpole(), false);
+        let device_side = Estimate::of(&cfg, &cartpole(), true);
         let replay = 50_000 * RowLayout::new(4).floats() as u64 * 4;
         assert_eq!(
             host_side.host_bytes(cuda) - device_side.host_bytes(cuda),
@@ -366,7 +390,7 @@ mod tests {
     #[test]
     fn a_huge_replay_buffer_is_refused_naming_the_key() {
         let cfg = config(|c| c.replay.capacity = 100_000_000_000);
-        let err = Estimate::of(&cfg, false)
+        let err = Estimate::of(&cfg, &cartpole(), false)
             .check(Device::Cpu, &PLENTY)
             .unwrap_err()
             .to_string();
@@ -380,7 +404,7 @@ mod tests {
     #[test]
     fn a_huge_network_is_refused_on_the_device_it_lives_on() {
         let cfg = config(|c| c.network.hidden = vec![65_536, 65_536]);
-        let estimate = Estimate::of(&cfg, true);
+        let estimate = Estimate::of(&cfg, &cartpole(), true);
         let big_host = Offer {
             host: ram(1 << 40),
             ..PLENTY
@@ -413,7 +437,7 @@ mod tests {
             host: None,
             device_bytes: None,
         };
-        let estimate = Estimate::of(&cfg, false);
+        let estimate = Estimate::of(&cfg, &cartpole(), false);
         estimate.check(Device::Cpu, &unknown)?;
         assert_eq!(estimate.host_bytes(Device::Cpu), u64::MAX);
         Ok(())
@@ -432,7 +456,7 @@ mod tests {
             }),
             device_bytes: None,
         };
-        let err = Estimate::of(&cfg, false)
+        let err = Estimate::of(&cfg, &cartpole(), false)
             .check(Device::Cpu, &limited)
             .unwrap_err()
             .to_string();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::config::{Config, Procedure};
+use crate::env::Resolved;
 use crate::platform::atomic::write_bytes_atomic;
 use crate::platform::read::load_config;
 use crate::platform::signals::StopFlag;
@@ -16,9 +17,10 @@ use crate::run::progress::Progress;
 use crate::run::run_dir::{holds_run, LockedRun};
 use crate::run::trainer::{check_fits, work_left, Outcome, Start, Trainer};
 
-/// Trains `cfg` from step 0 in the locked, empty run directory `run`, for `command`.
+/// Trains `cfg` on `env` from step 0 in the locked, empty run directory `run`, for `command`.
 pub fn start_run(
     cfg: Config,
+    env: Resolved,
     placement: Placement,
     run: &LockedRun,
     quiet: bool,
@@ -37,6 +39,7 @@ pub fn start_run(
     let mut progress = Progress::choose(quiet, cfg.train.total_env_steps);
     Trainer::new(
         cfg,
+        env,
         placement,
         dir,
         Start::Fresh,
@@ -84,11 +87,21 @@ pub fn resume_run(
     let dir = run.path();
     let config_path = dir.join("config.yaml");
     let (recorded, cfg) = resumed_config(dir, overrides)?;
-    let checkpoint = checkpoint_to_resume(dir, &recorded, &cfg)?;
-    let placement = Placement::of(&cfg)?;
+    let env = crate::env::resolve(&cfg.env)?;
+    let checkpoint = checkpoint_to_resume(dir, &recorded, &cfg, &env)?;
+    let placement = Placement::of(&cfg, &env)?;
     let start = match &checkpoint {
         Some(checkpoint) => {
-            note(&format!("run directory: {} (resumed)", dir.display()))?;
+            note(&format!(
+                "run directory: {} (resumed{})",
+                dir.display(),
+                if env.is_gym() {
+                    "; the envs of a Python environment cannot be saved, so their episodes \
+                     start anew, seeded from the run's seed and env step"
+                } else {
+                    ""
+                }
+            ))?;
             Start::Resume(checkpoint)
         }
         None => {
@@ -103,8 +116,17 @@ pub fn resume_run(
     // The new settings are recorded once the run has been rebuilt from its checkpoint: a
     // refused resume leaves config.yaml as it was.
     let yaml = (cfg != recorded).then(|| cfg.to_yaml()).transpose()?;
-    let trainer = Trainer::new(cfg, placement, dir, start, &mut progress, stop, command)
-        .with_context(|| format!("resuming {}", dir.display()))?;
+    let trainer = Trainer::new(
+        cfg,
+        env,
+        placement,
+        dir,
+        start,
+        &mut progress,
+        stop,
+        command,
+    )
+    .with_context(|| format!("resuming {}", dir.display()))?;
     if let Some(yaml) = yaml {
         write_bytes_atomic(&config_path, yaml.as_bytes())?;
     }
@@ -142,6 +164,7 @@ fn checkpoint_to_resume(
     dir: &Path,
     recorded: &Config,
     cfg: &Config,
+    env: &Resolved,
 ) -> Result<Option<TrainingCheckpoint>> {
     let checkpoint_path = dir.join(FILE_NAME);
     if !checkpoint_path.exists() {
@@ -150,8 +173,8 @@ fn checkpoint_to_resume(
     let checkpoint = TrainingCheckpoint::load(&checkpoint_path)?;
     check_matches_checkpoint(&dir.join("config.yaml"), recorded, &checkpoint)?;
     let cannot = || format!("cannot resume from {}", checkpoint_path.display());
-    check_fits(cfg, &checkpoint).with_context(cannot)?;
-    let work_left = work_left(cfg, &checkpoint).with_context(cannot)?;
+    check_fits(cfg, env, &checkpoint).with_context(cannot)?;
+    let work_left = work_left(cfg, env, &checkpoint).with_context(cannot)?;
     if !work_left && Summary::read(dir)?.is_some_and(|s| s.status == RunStatus::Finished) {
         return Err(AlreadyFinished {
             dir: dir.to_path_buf(),

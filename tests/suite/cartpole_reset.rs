@@ -1,10 +1,11 @@
 //! Reset distribution and seeding of CartPole-v1, one env (`Single<CartPole>`) and batched
 //! (`Batch<CartPole>`).
 
-use qnet::env::{env_seed, Batch, CartPole, Dynamics, Single};
+use qnet::env::{env_seed, Batch, CartPole, Dynamics, EnvSpec, Single};
 
 /// Floats per observation.
-const OBS_DIM: usize = CartPole::SPEC.obs_dim;
+const CARTPOLE: &EnvSpec = &CartPole::SPEC;
+const OBS_DIM: usize = CARTPOLE.obs_dim;
 
 /// Plays one episode with a fixed action pattern and returns every state visited.
 fn episode(seed: u64) -> Vec<[f64; 4]> {

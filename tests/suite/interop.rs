@@ -35,7 +35,8 @@ fn q_values_of(
 ) -> Vec<Vec<f32>> {
     let checkpoint = TrainingCheckpoint::load(&run_dir.join(FILE_NAME)).expect("checkpoint");
     let config = load_config(&run_dir.join("config.yaml"), &[]).expect("config");
-    let env = qnet::env::spec(config.env.id);
+    let env = qnet::env::resolve(&config.env).expect("env");
+    let env = env.spec();
     let n_actions = env.n_actions as i64;
     assert_eq!(env.obs_dim as i64, obs_dim, "states of another environment");
     let net = qfunction::build(&config.network, obs_dim, n_actions, Device::Cpu).expect("network");
@@ -89,12 +90,14 @@ fn train_on_cpu(out: &Path, config: &str, seed: u64, overrides: &[&str]) {
 /// acting greedily in Gymnasium's own environment it averages the threshold over 100 episodes.
 fn assert_solves_in_gymnasium(run_dir: &Path, states: &[f32]) {
     let config = load_config(&run_dir.join("config.yaml"), &[]).expect("config");
-    let env = qnet::env::spec(config.env.id);
+    let resolved = qnet::env::resolve(&config.env).expect("env");
+    let env = resolved.spec();
+    let threshold = env.reward_threshold.expect("a threshold");
     let s = summary(run_dir);
     assert!(
         s["final_eval_mean"]
             .as_f64()
-            .is_some_and(|m| m >= env.reward_threshold),
+            .is_some_and(|m| m >= threshold),
         "the {} run did not solve: {s}",
         env.id
     );

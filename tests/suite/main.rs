@@ -11,6 +11,7 @@ mod cli_errors;
 mod common;
 mod config;
 mod export;
+mod gym_bridge;
 mod hostile;
 mod interop;
 mod limits;

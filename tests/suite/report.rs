@@ -51,6 +51,7 @@ fn fake_run(dir: &Path, lr: f64, seed: u64, final_return: f64) {
         seed,
         device: "cpu".to_owned(),
         qnet_version: env!("CARGO_PKG_VERSION").to_owned(),
+        env: None,
         provenance: None,
     };
     summary.write(dir).expect("summary");

@@ -44,7 +44,7 @@ fn acrobot_under_a_one_step_limit_does_not_claim_solved() {
     assert_clean_error(
         &output,
         &[
-            "--set env.max_episode_steps=1: eval.stop_when_solved needs a solved verdict",
+            "eval.stop_when_solved needs a solved verdict",
             "env.max_episode_steps 1 is shorter than Acrobot-v1's registered time limit of 500",
             "set eval.stop_when_solved: false",
         ],

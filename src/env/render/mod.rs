@@ -12,8 +12,11 @@ pub mod cartpole;
 mod draw;
 pub mod mountain_car;
 
-use super::{Acrobot, CartPole, Dynamics, EnvError, MountainCar, Outcome, Single};
-use crate::config::EnvId;
+use std::sync::LazyLock;
+
+use anyhow::{bail, Result};
+
+use super::{Dynamics, Outcome, Single};
 
 /// Background colour of every scene, as in Gymnasium.
 pub const WHITE: [u8; 3] = [255, 255, 255];
@@ -88,15 +91,15 @@ pub fn frame<S: Scene>(state: &S::State, step: u32, episode_return: f64) -> Fram
 pub trait DrawnEnv {
     /// Frames per second that play the episode as Gymnasium's human render mode does.
     fn fps(&self) -> u32;
-    /// Starts an episode from a state drawn from the reset distribution; returns its observation.
-    fn reset(&mut self) -> &[f32];
+    /// Starts an episode; returns its first observation.
+    fn reset(&mut self) -> Result<&[f32]>;
     /// Applies `action` for one step; the new observation is [`DrawnEnv::obs`].
-    fn step(&mut self, action: i64) -> Result<Outcome, EnvError>;
+    fn step(&mut self, action: i64) -> Result<Outcome>;
     /// The observation after the last reset or step.
     fn obs(&self) -> &[f32];
     /// The current state's frame, its overlay giving the steps since the reset and
     /// `episode_return`.
-    fn frame(&self, episode_return: f64) -> Frame;
+    fn frame(&mut self, episode_return: f64) -> Result<Frame>;
 }
 
 impl<S: Scene> DrawnEnv for Single<S> {
@@ -104,49 +107,90 @@ impl<S: Scene> DrawnEnv for Single<S> {
         S::FPS
     }
 
-    fn reset(&mut self) -> &[f32] {
-        Single::reset(self)
+    fn reset(&mut self) -> Result<&[f32]> {
+        Ok(Single::reset(self))
     }
 
-    fn step(&mut self, action: i64) -> Result<Outcome, EnvError> {
-        Single::step(self, action)
+    fn step(&mut self, action: i64) -> Result<Outcome> {
+        Ok(Single::step(self, action)?)
     }
 
     fn obs(&self) -> &[f32] {
         Single::obs(self)
     }
 
-    fn frame(&self, episode_return: f64) -> Frame {
-        frame::<S>(&self.state(), self.elapsed_steps(), episode_return)
+    fn frame(&mut self, episode_return: f64) -> Result<Frame> {
+        Ok(frame::<S>(
+            &self.state(),
+            self.elapsed_steps(),
+            episode_return,
+        ))
     }
 }
 
-/// One env of environment `id` seeded with `seed` (as a batch seeds its envs, so
-/// [`super::env_seed`]`(seed, 0)` gives a batch's first env), truncating after `max_steps`
-/// steps; call [`DrawnEnv::reset`] before stepping.
-pub fn drawn_env(id: EnvId, seed: u64, max_steps: u32) -> Box<dyn DrawnEnv> {
-    match id {
-        EnvId::CartPole => Box::new(Single::<CartPole>::with_max_episode_steps(seed, max_steps)),
-        EnvId::Acrobot => Box::new(Single::<Acrobot>::with_max_episode_steps(seed, max_steps)),
-        EnvId::MountainCar => Box::new(Single::<MountainCar>::with_max_episode_steps(
-            seed, max_steps,
-        )),
+/// The colours of a frame drawn from any RGB image (a Gymnasium environment's `rgb_array`
+/// render): 6 levels of red and blue and 7 of green, black and white among them.
+pub static RGB_CUBE: LazyLock<Vec<[u8; 3]>> = LazyLock::new(|| {
+    let levels = |n: u32| (0..n).map(move |i| (i * 255 / (n - 1)) as u8);
+    levels(6)
+        .flat_map(|r| levels(7).flat_map(move |g| levels(6).map(move |b| [r, g, b])))
+        .collect()
+});
+
+/// The nearest level of `n` evenly spaced ones in 0..=255 to `value`.
+fn level(value: u8, n: u32) -> u8 {
+    let step = (u32::from(value) * (n - 1) + 127) / 255;
+    (step * 255 / (n - 1)) as u8
+}
+
+/// An RGB image (`height` rows of `width` pixels, three bytes each) as a frame of
+/// [`RGB_CUBE`]'s colours, with the step / return overlay.
+pub fn rgb_frame(
+    width: u32,
+    height: u32,
+    pixels: &[u8],
+    step: u32,
+    episode_return: f64,
+) -> Result<Frame> {
+    if pixels.len() != width as usize * height as usize * 3 {
+        bail!(
+            "an RGB image of {width}x{height} pixels has {} bytes",
+            pixels.len()
+        );
     }
+    let palette: &'static [[u8; 3]] = RGB_CUBE.as_slice();
+    let pixels = pixels
+        .chunks_exact(3)
+        .flat_map(|p| [level(p[0], 6), level(p[1], 7), level(p[2], 6)])
+        .collect();
+    let mut frame = Frame {
+        width,
+        height,
+        palette,
+        pixels,
+    };
+    let overlay = format!("step {step}  return {episode_return:.0}");
+    frame.text(&overlay, OVERLAY_MARGIN, OVERLAY_MARGIN, BLACK);
+    Ok(frame)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::MountainCar;
 
     /// Each environment's frames: its size, its frame rate, and only its palette's colours,
     /// over an episode of alternating actions.
-    fn check_episode(id: EnvId, size: (u32, u32), fps: u32) -> anyhow::Result<()> {
-        let mut env = drawn_env(id, 5, 40);
+    fn check_episode(id: &str, size: (u32, u32), fps: u32) -> anyhow::Result<()> {
+        let mut cfg = crate::config::Config::default().env;
+        cfg.id = id.parse().map_err(anyhow::Error::msg)?;
+        let resolved = crate::env::registry::resolve(&cfg)?;
+        let mut env = resolved.drawn(5, 40)?;
         assert_eq!(env.fps(), fps, "{id}");
-        env.reset();
+        env.reset()?;
         let mut episode_return = 0.0;
         for t in 0..40i64 {
-            let frame = env.frame(episode_return);
+            let frame = env.frame(episode_return)?;
             assert_eq!((frame.width, frame.height), size, "{id}");
             assert_eq!(frame.pixels.len(), (size.0 * size.1 * 3) as usize);
             assert!(frame.palette.contains(&WHITE) && frame.palette.contains(&BLACK));
@@ -157,7 +201,7 @@ mod tests {
                     .all(|p| frame.palette.contains(&[p[0], p[1], p[2]])),
                 "{id}: a colour outside the palette"
             );
-            let outcome = env.step(t % 3 % crate::env::spec(id).n_actions as i64)?;
+            let outcome = env.step(t % 3 % resolved.spec().n_actions as i64)?;
             episode_return += f64::from(outcome.reward);
             if outcome.terminated || outcome.truncated {
                 break;
@@ -168,9 +212,23 @@ mod tests {
 
     #[test]
     fn each_environment_draws_at_gymnasiums_size_and_rate() -> anyhow::Result<()> {
-        check_episode(EnvId::CartPole, (600, 400), 50)?;
-        check_episode(EnvId::Acrobot, (500, 500), 15)?;
-        check_episode(EnvId::MountainCar, (600, 400), 30)
+        check_episode("CartPole-v1", (600, 400), 50)?;
+        check_episode("Acrobot-v1", (500, 500), 15)?;
+        check_episode("MountainCar-v0", (600, 400), 30)
+    }
+
+    #[test]
+    fn an_rgb_image_is_drawn_in_the_cubes_colours() -> anyhow::Result<()> {
+        let pixels: Vec<u8> = (0..=255u8).flat_map(|v| [v, 255 - v, v / 2]).collect();
+        let frame = rgb_frame(256, 1, &pixels, 0, 0.0)?;
+        assert_eq!(frame.palette.len(), 252);
+        assert!(frame
+            .pixels
+            .chunks_exact(3)
+            .all(|p| frame.palette.contains(&[p[0], p[1], p[2]])));
+        assert_eq!(&frame.pixels[..3], &[0, 255, 0]);
+        assert!(rgb_frame(2, 2, &pixels[..9], 0, 0.0).is_err());
+        Ok(())
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::learn::qfunction::{self, QFunction};
 use crate::learn::replay::{Batch, RowLayout};
 
 /// CartPole-v1's sizes and limits.
-const CARTPOLE: EnvSpec = CartPole::SPEC;
+const CARTPOLE: &EnvSpec = &CartPole::SPEC;
 /// CartPole's rows.
 const LAYOUT: RowLayout = RowLayout::new(CARTPOLE.obs_dim);
 use tch::{Kind, Reduction};
@@ -95,7 +95,7 @@ fn learner(lr: f64) -> Result<Learner> {
     let mut cfg = Config::default();
     cfg.optimizer.lr = lr;
     cfg.agent.gamma = 0.9;
-    Learner::new(&cfg, &CARTPOLE, Device::Cpu, 3)
+    Learner::new(&cfg, CARTPOLE, Device::Cpu, 3)
 }
 
 /// With a repeated transition, Q(s, a) converges to its TD target: r alone when
@@ -158,7 +158,7 @@ fn the_update_gradient_is_the_losss_gradient() -> Result<()> {
     for (loss, weighted) in [(Loss::Mse, false), (Loss::Huber, true), (Loss::Mse, true)] {
         let mut cfg = Config::default();
         cfg.agent.loss = loss;
-        let mut learner = Learner::new(&cfg, &CARTPOLE, Device::Cpu, 9)?;
+        let mut learner = Learner::new(&cfg, CARTPOLE, Device::Cpu, 9)?;
         tch::manual_seed(4);
         let b = random_batch(16, weighted);
         // The default config: a target network, no Double DQN.
@@ -213,7 +213,7 @@ fn fast_and_reference_learners_take_the_same_updates() -> Result<()> {
             cfg.agent.double_dqn = true;
             cfg.agent.loss = Loss::Huber;
             cfg.optimizer.max_grad_norm = Some(1.0);
-            learners.push(Learner::new(&cfg, &CARTPOLE, Device::Cpu, 21)?);
+            learners.push(Learner::new(&cfg, CARTPOLE, Device::Cpu, 21)?);
         }
         // libtorch's generator is shared by tests running in parallel: start both from
         // the very same parameters rather than from the same seed.
@@ -271,8 +271,8 @@ fn the_host_kernel_takes_the_updates_the_ops_take() -> Result<()> {
         cfg.agent.target_update_every = target_every;
         cfg.optimizer.max_grad_norm = Some(1.0);
         cfg.agent.tau = if target_every > 0 { 0.5 } else { 1.0 };
-        let mut host = Learner::new(&cfg, &CARTPOLE, Device::Cpu, 5)?;
-        let mut ops = Learner::build(&cfg, &CARTPOLE, Device::Cpu, 5, false)?;
+        let mut host = Learner::new(&cfg, CARTPOLE, Device::Cpu, 5)?;
+        let mut ops = Learner::build(&cfg, CARTPOLE, Device::Cpu, 5, false)?;
         assert_eq!(
             (host.kernel(), ops.kernel()),
             ("host kernel", "libtorch ops")

@@ -1,13 +1,14 @@
 use super::checkpoint::{ReplayState, ROWS};
 use super::*;
-use crate::env::{CartPole, Dynamics};
+use crate::env::{CartPole, Dynamics, EnvSpec};
 use crate::learn::rows::Rows;
 use crate::learn::state::Checkpointed;
 use rand::SeedableRng;
 use rand_pcg::Pcg64;
 
 /// Floats per CartPole observation.
-const OBS_DIM: usize = CartPole::SPEC.obs_dim;
+const CARTPOLE: &EnvSpec = &CartPole::SPEC;
+const OBS_DIM: usize = CARTPOLE.obs_dim;
 /// CartPole-sized rows.
 const LAYOUT: RowLayout = RowLayout::new(OBS_DIM);
 const ROW: usize = LAYOUT.floats();

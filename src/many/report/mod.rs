@@ -79,16 +79,20 @@ pub struct Comparison {
 }
 
 /// An environment the runs played: a section of the report and a row of the plot.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Environment {
-    /// Its Gymnasium id.
+    /// Its id.
     pub env: EnvId,
-    /// The solved threshold of its groups' success rates.
-    pub threshold: f64,
+    /// The solved threshold of its groups' success rates (none for an environment that
+    /// registers none, or whose spec its runs do not record).
+    pub threshold: Option<f64>,
     /// The least and the most an episode can return within its runs' longest time limit (its
-    /// plots' range).
+    /// plots' range), where they are known.
     #[serde(skip)]
-    pub returns: (f64, f64),
+    pub returns: Option<(f64, f64)>,
+    /// Its spec, where known: qnet's own environments', or what a run of it recorded.
+    #[serde(skip)]
+    spec: Option<crate::env::EnvSpec>,
 }
 
 /// A whole report.
@@ -112,18 +116,56 @@ pub struct Report {
 impl Environment {
     /// `env` with the threshold of its spec and the return range of the longest time limit
     /// among `runs` of it.
-    fn of(env: EnvId, runs: &[Run]) -> Self {
-        let spec = crate::env::spec(env);
-        let time_limit = runs
-            .iter()
-            .filter(|run| run.config.env.id == env)
-            .map(|run| run.config.env.time_limit())
+    fn of(env: &EnvId, runs: &[Run]) -> Self {
+        let of_env = || runs.iter().filter(move |run| run.config.env.id == *env);
+        // Nothing is started to learn it: qnet's own environments are known, and a finished
+        // run of a Gymnasium one records what it found.
+        let spec = crate::env::registry::rust_spec(env.as_str()).or_else(|| {
+            of_env().find_map(|run| match &run.state {
+                RunState::Finished(summary) => summary.env.clone(),
+                _ => None,
+            })
+        });
+        let Some(spec) = spec else {
+            return Self {
+                env: env.clone(),
+                threshold: None,
+                returns: None,
+                spec: None,
+            };
+        };
+        let limit_of = |run: &Run| {
+            run.config
+                .env
+                .max_episode_steps
+                .unwrap_or(spec.max_episode_steps)
+        };
+        let time_limit = of_env()
+            .map(limit_of)
             .max()
             .unwrap_or(spec.max_episode_steps);
         Self {
-            env,
+            env: env.clone(),
             threshold: spec.reward_threshold,
             returns: spec.returns_within(time_limit),
+            spec: Some(spec),
+        }
+    }
+
+    /// Why "solved" is not judged for a run of this environment with `config`, or `None`
+    /// where it is.
+    fn solved_not_judged(&self, config: &crate::config::Config) -> Option<String> {
+        match &self.spec {
+            Some(spec) => spec.solved_not_judged(
+                config
+                    .env
+                    .max_episode_steps
+                    .unwrap_or(spec.max_episode_steps),
+            ),
+            None => Some(format!(
+                "no run of {} records its spec (a reward threshold)",
+                self.env
+            )),
         }
     }
 }
@@ -138,11 +180,14 @@ impl Report {
         let mut environments: Vec<Environment> = Vec::new();
         let mut groups = Vec::new();
         for setting in settings(&runs)? {
-            let env = Environment::of(setting.env, &runs);
-            if environments.last() != Some(&env) {
-                environments.push(env);
-            }
-            groups.push(Group::build(setting, env.threshold, bootstrap)?);
+            let env = match environments.last() {
+                Some(env) if env.env == *setting.env => env,
+                _ => {
+                    environments.push(Environment::of(setting.env, &runs));
+                    &environments[environments.len() - 1]
+                }
+            };
+            groups.push(Group::build(setting, env, bootstrap)?);
         }
         Ok(Self {
             environments,
@@ -155,8 +200,8 @@ impl Report {
     }
 
     /// The groups of `env`, in report order.
-    fn groups_of(&self, env: EnvId) -> impl Iterator<Item = &Group> {
-        self.groups.iter().filter(move |g| g.env == env)
+    fn groups_of<'r>(&'r self, env: &'r EnvId) -> impl Iterator<Item = &'r Group> + 'r {
+        self.groups.iter().filter(move |g| g.env == *env)
     }
 
     /// Adds the probability-of-improvement comparisons within each environment: each group
@@ -168,12 +213,12 @@ impl Report {
         let mut comparisons = Vec::new();
         for env in &self.environments {
             let scored: Vec<&Group> = self
-                .groups_of(env.env)
+                .groups_of(&env.env)
                 .filter(|g| g.stats.is_some())
                 .collect();
             for (x, y) in pairs(&scored, baseline) {
                 comparisons.push(Comparison {
-                    env: env.env,
+                    env: env.env.clone(),
                     x: x.name.clone(),
                     y: y.name.clone(),
                     probability_of_improvement: stats::probability_of_improvement_ci(
@@ -229,15 +274,21 @@ impl Report {
 }
 
 impl Group {
-    /// The group of `setting`'s runs, its success rates counted against `threshold`.
-    fn build(setting: Setting<'_>, threshold: f64, bootstrap: &Bootstrap) -> Result<Self> {
-        let Setting { env, name, runs } = setting;
+    /// The group of `setting`'s runs, its success rates counted against the threshold of
+    /// its environment `env`.
+    fn build(setting: Setting<'_>, env: &Environment, bootstrap: &Bootstrap) -> Result<Self> {
+        let Setting {
+            env: id,
+            name,
+            runs,
+        } = setting;
         // A group's runs share their config but for the seed: one time limit.
         let solved_not_judged = runs
             .iter()
-            .find_map(|run| run.config.env.solved_not_judged());
+            .find_map(|run| env.solved_not_judged(&run.config));
+        let threshold = env.threshold;
         let mut group = Group {
-            env,
+            env: id.clone(),
             name,
             runs: runs.iter().map(|r| r.dir.clone()).collect(),
             finished: 0,
@@ -260,7 +311,11 @@ impl Group {
             }
         }
         if group.finished > 0 {
-            let judged = group.solved_not_judged.is_none().then_some(threshold);
+            let judged = group
+                .solved_not_judged
+                .is_none()
+                .then_some(threshold)
+                .flatten();
             group.stats = Some(GroupStats::of(
                 &group.scores,
                 all_kept_best,
@@ -338,9 +393,10 @@ mod tests {
     /// own runs count.
     #[test]
     fn an_environments_returns_span_its_runs_longest_time_limit() {
-        let run = |env: EnvId, limit: Option<u32>| {
+        let run = |env: &str, limit: Option<u32>| {
+            let env: EnvId = env.parse().expect("an id");
             let mut config = Config::default();
-            config.env.id = env;
+            config.env.id = env.clone();
             config.env.max_episode_steps = limit;
             Run {
                 dir: PathBuf::from(env.as_str()),
@@ -349,17 +405,18 @@ mod tests {
             }
         };
         let runs = [
-            run(EnvId::MountainCar, None),
-            run(EnvId::MountainCar, Some(1000)),
-            run(EnvId::Acrobot, Some(3000)),
+            run("MountainCar-v0", None),
+            run("MountainCar-v0", Some(1000)),
+            run("Acrobot-v1", Some(3000)),
         ];
         assert_eq!(
-            Environment::of(EnvId::MountainCar, &runs).returns,
-            (-1000.0, 0.0)
+            Environment::of(&runs[0].config.env.id, &runs).returns,
+            Some((-1000.0, 0.0))
         );
+        // No run of Acrobot-v1 among these: its registered limit.
         assert_eq!(
-            Environment::of(EnvId::Acrobot, &runs[..1]).returns,
-            (-500.0, 0.0)
+            Environment::of(&runs[2].config.env.id, &runs[..1]).returns,
+            Some((-500.0, 0.0))
         );
     }
 }

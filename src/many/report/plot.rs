@@ -147,23 +147,37 @@ struct Row<'r> {
 impl<'r> Row<'r> {
     fn of(
         report: &'r Report,
-        env: &Environment,
+        env: &'r Environment,
         several: bool,
         bootstrap: &Bootstrap,
     ) -> Result<Self> {
-        let groups: Vec<&Group> = report.groups_of(env.env).collect();
+        let groups: Vec<&Group> = report.groups_of(&env.env).collect();
         let curves = groups
             .iter()
             .map(|g| iqm_curve(g, bootstrap))
             .collect::<Result<Vec<_>>>()?;
-        let profiles = Profiles::of(&groups, env.returns, bootstrap)?;
+        // Where the environment's range of returns is not known, the runs' own spans it.
+        let returns = env.returns.unwrap_or_else(|| {
+            let seen = groups
+                .iter()
+                .flat_map(|g| g.scores.final_return.iter().copied())
+                .chain(curves.iter().flatten().flat_map(|(_, e)| [e.lo, e.hi]))
+                .chain(env.threshold);
+            let (lo, hi) = profile_range(seen, (0.0, 1.0));
+            if lo < hi {
+                (lo, hi)
+            } else {
+                (lo - 1.0, lo + 1.0)
+            }
+        });
+        let profiles = Profiles::of(&groups, returns, bootstrap)?;
         Ok(Self {
             label: if several {
                 format!("{}: ", env.env.as_str())
             } else {
                 String::new()
             },
-            returns: env.returns,
+            returns,
             groups,
             curves,
             profiles,

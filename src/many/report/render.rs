@@ -57,7 +57,10 @@ pub(super) fn markdown(report: &Report) -> String {
     let mut md = String::new();
     let level = format!("{:.0}%", 100.0 * report.confidence);
     let success = match report.environments.as_slice() {
-        [only] => format!("final return >= {}", only.threshold),
+        [only] => match only.threshold {
+            Some(threshold) => format!("final return >= {threshold}"),
+            None => format!("none ({} registers no reward threshold)", only.env),
+        },
         _ => "final return >= the reward threshold of the run's environment, which its section \
               names; settings are compared only with settings of their environment"
             .to_owned(),
@@ -73,15 +76,23 @@ pub(super) fn markdown(report: &Report) -> String {
     let several = report.environments.len() > 1;
     for (index, env) in report.environments.iter().enumerate() {
         if several {
+            let success = match env.threshold {
+                Some(threshold) => {
+                    format!(
+                        "final return >= {threshold} ({}'s reward threshold)",
+                        env.env
+                    )
+                }
+                None => format!("not judged ({} registers no reward threshold)", env.env),
+            };
             let _ = writeln!(
                 md,
-                "{}## {id}\n\nSuccess: final return >= {} ({id}'s reward threshold).\n",
+                "{}## {}\n\nSuccess: {success}.\n",
                 if index > 0 { "\n" } else { "" },
-                env.threshold,
-                id = env.env.as_str(),
+                env.env.as_str(),
             );
         }
-        settings_table(&mut md, report.groups_of(env.env));
+        settings_table(&mut md, report.groups_of(&env.env));
         let comparisons: Vec<&Comparison> = report
             .comparisons
             .iter()

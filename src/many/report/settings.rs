@@ -48,7 +48,7 @@ impl Run {
 #[derive(Debug)]
 pub(super) struct Setting<'r> {
     /// The environment its runs played.
-    pub env: EnvId,
+    pub env: &'r EnvId,
     /// What tells it from the other settings of its environment.
     pub name: String,
     /// Its runs, in the order they were found.
@@ -60,17 +60,17 @@ pub(super) struct Setting<'r> {
 /// Each setting is named apart from its environment's other settings only: the section it is
 /// reported in already names the environment.
 pub(super) fn settings(runs: &[Run]) -> Result<Vec<Setting<'_>>> {
-    let mut envs: Vec<EnvId> = Vec::new();
+    let mut envs: Vec<&EnvId> = Vec::new();
     for run in runs {
-        if !envs.contains(&run.config.env.id) {
-            envs.push(run.config.env.id);
+        if !envs.contains(&&run.config.env.id) {
+            envs.push(&run.config.env.id);
         }
     }
     let mut settings = Vec::new();
     for env in envs {
         let mut keys: Vec<Config> = Vec::new();
         let mut members: Vec<Vec<&Run>> = Vec::new();
-        for run in runs.iter().filter(|run| run.config.env.id == env) {
+        for run in runs.iter().filter(|run| run.config.env.id == *env) {
             let key = run.group_key();
             match keys.iter().position(|k| *k == key) {
                 Some(i) => members[i].push(run),
@@ -94,9 +94,10 @@ pub(super) fn settings(runs: &[Run]) -> Result<Vec<Setting<'_>>> {
 mod tests {
     use super::*;
 
-    fn run(env: EnvId, lr: f64, seed: u64) -> Run {
+    fn run(env: &str, lr: f64, seed: u64) -> Run {
+        let env: EnvId = env.parse().expect("an id");
         let mut config = Config::default();
-        config.env.id = env;
+        config.env.id = env.clone();
         config.optimizer.lr = lr;
         config.seed = seed;
         Run {
@@ -112,45 +113,46 @@ mod tests {
             .iter()
             .map(|s| {
                 let dirs = s.runs.iter().map(|r| r.dir.display().to_string());
-                (s.env, s.name.clone(), dirs.collect())
+                (s.env.clone(), s.name.clone(), dirs.collect())
             })
             .collect()
     }
 
     #[test]
     fn runs_group_by_environment_then_setting_named_within_their_environment() -> Result<()> {
-        use EnvId::{Acrobot, CartPole, MountainCar};
+        let [acrobot, cartpole, mountain_car] = ["Acrobot-v1", "CartPole-v1", "MountainCar-v0"];
+        let id = |name: &str| -> EnvId { name.parse().expect("an id") };
         let runs = [
-            run(Acrobot, 1e-3, 0),
-            run(CartPole, 1e-3, 0),
-            run(Acrobot, 3e-3, 0),
-            run(MountainCar, 1e-3, 0),
-            run(CartPole, 1e-3, 1),
-            run(Acrobot, 1e-3, 1),
+            run(acrobot, 1e-3, 0),
+            run(cartpole, 1e-3, 0),
+            run(acrobot, 3e-3, 0),
+            run(mountain_car, 1e-3, 0),
+            run(cartpole, 1e-3, 1),
+            run(acrobot, 1e-3, 1),
         ];
         let owned = |s: &[&str]| s.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>();
         assert_eq!(
             summary(&settings(&runs)?),
             [
                 (
-                    Acrobot,
+                    id(acrobot),
                     "optimizer.lr=0.001".to_owned(),
                     owned(&["Acrobot-v1/0.001/seed0", "Acrobot-v1/0.001/seed1"])
                 ),
                 (
-                    Acrobot,
+                    id(acrobot),
                     "optimizer.lr=0.003".to_owned(),
                     owned(&["Acrobot-v1/0.003/seed0"])
                 ),
                 // A lone setting of its environment is named by its experiment, and no name
                 // repeats the environment its section names.
                 (
-                    CartPole,
+                    id(cartpole),
                     "cartpole".to_owned(),
                     owned(&["CartPole-v1/0.001/seed0", "CartPole-v1/0.001/seed1"])
                 ),
                 (
-                    MountainCar,
+                    id(mountain_car),
                     "cartpole".to_owned(),
                     owned(&["MountainCar-v0/0.001/seed0"])
                 ),
@@ -161,9 +163,9 @@ mod tests {
 
     #[test]
     fn seeds_and_devices_do_not_split_a_setting() -> Result<()> {
-        let mut other_device = run(EnvId::CartPole, 1e-3, 5);
+        let mut other_device = run("CartPole-v1", 1e-3, 5);
         other_device.config.device = DeviceSpec::Cpu;
-        let runs = [run(EnvId::CartPole, 1e-3, 0), other_device];
+        let runs = [run("CartPole-v1", 1e-3, 0), other_device];
         let found = settings(&runs)?;
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].runs.len(), 2);

@@ -9,7 +9,7 @@ use rand_pcg::Pcg64;
 
 use super::cadence::Cadence;
 use crate::config::{Config, Procedure};
-use crate::env::Envs;
+use crate::env::{Envs, Resolved};
 use crate::learn::agent::{Learner, UpdateStats};
 use crate::learn::nstep::{NStepWindows, Step};
 use crate::learn::replay::{Minibatch, Prioritization, ReplayBuffer, Transition};
@@ -33,7 +33,7 @@ pub struct Algorithm {
 }
 
 /// What the algorithm carries between steps besides the learner and the replay buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AlgorithmState {
     /// Env steps taken, summed over envs.
     pub env_steps: u64,
@@ -60,17 +60,12 @@ pub struct AlgorithmState {
 }
 
 impl AlgorithmState {
-    /// The state before the first step of a run of `cfg`.
-    pub fn new(cfg: &Config) -> Self {
+    /// The state before the first step of a run of `cfg` on `env`.
+    pub fn new(cfg: &Config, env: &Resolved) -> Result<Self> {
         let n = cfg.env.n_envs;
-        let mut envs = Envs::new(
-            cfg.env.id,
-            n,
-            stream_seed(cfg.seed, Stream::TrainEnvs),
-            cfg.env.time_limit(),
-        );
-        envs.reset_all();
-        Self {
+        let mut envs = env.batch(0..n, stream_seed(cfg.seed, Stream::TrainEnvs))?;
+        envs.reset_all()?;
+        Ok(Self {
             env_steps: 0,
             vector_steps: 0,
             gradient_updates: 0,
@@ -82,7 +77,7 @@ impl AlgorithmState {
             envs,
             episode_returns: vec![0.0; n],
             nstep: NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n),
-        }
+        })
     }
 }
 
@@ -101,11 +96,12 @@ pub struct EpisodeEnd {
 }
 
 impl Algorithm {
-    /// The algorithm of `cfg` before its first step, its tensors where `placement` says.
-    pub fn new(cfg: &Config, placement: Placement) -> Result<Self> {
+    /// The algorithm of `cfg` on `env` before its first step, its tensors where `placement`
+    /// says.
+    pub fn new(cfg: &Config, resolved: &Resolved, placement: Placement) -> Result<Self> {
         let device = placement.train;
-        let env = crate::env::spec(cfg.env.id);
-        let learner = Learner::new(cfg, &env, device, stream_seed(cfg.seed, Stream::Init))?;
+        let env = resolved.spec();
+        let learner = Learner::new(cfg, env, device, stream_seed(cfg.seed, Stream::Init))?;
         let capacity = match cfg.train.procedure {
             Procedure::Dqn => cfg.replay.capacity,
             // The tutorial keeps its own per-iteration memory.
@@ -127,7 +123,7 @@ impl Algorithm {
             cfg: cfg.clone(),
             learner,
             replay,
-            state: AlgorithmState::new(cfg),
+            state: AlgorithmState::new(cfg, resolved)?,
             obs: vec![0.0; n * env.obs_dim],
             actions: vec![0; n],
         })

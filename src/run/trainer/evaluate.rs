@@ -117,19 +117,15 @@ impl Trainer<'_> {
     /// The envs of an evaluation seeded from `seed`: the run's environment and time limit.
     fn eval_envs(&self, seed: u64) -> eval::EvalEnvs {
         eval::EvalEnvs {
-            id: self.cfg.env.id,
+            env: self.env.clone(),
             seed,
-            max_episode_steps: self.cfg.env.time_limit(),
         }
     }
 
     /// The run's environment's reward threshold, where solved is judged: not under a time
-    /// limit shorter than the registered one (`EnvConfig::solved_not_judged`).
+    /// limit shorter than the registered one, nor for an environment without one.
     fn judged_threshold(&self) -> Option<f64> {
-        match self.cfg.env.solved_not_judged() {
-            None => Some(crate::env::spec(self.cfg.env.id).reward_threshold),
-            Some(_) => None,
-        }
+        self.env.threshold()
     }
 
     /// `result` reaches the reward threshold, where solved is judged.
@@ -150,7 +146,7 @@ impl Trainer<'_> {
         let result = eval::evaluate(
             &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.episodes,
-            self.eval_envs(eval::periodic_eval_seed(self.cfg.seed)),
+            &self.eval_envs(eval::periodic_eval_seed(self.cfg.seed)),
         )?;
         let seconds = self.seconds();
         let solved = self.judged_solved(&result) == Some(true);
@@ -187,7 +183,7 @@ impl Trainer<'_> {
         let result = eval::evaluate_in_batches(
             &GreedyPolicy(&self.algorithm.learner),
             first..first.saturating_add(n),
-            self.eval_envs(eval::confirm_eval_seed(self.cfg.seed)),
+            &self.eval_envs(eval::confirm_eval_seed(self.cfg.seed)),
             &mut |_| {},
         )?;
         self.book.confirm_next_env = first.saturating_add(n);
@@ -231,7 +227,7 @@ impl Trainer<'_> {
         let result = eval::evaluate(
             &GreedyPolicy(&self.algorithm.learner),
             self.cfg.eval.final_episodes,
-            self.eval_envs(eval::final_eval_seed(self.cfg.seed)),
+            &self.eval_envs(eval::final_eval_seed(self.cfg.seed)),
         )?;
         self.book.train_seconds = self.seconds();
         self.records.push(&Row::Eval {
@@ -270,7 +266,7 @@ impl Trainer<'_> {
             solved_at_seconds: self.book.solved_at_seconds,
             confirmed_at_step: self.book.confirmed_at_step,
             confirmed_at_seconds: self.book.confirmed_at_seconds,
-            solved_not_judged: result.and(self.cfg.env.solved_not_judged()),
+            solved_not_judged: result.and(self.env.solved_not_judged()),
             best_eval_mean: self.best.best.as_ref().map(|best| best.mean),
             best_eval_step: self.best.best.as_ref().map(|best| best.step),
             diverged_at_step: divergence.map(|d| d.env_step),
@@ -278,6 +274,7 @@ impl Trainer<'_> {
             seed: self.cfg.seed,
             device: device::name(self.device),
             qnet_version: env!("CARGO_PKG_VERSION").to_owned(),
+            env: Some(self.env.spec().clone()),
             provenance: Some(self.provenance.clone()),
         }
     }

@@ -29,6 +29,7 @@ use algorithm::{Algorithm, EpisodeEnd};
 use state::Bookkeeping;
 
 use crate::config::{Config, Procedure};
+use crate::env::Resolved;
 use crate::platform::device;
 use crate::platform::signals::StopFlag;
 use crate::run::checkpoint::training::TrainingCheckpoint;
@@ -84,6 +85,8 @@ enum Stop {
 /// algorithm and owns the records, evaluations, checkpoints, progress and stop flag.
 pub struct Trainer<'a> {
     cfg: Config,
+    /// The environment, resolved: its spec and how to make evaluation envs.
+    env: Resolved,
     device: Device,
     /// The learner, replay buffer, envs and the algorithm's counters.
     algorithm: Algorithm,
@@ -106,10 +109,12 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    /// A run of `cfg` on `device` in `run_dir`, from step 0 or from a checkpoint, by a
-    /// session of `command` (recorded in summary.json).
+    /// A run of `cfg` on `env` and `device` in `run_dir`, from step 0 or from a checkpoint,
+    /// by a session of `command` (recorded in summary.json).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Config,
+        env: Resolved,
         placement: Placement,
         run_dir: &Path,
         start: Start<'_>,
@@ -119,7 +124,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self> {
         let device = placement.train;
         let provenance = Provenance::capture(command, device);
-        let algorithm = Algorithm::new(&cfg, placement)?;
+        let algorithm = Algorithm::new(&cfg, &env, placement)?;
         let records = match start {
             Start::Fresh => Records::create(run_dir)?,
             Start::Resume(checkpoint) => state::reopen_records(run_dir, checkpoint)?,
@@ -127,6 +132,7 @@ impl<'a> Trainer<'a> {
         let mut trainer = Self {
             book: Bookkeeping::new(&cfg),
             cfg,
+            env,
             device,
             algorithm,
             records,

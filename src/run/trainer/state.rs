@@ -17,12 +17,13 @@ use crate::artifacts::plot::{learning_curve_svg, LEARNING_CURVE};
 use crate::config::{Config, Procedure};
 use serde_json::value::RawValue;
 
-use crate::env::Envs;
+use crate::env::Resolved;
 use crate::learn::eval::EvalResult;
 use crate::learn::nstep::NStepWindows;
 use crate::learn::qfunction::NetworkSpec;
 use crate::learn::state::{Checkpointed, Part};
 use crate::platform::atomic::write_bytes_atomic;
+use crate::platform::rng::{splitmix64, stream_seed, Stream};
 use crate::run::checkpoint::training::{part, TrainingCheckpoint, FILE_NAME};
 use crate::run::checkpoint::ModelFiles;
 use crate::run::metrics::Curves;
@@ -128,9 +129,13 @@ struct LoopState {
 
 impl LoopState {
     /// The two halves as one.
-    fn join(algorithm: &AlgorithmState, book: &Bookkeeping) -> Result<Self> {
-        let a = algorithm.clone();
+    fn join(a: &AlgorithmState, book: &Bookkeeping) -> Result<Self> {
         let b = book.clone();
+        // A Python environment's state cannot be saved: null, and a resume restarts its envs.
+        let envs = match a.envs.to_json() {
+            Some(json) => json.context("encoding the envs")?,
+            None => "null".to_owned(),
+        };
         Ok(Self {
             env_steps: a.env_steps,
             vector_steps: a.vector_steps,
@@ -140,10 +145,10 @@ impl LoopState {
             next_eval_at: b.next_eval_at,
             next_checkpoint_at: b.next_checkpoint_at,
             next_target_at: a.next_target_at,
-            explore_rng: a.explore_rng,
-            replay_rng: a.replay_rng,
-            envs: serde_json::value::to_raw_value(&a.envs).context("encoding the envs")?,
-            episode_returns: a.episode_returns,
+            explore_rng: a.explore_rng.clone(),
+            replay_rng: a.replay_rng.clone(),
+            envs: RawValue::from_string(envs).context("encoding the envs")?,
+            episode_returns: a.episode_returns.clone(),
             recent_returns: b.recent_returns,
             last_loss: b.last_loss,
             last_eval: b.last_eval,
@@ -154,18 +159,27 @@ impl LoopState {
             confirmed_at_seconds: b.confirmed_at_seconds,
             train_seconds: b.train_seconds,
             stopped_solved: b.stopped_solved,
-            nstep: a.nstep,
+            nstep: a.nstep.clone(),
         })
     }
 
-    /// The algorithm's half and the run's, its envs read as `cfg`'s environment and each
-    /// per-env part checked against `cfg`.
-    fn split(self, cfg: &Config) -> Result<(AlgorithmState, Bookkeeping)> {
-        let env = cfg.env.id;
+    /// The algorithm's half and the run's, its envs read as `env` (or, for a Python
+    /// environment, whose state the checkpoint cannot hold, made anew: their episodes restart,
+    /// seeded from the run's seed and env step) and each per-env part checked against `cfg`.
+    fn split(mut self, cfg: &Config, env: &Resolved) -> Result<(AlgorithmState, Bookkeeping)> {
         let n = cfg.env.n_envs;
-        let envs = Envs::from_json(env, self.envs.get())
-            .with_context(|| format!("reading the checkpoint's training envs as {env}"))?;
-        envs.check(n, cfg.env.time_limit())
+        let id = &env.spec().id;
+        let envs = if env.is_gym() && self.envs.get() == "null" {
+            let seed =
+                splitmix64(stream_seed(cfg.seed, Stream::TrainEnvs).wrapping_add(self.env_steps));
+            self.episode_returns = vec![0.0; n];
+            self.nstep = NStepWindows::new(cfg.agent.n_step, cfg.agent.gamma, n);
+            env.batch(0..n, seed)?
+        } else {
+            env.restore(self.envs.get())
+                .with_context(|| format!("reading the checkpoint's training envs as {id}"))?
+        };
+        envs.check(n, env.time_limit())
             .map_err(|e| anyhow!("the checkpoint's training envs {e}"))?;
         if self.episode_returns.len() != n {
             bail!(
@@ -175,7 +189,7 @@ impl LoopState {
             );
         }
         self.nstep
-            .check(cfg.agent.n_step, n, crate::env::spec(env).obs_dim)
+            .check(cfg.agent.n_step, n, env.spec().obs_dim)
             .map_err(|e| anyhow!("the checkpoint's n-step windows {e}"))?;
         let algorithm = AlgorithmState {
             env_steps: self.env_steps,
@@ -221,16 +235,16 @@ pub(super) fn work_left_in(cfg: &Config, state: &AlgorithmState, book: &Bookkeep
 /// Checks what `checkpoint` holds per env and its best model against the sizes `cfg` implies
 /// (a checkpoint is a file that may have been edited or damaged), before anything of the run
 /// is touched; the error says what differs.
-pub fn check_fits(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<()> {
-    checkpoint.state::<LoopState>(part::LOOP)?.split(cfg)?;
-    let env = crate::env::spec(cfg.env.id);
+pub fn check_fits(cfg: &Config, env: &Resolved, checkpoint: &TrainingCheckpoint) -> Result<()> {
+    checkpoint.state::<LoopState>(part::LOOP)?.split(cfg, env)?;
+    let env = env.spec();
     let network = NetworkSpec::new(&cfg.network, env.obs_dim as i64, env.n_actions as i64)?;
     BestModel::check_part(checkpoint.part(part::BEST)?, network.numel())
 }
 
-/// Whether a run resumed from `checkpoint` with `cfg` would train at all.
-pub fn work_left(cfg: &Config, checkpoint: &TrainingCheckpoint) -> Result<bool> {
-    let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split(cfg)?;
+/// Whether a run resumed from `checkpoint` with `cfg` on `env` would train at all.
+pub fn work_left(cfg: &Config, env: &Resolved, checkpoint: &TrainingCheckpoint) -> Result<bool> {
+    let (state, book) = checkpoint.state::<LoopState>(part::LOOP)?.split(cfg, env)?;
     Ok(work_left_in(cfg, &state, &book))
 }
 
@@ -281,13 +295,12 @@ impl Trainer<'_> {
     pub(super) fn write_learning_curve(&self) -> Result<()> {
         let curves = Curves::read(&self.run_dir)?;
         let title = format!("{} (seed {})", self.cfg.experiment, self.cfg.seed);
-        let env = crate::env::spec(self.cfg.env.id);
         let svg = learning_curve_svg(
             &curves.train,
             &curves.eval,
             &title,
-            &env,
-            self.cfg.env.time_limit(),
+            self.env.spec(),
+            self.env.time_limit(),
         )?;
         write_bytes_atomic(&self.run_dir.join(LEARNING_CURVE), svg.as_bytes())
     }
@@ -298,9 +311,13 @@ impl Trainer<'_> {
         checkpoint.restore(part::LEARNER, &mut self.algorithm.learner)?;
         checkpoint.restore(part::REPLAY, &mut self.algorithm.replay)?;
         checkpoint.restore(part::BEST, &mut self.best)?;
-        let (state, book) = checkpoint
+        let (mut state, book) = checkpoint
             .state::<LoopState>(part::LOOP)?
-            .split(&self.cfg)?;
+            .split(&self.cfg, &self.env)?;
+        if self.env.is_gym() {
+            // Made anew by `split`: their episodes start here.
+            state.envs.reset_all()?;
+        }
         self.algorithm.state = state;
         self.book = book;
         // Evaluation and checkpoint cadences may have changed with the resumed config.

@@ -8,6 +8,7 @@ use tch::Device;
 
 use super::algorithm::Algorithm;
 use crate::config::Config;
+use crate::env::Resolved;
 use crate::run::preflight::Placement;
 
 /// Rates of the two halves of the loop.
@@ -29,10 +30,15 @@ fn synchronize(device: Device) {
     }
 }
 
-/// Fills a fresh algorithm of `cfg` on `placement` to `learning_starts` (at least a batch)
+/// Fills a fresh algorithm of `cfg` on `env` and `placement` to `learning_starts` (at least a batch)
 /// with random actions, then times `seconds` of acting and `seconds` of training phases.
-pub fn measure(cfg: &Config, placement: Placement, seconds: f64) -> Result<Throughput> {
-    let mut algorithm = Algorithm::new(cfg, placement)?;
+pub fn measure(
+    cfg: &Config,
+    env: &Resolved,
+    placement: Placement,
+    seconds: f64,
+) -> Result<Throughput> {
+    let mut algorithm = Algorithm::new(cfg, env, placement)?;
     let fill = cfg
         .replay
         .batch_size
@@ -66,4 +72,30 @@ pub fn measure(cfg: &Config, placement: Placement, seconds: f64) -> Result<Throu
         updates_per_second,
         kernel: algorithm.learner.kernel(),
     })
+}
+
+/// Env steps per second of `n` envs of `env` stepped together for about `seconds`, after a
+/// warm-up, with action `(t * 7 + i * 3) % n_actions` for env `i` at step `t` (the pattern
+/// `bench/peers/gym_loop.py` steps Gymnasium with).
+pub fn env_steps_per_second(env: &Resolved, n: usize, seconds: f64) -> Result<f64> {
+    let mut envs = env.batch(0..n, 0)?;
+    envs.reset_all()?;
+    let n_actions = env.spec().n_actions;
+    let mut actions = vec![0i64; n];
+    let mut step = |t: usize| {
+        for (i, action) in actions.iter_mut().enumerate() {
+            *action = ((t * 7 + i * 3) % n_actions) as i64;
+        }
+        envs.step(&actions)
+    };
+    for t in 0..100 {
+        step(t)?;
+    }
+    let start = Instant::now();
+    let mut t = 100;
+    while start.elapsed().as_secs_f64() < seconds {
+        step(t)?;
+        t += 1;
+    }
+    Ok(((t - 100) * n) as f64 / start.elapsed().as_secs_f64())
 }

@@ -15,7 +15,7 @@ impl Trainer<'_> {
         let tutorial = self.cfg.train.tutorial.clone();
         // The memory outgrows min_memory by at most one vector step's worth of episodes.
         let mut memory: Vec<f32> = Vec::new();
-        let rows = tutorial.min_memory + self.cfg.env.n_envs * self.cfg.env.time_limit() as usize;
+        let rows = tutorial.min_memory + self.cfg.env.n_envs * self.env.time_limit() as usize;
         let floats = self.algorithm.replay.layout().floats();
         memory.try_reserve(rows * floats).with_context(|| {
             format!("cannot allocate the tutorial's memory of {rows} transitions")
